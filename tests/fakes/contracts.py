@@ -209,9 +209,9 @@ class FakeServer:
 
     async def start_async(self) -> None:
         """Serve on the running loop (used by the thread and by the subprocess entry)."""
-        self._runner = web.AppRunner(self.build_app(), access_log=None)
+        self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=0.2)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
         assert server is not None

@@ -49,9 +49,24 @@ SPEC_FILE = "telegram_bot_api.json"
 MAX_DEPTH = 12
 PARSE_MODES = {"HTML", "MarkdownV2", "Markdown"}
 HTML_TAGS = {
-    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-    "tg-emoji", "code", "pre", "blockquote", "tg-time",
-}  # fmt: skip
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "tg-emoji",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-time",
+}
 HTML_ENTITY = re.compile(r"&(?!(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);)")
 MARKDOWN_V2_ALWAYS_ESCAPED = set(".!#+-={}")
 MESSAGE_TEXT_METHODS = {"sendmessage", "editmessagetext"}
@@ -95,20 +110,18 @@ def check_object(value: Any, type_name: str, path: str = "", depth: int = 0) -> 
         if name not in fields:
             problems.append(f"{where}: unknown field of {type_name}")
             continue
-        problem = check_value(item, fields[name]["types"], where, depth + 1)
-        if problem:
-            problems.append(problem)
+        problems += check_value(item, fields[name]["types"], where, depth + 1)
     return problems
 
 
-def check_value(value: Any, declared: list[str], path: str, depth: int = 0) -> str | None:
-    """None when a JSON value fits one of the declared types, else the first problem."""
-    first: str | None = None
+def check_value(value: Any, declared: list[str], path: str, depth: int = 0) -> list[str]:
+    """Problems of a JSON value against a union of declared types (empty when one fits)."""
+    first: list[str] = []
     for type_name in declared:
         problems = _check_one(value, type_name, path, depth)
         if not problems:
-            return None
-        first = first or problems[0]
+            return []
+        first = first or problems
     return first
 
 
@@ -118,9 +131,9 @@ def _check_one(value: Any, type_name: str, path: str, depth: int) -> list[str]:
             return [f"{path}: must be an array"]
         inner = type_name.removeprefix("Array of ")
         for index, item in enumerate(value):
-            problem = check_value(item, [inner], f"{path}[{index}]", depth)
-            if problem:
-                return [problem]
+            problems = check_value(item, [inner], f"{path}[{index}]", depth)
+            if problems:
+                return problems
         return []
     simple = {
         "Integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -464,9 +477,7 @@ class FakeTelegram(FakeServer):
                 else value
             )
             params[name] = decoded
-            problem = check_value(decoded, declared, name)
-            if problem:
-                problems.append(f"wrong type: {problem}")
+            problems += [f"wrong type: {p}" for p in check_value(decoded, declared, name)]
         if not problems:
             problems = limit_problems(method["name"].lower(), params)
         return params, problems
@@ -474,8 +485,12 @@ class FakeTelegram(FakeServer):
     # -- results ----------------------------------------------------------------------------
     def _chat(self, chat_id: Any) -> dict[str, Any]:
         if isinstance(chat_id, str) and chat_id.startswith("@"):
-            return {"id": -1001000000000 - len(chat_id), "type": "channel", "title": chat_id[1:],
-                    "username": chat_id[1:]}  # fmt: skip
+            return {
+                "id": -1001000000000 - len(chat_id),
+                "type": "channel",
+                "title": chat_id[1:],
+                "username": chat_id[1:],
+            }
         number = int(chat_id)
         if number > 0:
             return {"id": number, "type": "private", "first_name": "Customer"}
@@ -512,8 +527,13 @@ class FakeTelegram(FakeServer):
         key = (str(self._chat(params["chat_id"])["id"]), int(params["message_id"]))
         old = self.messages.get(key)
         if old is None:
-            old = {"message_id": key[1], "from": self.bot, "chat": self._chat(params["chat_id"]),
-                   "date": int(time.time()), "text": ""}  # fmt: skip
+            old = {
+                "message_id": key[1],
+                "from": self.bot,
+                "chat": self._chat(params["chat_id"]),
+                "date": int(time.time()),
+                "text": "",
+            }
         new = {**old, **changes, "edit_date": int(time.time())}
         if "reply_markup" in params:
             new["reply_markup"] = params["reply_markup"]
@@ -534,8 +554,11 @@ class FakeTelegram(FakeServer):
             case "getMe":
                 return self.bot
             case "setWebhook":
-                self.webhook = {"url": params["url"], "secret_token": params.get("secret_token"),
-                                "allowed_updates": params.get("allowed_updates")}  # fmt: skip
+                self.webhook = {
+                    "url": params["url"],
+                    "secret_token": params.get("secret_token"),
+                    "allowed_updates": params.get("allowed_updates"),
+                }
                 return True
             case "deleteWebhook":
                 self.webhook = {}
@@ -567,15 +590,24 @@ class FakeTelegram(FakeServer):
                 return self._edit(params, {})
             case "getFile":
                 file_id = str(params["file_id"])
-                return {"file_id": file_id, "file_unique_id": f"u{file_id}"[:32],
-                        "file_size": len(self.files.get(file_id, b"fake file " + file_id.encode())),
-                        "file_path": f"documents/{file_id}"}  # fmt: skip
+                return {
+                    "file_id": file_id,
+                    "file_unique_id": f"u{file_id}"[:32],
+                    "file_size": len(self.files.get(file_id, b"fake file " + file_id.encode())),
+                    "file_path": f"documents/{file_id}",
+                }
             case "getChat":
-                return {**self._chat(params["chat_id"]), "accent_color_id": 0,
-                        "max_reaction_count": 11,
-                        "accepted_gift_types": {"unlimited_gifts": False, "limited_gifts": False,
-                                                "unique_gifts": False,
-                                                "premium_subscription": False}}  # fmt: skip
+                return {
+                    **self._chat(params["chat_id"]),
+                    "accent_color_id": 0,
+                    "max_reaction_count": 11,
+                    "accepted_gift_types": {
+                        "unlimited_gifts": False,
+                        "limited_gifts": False,
+                        "unique_gifts": False,
+                        "premium_subscription": False,
+                    },
+                }
         returns = _methods()[name.lower()].get("returns", [])
         if returns == ["Message"] and "chat_id" in params:
             caption = {"caption": params["caption"]} if "caption" in params else {}
