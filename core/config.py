@@ -1,0 +1,167 @@
+"""Settings, read once at start-up (environment or `.env`) and passed down as values.
+
+Careline's own settings use the `CARELINE_` prefix; each platform keeps the names its own
+documentation uses (`TELEGRAM_BOT_TOKEN`, `SLACK_SIGNING_SECRET`, `SENDGRID_API_KEY`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, f"CARELINE_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARELINE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- core ---
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./careline.db",
+        description="SQLAlchemy URL; `postgresql+asyncpg://user:pass@host/db` in production.",
+    )
+    db_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
+    auto_migrate: bool = Field(
+        True, description="Migrate the database on start (the embedded default)."
+    )
+    role: Literal["all", "web", "relay"] = Field(
+        "all", description="What `careline serve` runs: web, relay, or both."
+    )
+    host: str = Field("127.0.0.1", description="Address `careline serve` listens on.")
+    port: int = Field(8000, description="Port `careline serve` listens on.")
+    public_url: str | None = Field(None, description="Public base URL (webhooks, links in emails).")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs web-chat cookies; generated and kept in the database when unset.",
+    )
+    log_level: str = Field("info", description="Log level.")
+    log_json: bool = Field(False, description="Log as JSON lines (set in containers).")
+    data_dir: str = Field("./var", description="Local files: mailbox, uploads, NLU model cache.")
+    max_text_chars: int = Field(4000, description="Longest customer message accepted.")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest attachment accepted.")
+
+    # --- tickets ---
+    sla_hours: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='SLA per priority, JSON: {"urgent": [first_response_h, resolution_h]}.',
+    )
+    auto_assign: bool = Field(True, description="Assign new tickets to available agents.")
+    auto_close_days: float = Field(7, description="Close resolved tickets after N silent days.")
+    reopen_window_days: float = Field(
+        7, description="A resolved ticket reopens when the customer writes within N days."
+    )
+    categories: list[str] = Field(
+        default_factory=lambda: [
+            "billing",
+            "technical",
+            "account",
+            "delivery",
+            "banking",
+            "telecom",
+            "product",
+            "other",
+        ],
+        description="Ticket categories offered to customers (any sector), JSON list.",
+    )
+
+    # --- NLU ---
+    nlu_backend: Literal["auto", "local", "embeddings", "watson"] = Field(
+        "auto", description="auto: Watson when configured, else the local classifier."
+    )
+    nlu_threshold: float = Field(0.45, description="Below this confidence: out of scope.")
+    nlu_intents_file: str | None = Field(
+        None, description="Training data (YAML or CSV); the shipped support intents if unset."
+    )
+    nlu_faq_file: str | None = Field(None, description="FAQ answers (YAML) keyed by intent.")
+    watson_assistant_id: str | None = Field(None, description="Watson Assistant id.")
+    watson_environment_id: str | None = Field(None, description="Watson environment id.")
+    watson_version: str = Field("2024-08-25", description="Watson API version date.")
+    watson_timeout: float = Field(2.0, description="Seconds before falling back to local NLU.")
+    watson_min_confidence: float = Field(0.4, description="Below this, fall back to local.")
+
+    # --- email ---
+    email_from: str = Field("support@careline.local", description="Sender of notices.")
+    email_reply_to: str | None = Field(None, description="Reply-To of notices.")
+    mailbox_dir: str | None = Field(
+        None, description="Local mailbox when no SendGrid key (default: DATA_DIR/mailbox)."
+    )
+    sendgrid_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("SENDGRID_API_KEY"), description="SendGrid API key."
+    )
+    sendgrid_api_host: str = Field(
+        "https://api.sendgrid.com",
+        validation_alias=_env("SENDGRID_API_HOST"),
+        description="SendGrid API base URL.",
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        None,
+        validation_alias=_env("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        description="Verifies SendGrid Event Webhook signatures (ECDSA public key).",
+    )
+
+    # --- Telegram ---
+    telegram_bot_token: SecretStr | None = Field(
+        None, validation_alias=_env("TELEGRAM_BOT_TOKEN"), description="Bot token (BotFather)."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None,
+        validation_alias=_env("TELEGRAM_WEBHOOK_SECRET"),
+        description="Secret token Telegram sends with every webhook call.",
+    )
+    telegram_mode: Literal["webhook", "polling"] = Field(
+        "webhook", validation_alias=_env("TELEGRAM_MODE"), description="webhook or polling."
+    )
+    telegram_api_base_url: str = Field(
+        "https://api.telegram.org/bot",
+        validation_alias=_env("TELEGRAM_API_BASE_URL"),
+        description="Bot API base URL (python-telegram-bot's base_url).",
+    )
+
+    # --- Slack ---
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_BOT_TOKEN"), description="Bot token (xoxb-...)."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET"), description="Signing secret."
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_APP_TOKEN"), description="App token for Socket Mode."
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/",
+        validation_alias=_env("SLACK_API_URL"),
+        description="Slack Web API base URL.",
+    )
+    slack_support_channel: str | None = Field(
+        None, description="Default channel id where new tickets are posted."
+    )
+    slack_routing: dict[str, str] = Field(
+        default_factory=dict, description='Category -> channel id, JSON: {"billing": "C123"}.'
+    )
+
+    # --- relay ---
+    relay_batch: int = Field(50, description="Outbox rows a relay claims at once.")
+    relay_poll_seconds: float = Field(0.2, description="Outbox poll interval (SQLite).")
+    relay_max_attempts: int = Field(12, description="Attempts before a notice is dead-lettered.")
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @property
+    def sendgrid_enabled(self) -> bool:
+        return self.sendgrid_api_key is not None

@@ -1,0 +1,174 @@
+"""Engine, sessions and the unit of work. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import event, insert, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm.exc import StaleDataError
+
+from core.db import tables as t
+from core.db.mapping import start_mappers
+from core.db.repositories import (
+    SqlAgentRepository,
+    SqlConversationRepository,
+    SqlCustomerRepository,
+    SqlTicketRepository,
+)
+from core.errors import Conflict
+from core.model import Aggregate, utcnow
+
+OUTBOX_CHANNEL = "careline_outbox"  # PostgreSQL NOTIFY channel: relays wake at once
+
+
+class Database:
+    """One engine and session factory for the process, built at start-up."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        echo: bool = False,
+        busy_timeout_ms: int = 30_000,
+    ) -> None:
+        start_mappers()
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.is_postgres = self.url.get_backend_name() == "postgresql"
+        options: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            self._ensure_sqlite_folder()
+            options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+        else:
+            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, json_serializer=_dumps, **options)
+        if self.is_sqlite:
+            _tune_sqlite(self.engine, busy_timeout_ms)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        db = self.url.database
+        if not self.is_sqlite or not db or db == ":memory:":
+            return None
+        return Path(db)
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.sessions, notify=self.is_postgres)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def _ensure_sqlite_folder(self) -> None:
+        path = self.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+class SqlUnitOfWork:
+    """One transaction over the repositories; `commit()` also writes the outbox."""
+
+    session: AsyncSession
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, notify: bool) -> None:
+        self._sessions = sessions
+        self._notify = notify
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        self.session = self._sessions()
+        # The session holds clean objects only weakly; keep every aggregate alive until
+        # commit so that events recorded on it cannot be garbage-collected away.
+        self._aggregates: dict[int, Aggregate] = {}
+        sync = self.session.sync_session
+        event.listen(sync, "transient_to_pending", self._keep)
+        event.listen(sync, "loaded_as_persistent", self._keep)
+        self.customers = SqlCustomerRepository(self.session)
+        self.agents = SqlAgentRepository(self.session)
+        self.tickets = SqlTicketRepository(self.session)
+        self.conversations = SqlConversationRepository(self.session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() rolls back whatever was not committed and detaches objects without
+        # expiring them, so callers can still read what they loaded.
+        await self.session.close()
+
+    async def commit(self) -> None:
+        rows = self._pending_outbox_rows()
+        try:
+            if rows:
+                await self.session.execute(insert(t.outbox), rows)
+                if self._notify:
+                    await self.session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+            await self.session.commit()
+        except StaleDataError as exc:
+            await self.session.rollback()
+            raise Conflict("someone else changed this at the same time; try again") from exc
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+
+    def _keep(self, _session: Any, obj: Any) -> None:
+        if isinstance(obj, Aggregate):
+            self._aggregates[id(obj)] = obj
+
+    def _pending_outbox_rows(self) -> list[dict[str, Any]]:
+        now = utcnow()
+        rows = []
+        for obj in self._aggregates.values():
+            for ev in obj.pull_events():
+                rows.append(
+                    {
+                        "event_type": ev.name,
+                        "payload": ev.to_payload(),
+                        "status": "pending",
+                        "created_at": now,
+                        "available_at": now,
+                        "attempts": 0,
+                    }
+                )
+        return rows
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred read that later writes can fail with
+        # SQLITE_BUSY without waiting (https://sqlite.org/lang_transaction.html).
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

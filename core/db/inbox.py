@@ -1,0 +1,48 @@
+"""Inbound deliveries recorded under the platform's unique key before they are processed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import tables as t
+from core.model import utcnow
+
+i = t.inbox.c
+
+
+async def record(
+    session: AsyncSession, source: str, key: str, payload: dict[str, Any] | None = None
+) -> bool:
+    """Record a delivery; False when the key was seen before (a redelivery)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = {
+        "source": source,
+        "key": key,
+        "status": "pending",
+        "payload": payload,
+        "received_at": utcnow(),
+        "attempts": 0,
+    }
+    stmt = insert(t.inbox).values(**values).on_conflict_do_nothing().returning(i.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def status_of(session: AsyncSession, source: str, key: str) -> str | None:
+    stmt = select(i.status).where(i.source == source, i.key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def mark(
+    session: AsyncSession, source: str, key: str, status: str, error: str | None = None
+) -> None:
+    """Set a delivery's status: done, or parked with the reason it can never succeed."""
+    await session.execute(
+        update(t.inbox)
+        .where(i.source == source, i.key == key)
+        .values(status=status, error=error[:2000] if error else None, done_at=utcnow())
+    )

@@ -1,0 +1,124 @@
+"""Claiming outbox rows safely from one or many relay workers.
+
+PostgreSQL: `FOR UPDATE SKIP LOCKED` leases, so several relays never take the same row.
+SQLite: SKIP LOCKED is silently ignored there, so a claim is one atomic
+`UPDATE ... RETURNING` under `BEGIN IMMEDIATE`, and only one process may run a relay
+(an exclusive lock file beside the database) rather than risk delivering twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import and_, or_, select, update
+
+from core.db import tables as t
+from core.db.database import Database
+from core.model import utcnow
+
+o = t.outbox.c
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    event_type: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+class RelayLockHeld(RuntimeError):
+    pass
+
+
+async def claim(
+    db: Database, worker: str, *, limit: int = 50, lease: timedelta = timedelta(seconds=60)
+) -> list[OutboxRow]:
+    """Lease up to `limit` due rows to `worker`; an expired lease makes a row claimable again."""
+    now = utcnow()
+    due = and_(
+        o.status == "pending",
+        o.available_at <= now,
+        or_(o.locked_until.is_(None), o.locked_until < now),
+    )
+    pick = select(o.id).where(due).order_by(o.id).limit(limit)
+    if db.is_postgres:
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(t.outbox)
+        .where(o.id.in_(pick.scalar_subquery()))
+        .values(locked_by=worker, locked_until=now + lease, attempts=o.attempts + 1)
+        .returning(o.id, o.event_type, o.payload, o.attempts, o.created_at)
+    )
+    async with db.engine.begin() as conn:
+        result = await conn.execute(stmt)
+        rows = [OutboxRow(*r) for r in result.all()]
+    rows.sort(key=lambda r: r.id)
+    return rows
+
+
+async def finish(db: Database, row_id: int, worker: str) -> bool:
+    """Mark a row done; False when the lease was lost to another worker."""
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            update(t.outbox)
+            .where(o.id == row_id, o.locked_by == worker)
+            .values(status="done", processed_at=utcnow(), locked_by=None, locked_until=None)
+        )
+    return bool(result.rowcount)
+
+
+async def retry_later(
+    db: Database, row_id: int, worker: str, *, at: datetime, error: str, dead: bool = False
+) -> bool:
+    """Give a row back for a later attempt, or park it as dead with its reason."""
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            update(t.outbox)
+            .where(o.id == row_id, o.locked_by == worker)
+            .values(
+                status="dead" if dead else "pending",
+                available_at=at,
+                locked_by=None,
+                locked_until=None,
+                last_error=error[:2000],
+            )
+        )
+    return bool(result.rowcount)
+
+
+class SqliteRelayLock:
+    """Exclusive, crash-safe (the OS drops it on kill -9) lock for the one SQLite relay."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".relay.lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise RelayLockHeld(
+                f"another process already runs the relay on {self.path.name[:-11]}; SQLite "
+                "allows one relay process (use PostgreSQL for several)"
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None

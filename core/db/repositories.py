@@ -1,0 +1,216 @@
+"""SQLAlchemy implementations of the repository protocols in core.ports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import tables as t
+from core.lifecycle import ACTIVE_STATUSES, Status
+from core.model import (
+    Agent,
+    Channel,
+    ChannelIdentity,
+    Conversation,
+    Customer,
+    Message,
+    Ticket,
+    TicketActivity,
+)
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+class SqlCustomerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, customer_id: int) -> Customer | None:
+        return await self.session.get(Customer, customer_id)
+
+    async def add(self, customer: Customer) -> Customer:
+        self.session.add(customer)
+        await self.session.flush()
+        return customer
+
+    async def identity(self, channel: Channel, external_id: str) -> ChannelIdentity | None:
+        stmt = select(ChannelIdentity).where(
+            t.channel_identities.c.channel == channel,
+            t.channel_identities.c.external_id == external_id,
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def identity_by_id(self, identity_id: int) -> ChannelIdentity | None:
+        return await self.session.get(ChannelIdentity, identity_id)
+
+    async def add_identity(self, identity: ChannelIdentity) -> ChannelIdentity:
+        self.session.add(identity)
+        await self.session.flush()
+        if identity.customer_id is not None:
+            customer = await self.session.get(Customer, identity.customer_id)
+            if customer is not None and identity not in customer.identities:
+                customer.identities.append(identity)
+        return identity
+
+
+class SqlAgentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, agent_id: int) -> Agent | None:
+        return await self.session.get(Agent, agent_id)
+
+    async def add(self, agent: Agent) -> Agent:
+        self.session.add(agent)
+        await self.session.flush()
+        return agent
+
+    async def list(self, *, active_only: bool = False) -> Sequence[Agent]:
+        stmt = select(Agent).order_by(t.agents.c.id)
+        if active_only:
+            stmt = stmt.where(t.agents.c.active.is_(True))
+        return (await self.session.scalars(stmt)).all()
+
+    async def by_slack_user(self, slack_user_id: str) -> Agent | None:
+        stmt = select(Agent).where(t.agents.c.slack_user_id == slack_user_id)
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def by_email(self, email: str) -> Agent | None:
+        stmt = select(Agent).where(func.lower(t.agents.c.email) == email.strip().lower())
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def open_loads(self) -> dict[int, int]:
+        stmt = (
+            select(t.tickets.c.assignee_id, func.count())
+            .where(t.tickets.c.assignee_id.is_not(None), t.tickets.c.status.in_(_ACTIVE))
+            .group_by(t.tickets.c.assignee_id)
+        )
+        return {int(agent_id): int(n) for agent_id, n in (await self.session.execute(stmt)).all()}
+
+
+class SqlTicketRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, ticket_id: int) -> Ticket | None:
+        return await self.session.get(Ticket, ticket_id)
+
+    async def add(self, ticket: Ticket) -> Ticket:
+        self.session.add(ticket)
+        await self.session.flush()
+        return ticket
+
+    async def add_message(self, message: Message) -> Message:
+        self.session.add(message)
+        await self.session.flush()
+        return message
+
+    async def add_activity(self, activity: TicketActivity) -> TicketActivity:
+        self.session.add(activity)
+        return activity
+
+    async def message(self, message_id: int) -> Message | None:
+        return await self.session.get(Message, message_id)
+
+    async def message_by_external_id(self, channel: Channel, external_id: str) -> Message | None:
+        stmt = select(Message).where(
+            t.messages.c.channel == channel, t.messages.c.external_id == external_id
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def timeline(self, ticket_id: int) -> Sequence[Message | TicketActivity]:
+        await self.session.flush()
+        msgs = (
+            await self.session.scalars(
+                select(Message).where(t.messages.c.ticket_id == ticket_id).order_by(t.messages.c.id)
+            )
+        ).all()
+        acts = (
+            await self.session.scalars(
+                select(TicketActivity)
+                .where(t.ticket_activities.c.ticket_id == ticket_id)
+                .order_by(t.ticket_activities.c.id)
+            )
+        ).all()
+        entries: list[Message | TicketActivity] = [*msgs, *acts]
+        entries.sort(key=lambda e: (e.created_at, isinstance(e, TicketActivity), e.id or 0))
+        return entries
+
+    async def for_customer(
+        self, customer_id: int, *, active_only: bool = False
+    ) -> Sequence[Ticket]:
+        stmt = (
+            select(Ticket)
+            .where(t.tickets.c.customer_id == customer_id)
+            .order_by(t.tickets.c.id.desc())
+        )
+        if active_only:
+            stmt = stmt.where(t.tickets.c.status.in_(_ACTIVE))
+        return (await self.session.scalars(stmt)).all()
+
+    async def held_by(self, agent_id: int) -> Sequence[Ticket]:
+        stmt = (
+            select(Ticket)
+            .where(t.tickets.c.assignee_id == agent_id, t.tickets.c.status.in_(_ACTIVE))
+            .order_by(t.tickets.c.id)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def unassigned(self, limit: int) -> Sequence[Ticket]:
+        stmt = (
+            select(Ticket)
+            .where(t.tickets.c.assignee_id.is_(None), t.tickets.c.status.in_(_ACTIVE))
+            .order_by(t.tickets.c.created_at, t.tickets.c.id)
+            .limit(limit)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def resolved_before(self, moment: datetime, limit: int) -> Sequence[Ticket]:
+        stmt = (
+            select(Ticket)
+            .where(t.tickets.c.status == Status.RESOLVED, t.tickets.c.resolved_at <= moment)
+            .order_by(t.tickets.c.resolved_at)
+            .limit(limit)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def sla_breaches(self, now: datetime, limit: int) -> Sequence[Ticket]:
+        c = t.tickets.c
+        stmt = (
+            select(Ticket)
+            .where(
+                c.status.in_(_ACTIVE),
+                ((c.first_response_at.is_(None)) & (c.first_response_due <= now))
+                | (c.resolution_due <= now),
+            )
+            .order_by(c.id)
+            .limit(limit)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def queue_position(self, ticket: Ticket) -> int:
+        c = t.tickets.c
+        stmt = select(func.count()).where(
+            c.assignee_id.is_(None),
+            c.status.in_(_ACTIVE),
+            (c.created_at < ticket.created_at)
+            | ((c.created_at == ticket.created_at) & (c.id < ticket.id)),
+        )
+        return 1 + int((await self.session.execute(stmt)).scalar_one())
+
+
+class SqlConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, identity_id: int) -> Conversation | None:
+        stmt = select(Conversation).where(t.conversations.c.identity_id == identity_id)
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def add(self, conversation: Conversation) -> Conversation:
+        self.session.add(conversation)
+        await self.session.flush()
+        return conversation

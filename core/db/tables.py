@@ -1,0 +1,271 @@
+"""The schema: one MetaData for every table. Alembic migrations are generated from it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from core.db.types import EnumText, UTCDateTime, json_type
+from core.lifecycle import Status
+from core.model import Author, Availability, Channel, Notify, Priority
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger ids that still autoincrement on SQLite (which only does so for INTEGER).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# --- the ticket domain -----------------------------------------------------------------
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("display_name", String(200), nullable=False),
+    Column("language", String(16), nullable=False, server_default="en"),
+    Column("email", String(320)),
+    Column("email_verified", Boolean, nullable=False, server_default=text("false")),
+    Column("email_blocked", Boolean, nullable=False, server_default=text("false")),
+    Column("phone", String(40)),
+    Column("notify", EnumText(Notify, 8), nullable=False, server_default="both"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("erased_at", UTCDateTime),
+)
+
+channel_identities = Table(
+    "channel_identities",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("customer_id", ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", EnumText(Channel), nullable=False),
+    Column("external_id", String(128), nullable=False),
+    Column("chat_id", String(128), nullable=False),
+    Column("display_name", String(200), nullable=False, server_default=""),
+    Column("reachable", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("channel", "external_id"),
+    Index("ix_channel_identities_customer", "customer_id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("slack_user_id", String(32), unique=True),
+    Column("skills", json_type(), nullable=False),
+    Column("capacity", Integer, nullable=False, server_default="5"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("availability", EnumText(Availability), nullable=False, server_default="available"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("identity_id", ForeignKey("channel_identities.id", ondelete="SET NULL")),
+    Column("subject", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("priority", EnumText(Priority, 8), nullable=False),
+    Column("channel", EnumText(Channel), nullable=False),
+    Column("status", EnumText(Status), nullable=False),
+    Column("assignee_id", ForeignKey("agents.id")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("first_response_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
+    Column("first_response_due", UTCDateTime),
+    Column("resolution_due", UTCDateTime),
+    Column("csat_score", Integer),
+    Column("csat_comment", Text),
+    Column("human_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("version", Integer, nullable=False),
+    Index("ix_tickets_status_created", "status", "created_at"),
+    Index("ix_tickets_assignee_status", "assignee_id", "status"),
+    Index("ix_tickets_customer", "customer_id", "created_at"),
+    Index("ix_tickets_category", "category", "created_at"),
+    Index("ix_tickets_priority", "priority", "created_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+    Column("author", EnumText(Author), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("channel", EnumText(Channel)),
+    Column("external_id", String(128)),
+    Column("agent_id", ForeignKey("agents.id")),
+    Column("attachments", json_type(), nullable=False),
+    Column("delivered_id", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
+    # A platform's message id is unique per channel: redeliveries find the first copy.
+    UniqueConstraint("channel", "external_id"),
+    Index("ix_messages_ticket", "ticket_id", "id"),
+)
+
+ticket_activities = Table(
+    "ticket_activities",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("detail", json_type(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_ticket_activities_ticket", "ticket_id", "id"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "identity_id",
+        ForeignKey("channel_identities.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("state", String(64), nullable=False),
+    Column("slots", json_type(), nullable=False),
+    Column("history", json_type(), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+email_verifications = Table(
+    "email_verifications",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("customer_id", ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    # Short-lived and single-use; the relay mails it, so it is kept as given.
+    Column("code", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("verified_at", UTCDateTime),
+)
+
+email_suppressions = Table(
+    "email_suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# --- reliable messaging ----------------------------------------------------------------
+
+# Inbound platform deliveries, recorded before processing: a redelivery is a no-op.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("source", String(16), nullable=False),  # telegram, slack, sendgrid, ...
+    Column("key", String(200), nullable=False),  # update id, event id, channel+ts
+    Column("status", String(16), nullable=False),  # pending, done, parked
+    Column("payload", json_type()),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    UniqueConstraint("source", "key"),
+)
+
+# Domain events written in the same transaction as the change that caused them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", json_type(), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),  # pending/done/dead
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("locked_by", String(64)),
+    Column("locked_until", UTCDateTime),
+    Column("processed_at", UTCDateTime),
+    Column("last_error", Text),
+    Index("ix_outbox_pending", "status", "available_at", "id"),
+)
+
+# One row per (event, handler): the idempotency key that makes each effect happen once.
+outbox_deliveries = Table(
+    "outbox_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("event_id", ForeignKey("outbox.id", ondelete="CASCADE"), nullable=False),
+    Column("handler", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # sending, done, failed, dead, skipped
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime),
+    Column("provider_id", String(200)),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("event_id", "handler"),
+    Index("ix_outbox_deliveries_status", "status", "next_attempt_at"),
+)
+
+# --- integrations ----------------------------------------------------------------------
+
+# A ticket's Slack thread, keyed so that re-routing or reconnecting never orphans it.
+slack_threads = Table(
+    "slack_threads",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("team_id", String(32), nullable=False),
+    Column("channel_id", String(32), nullable=False),
+    Column("thread_ts", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("team_id", "channel_id", "thread_ts"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),  # admin, agent
+    Column("prefix", String(16), nullable=False),  # shown in listings; not secret
+    Column("key_hash", String(128), nullable=False, unique=True),
+    Column("agent_id", ForeignKey("agents.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+settings_flags = Table(
+    "settings_flags",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", json_type(), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,35 @@
+"""Domain errors: every illegal move says clearly what was refused and why."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "domain_error"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class IllegalTransition(DomainError):
+    code = "illegal_transition"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class CapacityExceeded(DomainError):
+    code = "capacity_exceeded"
+
+
+class AgentUnavailable(DomainError):
+    code = "agent_unavailable"
+
+
+class Conflict(DomainError):
+    """A concurrent change won; the caller may reload and retry."""
+
+    code = "conflict"
