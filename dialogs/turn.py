@@ -1,0 +1,71 @@
+"""What crosses the boundary between channels and the dialog engine, channel-neutral."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.model import Channel
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file the customer sent. Kept by the platform's file id, never by a URL with secrets."""
+
+    kind: str  # photo, document, voice, video, audio, file
+    file_id: str | None = None
+    name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "file_id": self.file_id,
+            "name": self.name,
+            "mime_type": self.mime_type,
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UserSaid:
+    """One inbound customer message, whatever the channel."""
+
+    channel: Channel
+    user_id: str  # the platform's user id
+    chat_id: str  # where replies go
+    text: str = ""
+    message_id: str | None = None  # the platform's message id (dedupe key)
+    display_name: str = ""
+    language: str = "en"
+    attachments: tuple[Attachment, ...] = ()
+    choice: str | None = None  # the value of a pressed button, when one was pressed
+    edited: bool = False  # an edit of an earlier message (the earlier text is kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Text first, rich second: every reply reads well as plain text."""
+
+    text: str
+    choices: tuple[Choice, ...] = field(default=())
+
+    def as_plain_text(self) -> str:
+        """Choices as a numbered list, for channels without buttons."""
+        if not self.choices:
+            return self.text
+        lines = [f"{i}. {c.label}" for i, c in enumerate(self.choices, start=1)]
+        return "\n".join([self.text, "", *lines])
+
+    def choice_for(self, answer: str) -> Choice | None:
+        """Map a typed answer ("2", or a label) to one of this reply's choices."""
+        text = answer.strip().lower()
+        if text.isdigit() and 1 <= int(text) <= len(self.choices):
+            return self.choices[int(text) - 1]
+        return next((c for c in self.choices if text in (c.label.lower(), c.value.lower())), None)
