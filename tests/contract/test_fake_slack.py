@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import jsonschema
 import pytest
@@ -66,7 +67,7 @@ async def test_ticket_thread_calls_pass_and_answer_in_sample_shapes(
     fake: FakeSlack, client: AsyncWebClient
 ) -> None:
     fake.add_user("U0AGENT01", email="ana@example.test", name="Ana")
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "CR-1042"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Card charged twice*"}},
         {"type": "actions", "elements": [BUTTON]},
@@ -102,7 +103,7 @@ async def test_ticket_thread_calls_pass_and_answer_in_sample_shapes(
     }
     for method, answer in answers.items():
         assert answer["ok"] is True, method
-        assert sample_keys(method) <= set(answer.data), method  # type: ignore[arg-type]
+        assert sample_keys(method) <= set(answer.data), method
     fake.assert_no_violations()
     assert answers["chat.update"]["message"]["text"] == "closed"
 
@@ -206,7 +207,7 @@ async def test_server_error_and_slow_answers(fake: FakeSlack, client: AsyncWebCl
     with pytest.raises(SlackApiError):
         await client.chat_postMessage(channel="C0DESK", text="hi")
     fake.delay("chat.postMessage", 1.0)
-    impatient = AsyncWebClient(token="xoxb-test", base_url=f"{fake.url}/api/", timeout=0.2)
+    impatient = AsyncWebClient(token="xoxb-test", base_url=f"{fake.url}/api/", timeout=0.2)  # type: ignore[arg-type]
     with pytest.raises(TimeoutError):
         await impatient.chat_postMessage(channel="C0DESK", text="hi")
 

@@ -172,7 +172,7 @@ async def test_webhook_delivery_carries_the_secret_and_retries_until_ok(
         return web.Response(status=answers.pop(0))
 
     receiver = FakeTelegram()
-    receiver.routes = lambda app: app.router.add_post("/hook", hook)  # type: ignore[method-assign]
+    receiver.routes = lambda app: app.router.add_post("/hook", hook)  # type: ignore[method-assign,assignment]
     with receiver:
         await bot.set_webhook(f"{receiver.url}/hook", secret_token="s3cret")
         response = await fake.deliver(
@@ -214,8 +214,10 @@ def test_factory_update_kinds_parse_to_the_right_objects() -> None:
     command = Update.de_json(KINDS["command"], None)
     assert command.message is not None and command.message.text == "/start ref42"
     assert command.message.entities[0].type == "bot_command"
-    assert Update.de_json(KINDS["callback"], None).callback_query.data == "ticket:CR-1042:close"
-    assert len(Update.de_json(KINDS["photo"], None).message.photo) == 4
+    tapped = Update.de_json(KINDS["callback"], None).callback_query
+    assert tapped is not None and tapped.data == "ticket:CR-1042:close"
+    photo = Update.de_json(KINDS["photo"], None).message
+    assert photo is not None and len(photo.photo) == 4
     blocked = Update.de_json(KINDS["blocked"], None).my_chat_member
     assert blocked is not None and blocked.new_chat_member.status == "kicked"
 

@@ -18,7 +18,12 @@ import itertools
 import time
 from typing import Any
 
-BOT = {"id": 7000000001, "is_bot": True, "first_name": "Careline", "username": "careline_test_bot"}
+BOT: dict[str, Any] = {
+    "id": 7000000001,
+    "is_bot": True,
+    "first_name": "Careline",
+    "username": "careline_test_bot",
+}
 
 
 @dataclasses.dataclass(frozen=True)
