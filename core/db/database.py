@@ -51,6 +51,10 @@ class Database:
         if self.is_sqlite:
             self._ensure_sqlite_folder()
             options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+            # SQLite has one writer at a time. One pooled connection queues transactions
+            # fairly in-process instead of spinning in SQLite's busy handler (second-long
+            # tails). So never open a unit of work while holding another on SQLite.
+            options.update(pool_size=1, max_overflow=0, pool_timeout=busy_timeout_ms / 1000)
         else:
             options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, json_serializer=_dumps, **options)

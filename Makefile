@@ -1,0 +1,33 @@
+# Careline developer commands. `make run` and `make test` are all a newcomer needs.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench-core bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+## Run Careline on its embedded defaults (SQLite, local NLU, local mailbox, web chat).
+run: $(STAMP)
+	$(BIN)/careline serve
+
+## Run the whole test suite (PostgreSQL tests run when a server is installed).
+test: $(STAMP)
+	scripts/install-prism.sh
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench-core: $(STAMP)
+	$(BIN)/python -m bench.ticket_bench
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache var careline.db*
