@@ -1,0 +1,1 @@
+"""Local fake servers for the platforms Careline talks to."""

