@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -14,8 +16,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
     text,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from core.db.types import EnumText, UTCDateTime, json_type
 from core.lifecycle import Status
@@ -268,4 +273,50 @@ settings_flags = Table(
     Column("name", String(64), primary_key=True),
     Column("value", json_type(), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# --- web chat --------------------------------------------------------------------------
+
+# The web chat's conversation as the visitor sees it: what they sent and what reached them
+# (bot answers, agent replies, notices). Any replica can serve a reconnecting visitor.
+webchat_messages = Table(
+    "webchat_messages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("visitor_id", String(64), nullable=False),
+    Column("direction", String(4), nullable=False),  # in, out
+    Column("body", json_type(), nullable=False),  # {"text": ..., "choices": [...], ...}
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_webchat_messages_visitor", "visitor_id", "id"),
+)
+
+# --- admin API indexes ---
+# Owned by the admin API (admin_api/queries.py). Ticket lists page by keyset over
+# (sort column, id), newest first; these keep every page of 1,000,000 tickets an index walk.
+Index("ix_tickets_created_id", tickets.c.created_at, tickets.c.id)
+Index("ix_tickets_updated_id", tickets.c.updated_at, tickets.c.id)
+Index("ix_tickets_assignee_created", tickets.c.assignee_id, tickets.c.created_at)
+# The queue and SLA filters look at active tickets only: a small partial index.
+Index(
+    "ix_tickets_active_created",
+    tickets.c.created_at,
+    tickets.c.id,
+    postgresql_where=text("status IN ('new', 'open', 'waiting')"),
+    sqlite_where=text("status IN ('new', 'open', 'waiting')"),
+)
+
+
+def ticket_search_document() -> ColumnElement[Any]:
+    """The full-text document of a ticket (PostgreSQL). Queries must use this same expression
+    so the planner matches the GIN expression index below; the 'simple' configuration keeps
+    words as written, whatever the customer's language."""
+    return func.to_tsvector(
+        literal_column("'simple'::regconfig"),
+        tickets.c.subject.op("||")(literal_column("' '")).op("||")(tickets.c.description),
+    )
+
+
+# PostgreSQL only (SQLite searches with LIKE). Needs no extension: to_tsvector is built in.
+Index("ix_tickets_search", ticket_search_document(), postgresql_using="gin").ddl_if(
+    dialect="postgresql"
 )

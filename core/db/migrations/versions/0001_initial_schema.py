@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:32:18.955557
+Create Date: 2026-11-22 00:40:57.410176
 """
 
 from __future__ import annotations
@@ -89,6 +89,17 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_settings_flags'))
     )
+    op.create_table('webchat_messages',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('visitor_id', sa.String(length=64), nullable=False),
+    sa.Column('direction', sa.String(length=4), nullable=False),
+    sa.Column('body', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webchat_messages'))
+    )
+    with op.batch_alter_table('webchat_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_webchat_messages_visitor', ['visitor_id', 'id'], unique=False)
+
     op.create_table('api_keys',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -271,6 +282,10 @@ def downgrade() -> None:
 
     op.drop_table('channel_identities')
     op.drop_table('api_keys')
+    with op.batch_alter_table('webchat_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_webchat_messages_visitor')
+
+    op.drop_table('webchat_messages')
     op.drop_table('settings_flags')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_pending')
