@@ -17,7 +17,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    literal_column,
     text,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -310,9 +309,10 @@ def ticket_search_document() -> ColumnElement[Any]:
     """The full-text document of a ticket (PostgreSQL). Queries must use this same expression
     so the planner matches the GIN expression index below; the 'simple' configuration keeps
     words as written, whatever the customer's language."""
+    # text() rather than literal_column(): SQLAlchemy then finds the table of the index.
     return func.to_tsvector(
-        literal_column("'simple'::regconfig"),
-        tickets.c.subject.op("||")(literal_column("' '")).op("||")(tickets.c.description),
+        text("'simple'::regconfig"),
+        tickets.c.subject.op("||")(text("' '")).op("||")(tickets.c.description),
     )
 
 
