@@ -1,0 +1,1055 @@
+"""Slack: the agents' desk (one thread per ticket) and Slack DMs as a customer channel.
+
+The only module that imports slack_bolt / slack_sdk. Four parts, built once by
+:func:`build_slack` in the composition root:
+
+- :class:`SlackApi` — the Web API client with per-channel pacing (about 1 message/s), 429
+  ``Retry-After`` honoured, and no blind retry of ``chat.postMessage``: every desk post carries
+  a marker (a ``block_id``) and its attempt is recorded first, so after a timeout or a crash the
+  next attempt looks for the marker (``conversations.replies`` / ``.history``) before posting.
+- :class:`SlackDesk` — outbound relay handlers (open the ticket thread, mirror customer
+  messages, update the root message and note every change, announce SLA breaches, confirm or
+  report the delivery of an agent's reply).
+- :class:`SlackInbound` — the bolt ``AsyncApp``: thread replies, buttons, ``/careline``, DMs.
+  Served over HTTP by :func:`slack_router` or over Socket Mode by :func:`start_socket_mode`.
+- :class:`SlackChannel` — ``ChatChannel.send`` into a customer's DM.
+
+**The note rule.** In a ticket thread, an agent's reply goes to the customer; a reply that
+starts with ``note:`` (any case, e.g. ``Note: checked the logs``) is an internal note and never
+leaves Slack. Replies from people who are not Careline agents go nowhere (they get an
+ephemeral refusal), and so do edits, deletions and messages of other bots.
+
+**Who is an agent.** A Slack user whose id is linked to an active agent (through the admin
+API), or whose ``users.info`` email matches an agent's email on their first desk action (the
+id is then linked). Anyone else gets an ephemeral refusal.
+
+**Redeliveries.** Every Events API delivery is recorded in ``inbox`` (source ``slack``) under
+``channel:ts`` for messages, else the ``event_id``, before the ack. A retry
+(``X-Slack-Retry-Num``) of a finished delivery is a no-op; of an unfinished one it runs again
+(the services dedupe on ``channel:ts``), and :meth:`SlackInbound.replay_pending` re-runs
+deliveries a crash left pending. Bolt drops the bot's own events (``bot_id`` / bot user), and
+the message listener ignores every other bot too, so nothing loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol, cast
+
+from aiohttp import ClientError
+from fastapi import APIRouter, Request, Response
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import insert, select
+
+from bots import slack_blocks as kit
+from bots.channels import PermanentFailure, RetryLater, Unreachable
+from core import events, services
+from core.config import Settings
+from core.db import inbox
+from core.db import tables as t
+from core.db.database import Database, SqlUnitOfWork
+from core.errors import DomainError
+from core.model import Agent, Author, Channel, Priority, Ticket, ticket_id_from_reference, utcnow
+from core.ports import UnitOfWork
+from dialogs.turn import Attachment, Reply, UserSaid
+
+log = logging.getLogger("careline.slack")
+
+INBOX_SOURCE = "slack"
+POST_SOURCE = "slack-post"  # attempts of our own posts, recorded before they are made
+DELIVERED_REACTION = "white_check_mark"
+FAILED_REACTION = "warning"
+# Slack errors that mean "this chat is gone for us", not "this message is wrong".
+UNREACHABLE_ERRORS = {
+    "channel_not_found",
+    "is_archived",
+    "not_in_channel",
+    "user_disabled",
+    "account_inactive",
+    "cannot_dm_bot",
+    "user_not_found",
+}
+REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
+
+
+class TurnEngine(Protocol):
+    """The dialog engine, as the customer channel needs it."""
+
+    async def handle_turn(self, said: UserSaid) -> list[Reply]: ...
+
+
+RelayHandler = Callable[[events.Event, int], Awaitable[str | None]]
+
+
+# --- Web API -----------------------------------------------------------------------------
+
+
+class UncertainPost(Exception):
+    """chat.postMessage may or may not have posted (timeout, 5xx, dropped connection)."""
+
+
+class SlackApi:
+    """One ``AsyncWebClient``, paced per channel, honouring 429 and never re-posting blindly."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        db: Database | None = None,
+        interval: float = 1.0,
+        max_inline_wait: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.interval = interval
+        self.max_inline_wait = max_inline_wait
+        self._next_slot: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._identity: dict[str, Any] | None = None
+
+    async def identity(self) -> dict[str, Any]:
+        """auth.test, once: team id, bot user id and bot id."""
+        if self._identity is None:
+            self._identity = dict((await self.call("auth.test")).data)
+        return self._identity
+
+    async def team_id(self) -> str:
+        return str((await self.identity())["team_id"])
+
+    async def call(self, method: str, *, channel: str | None = None, **params: Any) -> Any:
+        """One Web API call; waits out short 429s, raises RetryLater for long ones."""
+        for _ in range(3):
+            if channel is not None:
+                await self._pace(channel)
+            try:
+                return await self.client.api_call(method, json=_drop_none(params))
+            except SlackApiError as error:
+                status = error.response.status_code
+                if status == 429:
+                    wait = _retry_after(error)
+                    if channel is not None:
+                        self._next_slot[channel] = time.monotonic() + wait
+                    if wait > self.max_inline_wait:
+                        raise RetryLater(f"Slack rate limit on {method}", wait) from error
+                    if channel is None:
+                        await asyncio.sleep(wait)
+                    continue
+                if status >= 500:
+                    if method == "chat.postMessage":
+                        raise UncertainPost(f"{method}: HTTP {status}") from error
+                    raise RetryLater(f"Slack {method}: HTTP {status}", 5) from error
+                raise
+            except (TimeoutError, ClientError) as error:
+                if method == "chat.postMessage":
+                    raise UncertainPost(f"{method}: {type(error).__name__}") from error
+                raise RetryLater(f"Slack {method}: {type(error).__name__}", 5) from error
+        raise RetryLater(f"Slack keeps rate-limiting {method}", self.interval * 5)
+
+    async def _pace(self, channel: str) -> None:
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            delay = self._next_slot.get(channel, 0.0) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next_slot[channel] = time.monotonic() + self.interval
+
+    async def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[kit.Block],
+        *,
+        thread_ts: str | None = None,
+        marker: str | None = None,
+    ) -> str:
+        """Post a message and return its ts; with a marker, at most once whatever happens.
+
+        The attempt is recorded before the call. A later attempt under the same marker first
+        looks for the message in Slack; if it cannot tell, it gives up loudly rather than risk
+        a double post.
+        """
+        if marker is not None and self.db is not None and not await self._record_attempt(marker):
+            found, checked = await self.find(channel, marker, thread_ts)
+            if found is not None:
+                await self._finish_attempt(marker, found)
+                return found
+            if not checked:
+                raise PermanentFailure(
+                    f"an earlier post to {channel} may have gone through and Slack cannot "
+                    "say; not posting again (check the channel, then retry)"
+                )
+        try:
+            answer = await self.call(
+                "chat.postMessage",
+                channel=channel,
+                text=kit.clip(text, 39_000),
+                blocks=blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except UncertainPost as error:
+            if marker is None:
+                # No marker, no way to tell: a second copy is worse than a visible failure.
+                raise PermanentFailure(f"{error}; not retried to avoid a double post") from error
+            found, _ = await self.find(channel, marker, thread_ts)
+            if found is not None:
+                await self._finish_attempt(marker, found)
+                return found
+            raise RetryLater(f"{error}; will check Slack before any new post", 5) from error
+        ts = str(answer["ts"])
+        if marker is not None:
+            await self._finish_attempt(marker, ts)
+        return ts
+
+    async def find(
+        self, channel: str, marker: str, thread_ts: str | None
+    ) -> tuple[str | None, bool]:
+        """(ts of our message carrying `marker` or None, whether Slack could be checked)."""
+        try:
+            if thread_ts is not None:
+                answer = await self.call("conversations.replies", ts=thread_ts, channel=channel)
+            else:
+                answer = await self.call("conversations.history", channel=channel, limit=200)
+        except (SlackApiError, RetryLater) as error:
+            log.warning("cannot look for an earlier post in %s: %s", channel, error)
+            return None, False
+        messages = answer.get("messages")
+        if not isinstance(messages, list):
+            return None, False
+        for message in messages:
+            if kit.has_marker(message, marker):
+                return str(message["ts"]), True
+        return None, True
+
+    async def _record_attempt(self, marker: str) -> bool:
+        assert self.db is not None
+        async with self.db.uow() as uow:
+            first = await inbox.record(uow.session, POST_SOURCE, marker)
+            await uow.commit()
+        return first
+
+    async def _finish_attempt(self, marker: str, ts: str) -> None:
+        if self.db is None:
+            return
+        async with self.db.uow() as uow:
+            await inbox.mark(uow.session, POST_SOURCE, marker, "done", error=None)
+            await uow.commit()
+        log.debug("posted %s as %s", marker, ts)
+
+
+def _d(uow: SqlUnitOfWork) -> UnitOfWork:
+    # The SQL unit of work is a UnitOfWork; mypy cannot see it through the protocol's
+    # mutable (hence invariant) repository attributes.
+    return cast(UnitOfWork, uow)
+
+
+def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _retry_after(error: SlackApiError) -> float:
+    raw = error.response.headers.get("retry-after") or error.response.headers.get("Retry-After")
+    if isinstance(raw, list):
+        raw = raw[0] if raw else None
+    try:
+        return max(float(raw), 0.0) if raw is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _slack_error(error: SlackApiError) -> str:
+    return str(error.response.get("error") or error)
+
+
+# --- thread map --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    ticket_id: int
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+
+_th = t.slack_threads.c
+
+
+async def thread_of(uow: SqlUnitOfWork, ticket_id: int) -> Thread | None:
+    row = (
+        await uow.session.execute(
+            select(_th.ticket_id, _th.team_id, _th.channel_id, _th.thread_ts).where(
+                _th.ticket_id == ticket_id
+            )
+        )
+    ).first()
+    return Thread(*row) if row else None
+
+
+async def ticket_of_thread(
+    uow: SqlUnitOfWork, team_id: str, channel_id: str, thread_ts: str
+) -> int | None:
+    stmt = select(_th.ticket_id).where(
+        _th.team_id == team_id, _th.channel_id == channel_id, _th.thread_ts == thread_ts
+    )
+    return (await uow.session.execute(stmt)).scalar_one_or_none()
+
+
+async def save_thread(uow: SqlUnitOfWork, thread: Thread) -> None:
+    await uow.session.execute(
+        insert(t.slack_threads).values(
+            ticket_id=thread.ticket_id,
+            team_id=thread.team_id,
+            channel_id=thread.channel_id,
+            thread_ts=thread.thread_ts,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def ticket_card(uow: SqlUnitOfWork, ticket: Ticket) -> kit.TicketCard:
+    customer = await uow.customers.get(ticket.customer_id)
+    assignee = await uow.agents.get(ticket.assignee_id) if ticket.assignee_id else None
+    assert ticket.id is not None
+    timeline = await uow.tickets.timeline(ticket.id)
+    first = next((m for m in timeline if getattr(m, "author", None) == Author.CUSTOMER), None)
+    files = tuple(
+        str(a.get("name") or a.get("kind") or "file") for a in getattr(first, "attachments", [])
+    )
+    return kit.TicketCard(
+        reference=ticket.reference,
+        subject=ticket.subject,
+        customer=customer.display_name if customer else "",
+        category=ticket.category,
+        priority=ticket.priority,
+        status=ticket.status,
+        assignee=assignee.name if assignee else None,
+        assignee_slack_id=assignee.slack_user_id if assignee else None,
+        first_response_due=ticket.first_response_due,
+        resolution_due=ticket.resolution_due,
+        responded=ticket.first_response_at is not None,
+        attachments=files,
+    )
+
+
+# --- the desk: outbound relay handlers -----------------------------------------------------
+
+
+class SlackDesk:
+    """Relay handlers keeping each ticket's Slack thread in step with the ticket.
+
+    Every handler takes ``(event, event_id)`` (the outbox row id, which makes the marker of
+    each post unique) and returns the Slack ts it produced, or None when it had nothing to do.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        api: SlackApi,
+        *,
+        default_channel: str | None,
+        routing: Mapping[str, str] | None = None,
+    ) -> None:
+        self.db = db
+        self.api = api
+        self.default_channel = default_channel
+        self.routing = {k.lower(): v for k, v in (routing or {}).items()}
+
+    def channel_for(self, category: str) -> str | None:
+        return self.routing.get(category.lower(), self.default_channel)
+
+    def handlers(self) -> dict[str, list[tuple[str, RelayHandler]]]:
+        """Event type -> [(handler name, handler)], for the relay's registry."""
+        return {
+            "TicketOpened": [("slack.open_thread", self.open_thread)],
+            "CustomerWrote": [("slack.mirror_customer_message", self.mirror_customer_message)],
+            "TicketAssigned": [("slack.note_assignment", self.note_change)],
+            "TicketUnassigned": [("slack.note_assignment", self.note_change)],
+            "TicketStatusChanged": [("slack.note_status", self.note_change)],
+            "TicketPriorityChanged": [("slack.note_priority", self.note_change)],
+            "SlaBreached": [("slack.announce_sla_breach", self.announce_sla_breach)],
+            "NoteAdded": [("slack.mirror_note", self.mirror_note)],
+        }
+
+    async def open_thread(self, event: events.Event, event_id: int) -> str | None:
+        """Post the ticket's root message to its category's channel; its thread is the ticket's."""
+        assert isinstance(event, events.TicketOpened)
+        async with self.db.uow() as uow:
+            existing = await thread_of(uow, event.ticket_id)
+            if existing is not None:
+                return existing.thread_ts
+            ticket = await services.get_ticket(_d(uow), event.ticket_id)
+            card = await ticket_card(uow, ticket)
+        channel = self.channel_for(card.category)
+        if channel is None:
+            return None  # no desk channel configured: nothing to open
+        team_id = await self.api.team_id()
+        marker = f"{event_id}:open"
+        ts = await self.api.post(
+            channel, kit.root_text(card), kit.root_blocks(card, marker), marker=marker
+        )
+        async with self.db.uow() as uow:
+            if await thread_of(uow, event.ticket_id) is None:
+                await save_thread(uow, Thread(event.ticket_id, team_id, channel, ts))
+                await uow.commit()
+        return ts
+
+    async def mirror_customer_message(self, event: events.Event, event_id: int) -> str | None:
+        assert isinstance(event, events.CustomerWrote)
+        async with self.db.uow() as uow:
+            thread = await self._thread(uow, event.ticket_id)
+            if thread is None:
+                return None
+            message = await uow.tickets.message(event.message_id)
+            ticket = await services.get_ticket(_d(uow), event.ticket_id)
+            customer = await uow.customers.get(ticket.customer_id)
+        if message is None:
+            return None
+        text = kit.customer_message_text(
+            customer.display_name if customer else "", message.body, message.attachments
+        )
+        return await self._note(thread, text, f"{event_id}:customer")
+
+    async def mirror_note(self, event: events.Event, event_id: int) -> str | None:
+        """Notes written elsewhere (admin API, /careline note) appear in the thread."""
+        assert isinstance(event, events.NoteAdded)
+        async with self.db.uow() as uow:
+            thread = await self._thread(uow, event.ticket_id)
+            message = await uow.tickets.message(event.message_id)
+            agent = await uow.agents.get(message.agent_id) if message and message.agent_id else None
+        if thread is None or message is None:
+            return None
+        if message.channel == Channel.SLACK and message.external_id:
+            return None  # typed in this very thread: already there
+        author = agent.name if agent else "Careline"
+        text = f":memo: *Note* from {kit.escape(author)}:\n{kit.escape(message.body)}"
+        return await self._note(thread, text, f"{event_id}:note")
+
+    async def note_change(self, event: events.Event, event_id: int) -> str | None:
+        """Update the root message in place, then say what changed in the thread."""
+        ticket_id = int(getattr(event, "ticket_id"))  # noqa: B009 - every ticket event has it
+        async with self.db.uow() as uow:
+            thread = await self._thread(uow, ticket_id)
+            if thread is None:
+                return None
+            ticket = await services.get_ticket(_d(uow), ticket_id)
+            card = await ticket_card(uow, ticket)
+            text = await self._describe(uow, event)
+        await self.api.call(
+            "chat.update",
+            channel=thread.channel_id,
+            ts=thread.thread_ts,
+            text=kit.root_text(card),
+            blocks=kit.root_blocks(card, f"{thread.ticket_id}:root"),
+        )
+        return await self._note(thread, text, f"{event_id}:change")
+
+    async def announce_sla_breach(self, event: events.Event, event_id: int) -> str | None:
+        assert isinstance(event, events.SlaBreached)
+        async with self.db.uow() as uow:
+            thread = await self._thread(uow, event.ticket_id)
+            if thread is None:
+                return None
+            ticket = await services.get_ticket(_d(uow), event.ticket_id)
+            card = await ticket_card(uow, ticket)
+        what = "first response" if event.kind == "first_response" else "resolution"
+        due = ticket.first_response_due if event.kind == "first_response" else ticket.resolution_due
+        when = f" (due {kit.slack_date(due)})" if due else ""
+        if card.assignee_slack_id:
+            whom = f"<@{card.assignee_slack_id}>"
+        elif card.assignee:
+            whom = kit.escape(card.assignee)
+        else:
+            whom = "<!here> nobody has it yet"
+        text = f":rotating_light: SLA breached: {what} is overdue{when}. {whom}"
+        return await self._note(thread, text, f"{event_id}:sla")
+
+    async def confirm_agent_reply(self, event: events.Event, event_id: int) -> str | None:
+        """The relay delivered an agent's reply: tick it in the thread."""
+        assert isinstance(event, events.AgentReplied)
+        async with self.db.uow() as uow:
+            thread = await self._thread(uow, event.ticket_id)
+            message = await uow.tickets.message(event.message_id)
+        if thread is None or message is None:
+            return None
+        where = _slack_message(message.channel, message.external_id)
+        if where is None:  # written elsewhere (admin API): say it in the thread instead
+            agent = await self._agent_name(message.agent_id)
+            text = f":outbox_tray: {kit.escape(agent)} answered the customer:\n" + (
+                kit.escape(message.body)
+            )
+            return await self._note(thread, text, f"{event_id}:delivered")
+        await self._react(where, DELIVERED_REACTION)
+        return f"{where[0]}:{where[1]}"
+
+    async def report_agent_reply_failed(
+        self, event: events.Event, event_id: int, error: str
+    ) -> str | None:
+        """The relay gave up delivering an agent's reply: say so in the thread."""
+        assert isinstance(event, events.AgentReplied)
+        async with self.db.uow() as uow:
+            thread = await self._thread(uow, event.ticket_id)
+            message = await uow.tickets.message(event.message_id)
+        if thread is None:
+            return None
+        where = _slack_message(message.channel, message.external_id) if message else None
+        if where is not None:
+            await self._react(where, FAILED_REACTION)
+        text = (
+            ":warning: This reply did not reach the customer: "
+            f"{kit.escape(error[:500])}. It has not been retried automatically."
+        )
+        return await self._note(thread, text, f"{event_id}:failed")
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def _thread(self, uow: SqlUnitOfWork, ticket_id: int) -> Thread | None:
+        thread = await thread_of(uow, ticket_id)
+        if thread is not None:
+            return thread
+        ticket = await uow.tickets.get(ticket_id)
+        if ticket is None or self.channel_for(ticket.category) is None:
+            return None
+        # The thread is being opened by another handler of an earlier event: wait for it.
+        raise RetryLater(f"the Slack thread of ticket {ticket_id} is not open yet", 2)
+
+    async def _note(self, thread: Thread, text: str, marker: str) -> str:
+        return await self.api.post(
+            thread.channel_id,
+            text,
+            kit.note_blocks(text, marker),
+            thread_ts=thread.thread_ts,
+            marker=marker,
+        )
+
+    async def _react(self, where: tuple[str, str], name: str) -> None:
+        try:
+            await self.api.call("reactions.add", channel=where[0], timestamp=where[1], name=name)
+        except SlackApiError as error:
+            if _slack_error(error) != "already_reacted":
+                raise PermanentFailure(f"reactions.add: {_slack_error(error)}") from error
+
+    async def _agent_name(self, agent_id: int | None) -> str:
+        if agent_id is None:
+            return "An agent"
+        async with self.db.uow() as uow:
+            agent = await uow.agents.get(agent_id)
+        return agent.name if agent else "An agent"
+
+    async def _describe(self, uow: SqlUnitOfWork, event: events.Event) -> str:
+        match event:
+            case events.TicketAssigned(agent_id=agent_id):
+                agent = await uow.agents.get(agent_id)
+                name = _mention(agent) if agent else f"agent {agent_id}"
+                return f":bust_in_silhouette: Assigned to {name}."
+            case events.TicketUnassigned(previous_agent_id=previous):
+                agent = await uow.agents.get(previous)
+                name = kit.escape(agent.name) if agent else f"agent {previous}"
+                return f":bust_in_silhouette: Unassigned (was {name})."
+            case events.TicketStatusChanged(old_status=old, new_status=new, reason=reason):
+                why = f" — {kit.escape(reason)}" if reason else ""
+                return f":arrows_counterclockwise: Status: {old} → *{new}*{why}."
+            case events.TicketPriorityChanged(old_priority=old, new_priority=new):
+                return f":triangular_flag_on_post: Priority: {old} → *{new}*."
+        return f"{event.name}."
+
+
+def _mention(agent: Agent) -> str:
+    return f"<@{agent.slack_user_id}>" if agent.slack_user_id else kit.escape(agent.name)
+
+
+def _slack_message(channel: Channel | None, external_id: str | None) -> tuple[str, str] | None:
+    """`C123:1700000000.000100` -> (channel, ts) for messages typed in Slack."""
+    if channel != Channel.SLACK or not external_id or ":" not in external_id:
+        return None
+    where, ts = external_id.split(":", 1)
+    return where, ts
+
+
+# --- the customer channel --------------------------------------------------------------------
+
+
+class SlackChannel:
+    """Replies into a customer's Slack DM (``ChatChannel``)."""
+
+    channel = Channel.SLACK
+
+    def __init__(self, api: SlackApi) -> None:
+        self.api = api
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        try:
+            return await self.api.post(chat_id, reply.as_plain_text(), kit.reply_blocks(reply))
+        except SlackApiError as error:
+            code = _slack_error(error)
+            if code in UNREACHABLE_ERRORS:
+                raise Unreachable(f"Slack: {code}") from error
+            raise PermanentFailure(f"Slack: {code}") from error
+
+
+# --- inbound: bolt ------------------------------------------------------------------------
+
+
+class SlackInbound:
+    """The bolt app: agents' thread replies, buttons and ``/careline``; customers' DMs."""
+
+    def __init__(
+        self,
+        db: Database,
+        api: SlackApi,
+        *,
+        signing_secret: str,
+        token: str,
+        engine: TurnEngine | None = None,
+        customers: SlackChannel | None = None,
+    ) -> None:
+        self.db = db
+        self.api = api
+        self.engine = engine
+        self.customers = customers or SlackChannel(api)
+        self._names: dict[str, str] = {}
+        # process_before_response=False: bolt acks at once and runs the listener after the
+        # ack (https://tools.slack.dev/bolt-python/concepts/acknowledge).
+        self.app = AsyncApp(
+            client=api.client,
+            token=token,
+            signing_secret=signing_secret,
+            process_before_response=False,
+            ignoring_self_events_enabled=True,
+        )
+        self.app.use(self._inbox_gate)
+        self.app.event("message")(self._on_message)
+        self.app.event("app_mention")(self._on_ignored)
+        self.app.action(re.compile(r"^ticket_"))(self._on_ticket_action)
+        self.app.action(re.compile(r"^choice:"))(self._on_customer_choice)
+        self.app.command("/careline")(self._on_command)
+
+    # -- redeliveries --------------------------------------------------------------------------
+    async def _inbox_gate(
+        self, body: dict[str, Any], context: dict[str, Any], next: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        if body.get("type") != "event_callback":
+            return await next()
+        key = _inbox_key(body)
+        async with self.db.uow() as uow:
+            first = await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
+            status = "pending" if first else await inbox.status_of(uow.session, INBOX_SOURCE, key)
+            await uow.commit()
+        if status in ("done", "parked"):
+            log.info("slack delivery %s already handled; ignoring the redelivery", key)
+            return BoltResponse(status=200, body="")
+        context["inbox_key"] = key
+        return await next()
+
+    async def _finish(self, key: str | None, error: str | None = None) -> None:
+        if key is None:
+            return
+        async with self.db.uow() as uow:
+            await inbox.mark(uow.session, INBOX_SOURCE, key, "parked" if error else "done", error)
+            await uow.commit()
+
+    async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
+        """Run again the deliveries a crash left pending (acked, never processed)."""
+        i = t.inbox.c
+        async with self.db.uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    select(i.payload).where(
+                        i.source == INBOX_SOURCE,
+                        i.status == "pending",
+                        i.received_at < utcnow() - older_than,
+                    )
+                )
+            ).all()
+        for (payload,) in rows:
+            # Socket Mode requests skip the signature check: these were verified on arrival.
+            await self.app.async_dispatch(
+                AsyncBoltRequest(body=json.dumps(payload), mode="socket_mode")
+            )
+        return len(rows)
+
+    # -- events --------------------------------------------------------------------------------
+    async def _on_ignored(self) -> None:
+        return None
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+        key = context.get("inbox_key")
+        try:
+            await self._handle_message(event, str(body.get("team_id") or ""))
+        except DomainError as error:
+            await self._finish(key, str(error))
+            return
+        except RetryLater:
+            log.warning("slack delivery %s left pending for a retry", key)
+            return
+        await self._finish(key)
+
+    async def _handle_message(self, event: dict[str, Any], team_id: str) -> None:
+        if event.get("bot_id") or event.get("subtype") not in (None, "file_share"):
+            return  # other bots, edits, deletions, joins: never tickets' business
+        user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+        if not user or not channel or not ts:
+            return
+        if event.get("channel_type") == "im":
+            await self._customer_turn(event, user, channel, ts)
+            return
+        thread_ts = event.get("thread_ts")
+        if not thread_ts or thread_ts == ts:
+            return  # top-level channel chatter is not a ticket reply
+        async with self.db.uow() as uow:
+            ticket_id = await ticket_of_thread(uow, team_id, channel, thread_ts)
+        if ticket_id is None:
+            return
+        agent = await self.agent_for(user)
+        if agent is None:
+            await self._ephemeral(channel, user, REFUSAL, thread_ts=thread_ts)
+            return
+        is_note, text = kit.split_note(event.get("text") or "")
+        files = _attachments(event)
+        assert agent.id is not None
+        try:
+            async with self.db.uow() as uow:
+                if is_note:
+                    await services.add_internal_note(
+                        _d(uow), ticket_id, text, agent_id=agent.id, external_id=f"{channel}:{ts}"
+                    )
+                else:
+                    await services.add_agent_reply(
+                        _d(uow),
+                        ticket_id,
+                        agent.id,
+                        text,
+                        external_id=f"{channel}:{ts}",
+                        attachments=[a.as_dict() for a in files],
+                    )
+                await uow.commit()
+        except DomainError as error:
+            await self._ephemeral(channel, user, f"Not sent: {error}", thread_ts=thread_ts)
+            raise
+
+    async def _customer_turn(self, event: dict[str, Any], user: str, channel: str, ts: str) -> None:
+        if self.engine is None:
+            return
+        said = UserSaid(
+            channel=Channel.SLACK,
+            user_id=user,
+            chat_id=channel,
+            text=event.get("text") or "",
+            message_id=f"{channel}:{ts}",
+            display_name=await self.display_name(user),
+            attachments=tuple(_attachments(event)),
+        )
+        await self._answer(said)
+
+    async def _answer(self, said: UserSaid) -> None:
+        assert self.engine is not None
+        for reply in await self.engine.handle_turn(said):
+            await self.customers.send(said.chat_id, reply)
+
+    async def _on_customer_choice(
+        self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        if self.engine is None:
+            return
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        said = UserSaid(
+            channel=Channel.SLACK,
+            user_id=user,
+            chat_id=channel,
+            text=(action.get("text") or {}).get("text", ""),
+            message_id=f"{channel}:{action.get('action_ts')}",
+            display_name=await self.display_name(user),
+            choice=action.get("value"),
+        )
+        await self._answer(said)
+
+    # -- agents --------------------------------------------------------------------------------
+    async def agent_for(self, slack_user_id: str) -> Agent | None:
+        """The active agent behind a Slack user, linking them by email on first contact."""
+        async with self.db.uow() as uow:
+            agent = await uow.agents.by_slack_user(slack_user_id)
+            if agent is not None:
+                return agent if agent.active else None
+        email = await self._email_of(slack_user_id)
+        if not email:
+            return None
+        async with self.db.uow() as uow:
+            agent = await uow.agents.by_email(email)
+            if agent is None or not agent.active or agent.slack_user_id is not None:
+                return None  # unknown, deactivated, or already linked to another Slack user
+            agent.slack_user_id = slack_user_id
+            await uow.commit()
+            log.info("linked Slack user %s to agent %s by email", slack_user_id, agent.id)
+            return agent
+
+    async def _email_of(self, slack_user_id: str) -> str | None:
+        try:
+            answer = await self.api.call("users.info", user=slack_user_id)
+        except SlackApiError:
+            return None
+        user = answer.get("user") or {}
+        if user.get("is_bot") or user.get("deleted"):
+            return None
+        email = (user.get("profile") or {}).get("email")
+        return str(email).strip().lower() if email else None
+
+    async def display_name(self, slack_user_id: str) -> str:
+        if slack_user_id not in self._names:
+            try:
+                user = (await self.api.call("users.info", user=slack_user_id)).get("user") or {}
+            except (SlackApiError, RetryLater):
+                user = {}
+            profile = user.get("profile") or {}
+            self._names[slack_user_id] = str(
+                profile.get("display_name") or profile.get("real_name") or user.get("name") or ""
+            )
+        return self._names[slack_user_id]
+
+    # -- buttons -------------------------------------------------------------------------------
+    async def _on_ticket_action(
+        self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        thread_ts = (body.get("container") or {}).get("message_ts")
+        reference = _reference_in(action)
+        ticket_id = ticket_id_from_reference(reference or "")
+        if ticket_id is None:
+            return
+        agent = await self.agent_for(user)
+        if agent is None:
+            await self._ephemeral(channel, user, REFUSAL, thread_ts=thread_ts)
+            return
+        action_id = action["action_id"]
+        try:
+            if action_id == kit.ASSIGN:
+                target = await self.agent_for(action.get("selected_user") or "")
+                if target is None:
+                    who = action.get("selected_user")
+                    await self._ephemeral(channel, user, f"<@{who}> is not a Careline agent.")
+                    return
+                await self._work(ticket_id, agent, "assign", target=target)
+            elif action_id == kit.PRIORITY:
+                value = (action.get("selected_option") or {}).get("value", "")
+                await self._work(ticket_id, agent, "priority", argument=value.rsplit(":", 1)[-1])
+            else:
+                await self._work(ticket_id, agent, action_id.removeprefix("ticket_"))
+        except DomainError as error:
+            await self._ephemeral(channel, user, f"{reference}: {error}")
+
+    async def _work(
+        self,
+        ticket_id: int,
+        agent: Agent,
+        verb: str,
+        *,
+        target: Agent | None = None,
+        argument: str = "",
+    ) -> Ticket:
+        """One desk action on a ticket, committed; the relay then updates the thread."""
+        actor = f"agent:{agent.id}"
+        assert agent.id is not None
+        async with self.db.uow() as uow:
+            match verb:
+                case "claim":
+                    ticket = await services.assign_ticket(_d(uow), ticket_id, agent.id, actor=actor)
+                case "assign":
+                    assert target is not None and target.id is not None
+                    ticket = await services.assign_ticket(
+                        _d(uow), ticket_id, target.id, actor=actor
+                    )
+                case "priority":
+                    ticket = await services.change_priority(
+                        _d(uow), ticket_id, Priority(argument), actor=actor
+                    )
+                case "resolve":
+                    ticket = await services.resolve_ticket(_d(uow), ticket_id, actor=actor)
+                case "close":
+                    ticket = await services.close_ticket(_d(uow), ticket_id, actor=actor)
+                case "reopen":
+                    ticket = await services.reopen_ticket(_d(uow), ticket_id, actor=actor)
+                case "note":
+                    await services.add_internal_note(
+                        _d(uow), ticket_id, argument, agent_id=agent.id
+                    )
+                    ticket = await services.get_ticket(_d(uow), ticket_id)
+                case _:
+                    ticket = await services.get_ticket(_d(uow), ticket_id)
+            await uow.commit()
+        return ticket
+
+    # -- /careline -------------------------------------------------------------------------------
+    async def _on_command(
+        self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any]
+    ) -> None:
+        await ack()
+        user, channel = command["user_id"], command["channel_id"]
+        parsed = kit.parse_command(command.get("text") or "")
+        if parsed.verb == "help" or parsed.problem:
+            await self._ephemeral(
+                channel, user, "\n\n".join(filter(None, [parsed.problem, kit.HELP]))
+            )
+            return
+        agent = await self.agent_for(user)
+        if agent is None:
+            await self._ephemeral(channel, user, REFUSAL)
+            return
+        ticket_id = ticket_id_from_reference(parsed.reference or "")
+        assert ticket_id is not None
+        try:
+            target = None
+            if parsed.verb == "assign":
+                target = await self.agent_for(parsed.user_id or "")
+                if target is None:
+                    await self._ephemeral(
+                        channel, user, f"<@{parsed.user_id}> is not a Careline agent."
+                    )
+                    return
+            ticket = await self._work(
+                ticket_id, agent, parsed.verb, target=target, argument=parsed.argument
+            )
+            async with self.db.uow() as uow:
+                card = await ticket_card(uow, ticket)
+        except DomainError as error:
+            await self._ephemeral(channel, user, f"{parsed.reference}: {error}")
+            return
+        done = {
+            "status": "",
+            "note": "Note added.",
+            "assign": f"Assigned to {kit.who(card)}.",
+            "claim": "It's yours.",
+        }.get(parsed.verb, "Done.")
+        await self._ephemeral(channel, user, "\n".join(filter(None, [done, kit.status_text(card)])))
+
+    async def _ephemeral(
+        self, channel: str, user: str, text: str, *, thread_ts: str | None = None
+    ) -> None:
+        try:
+            await self.api.call(
+                "chat.postEphemeral", channel=channel, user=user, text=text, thread_ts=thread_ts
+            )
+        except (SlackApiError, RetryLater) as error:
+            log.warning("could not tell %s in %s: %s", user, channel, error)
+
+
+def _inbox_key(body: dict[str, Any]) -> str:
+    """`channel:ts` for messages (the same message may come as several events), else event id."""
+    event = body.get("event") or {}
+    message = event.get("type") == "message" and not event.get("subtype")
+    if message and event.get("channel") and event.get("ts"):
+        return f"{event['channel']}:{event['ts']}"
+    return str(body.get("event_id") or f"{event.get('type')}:{event.get('event_ts')}")
+
+
+def _reference_in(action: dict[str, Any]) -> str | None:
+    for candidate in (
+        str(action.get("value") or "").split(":")[0],
+        str((action.get("selected_option") or {}).get("value") or "").split(":")[0],
+        str(action.get("block_id") or "").removeprefix(kit.ACTIONS_BLOCK_PREFIX),
+    ):
+        if ticket_id_from_reference(candidate) is not None:
+            return candidate.upper()
+    return None
+
+
+def _attachments(event: dict[str, Any]) -> list[Attachment]:
+    return [
+        Attachment(
+            kind="file",
+            file_id=f.get("id"),
+            name=f.get("name") or f.get("title"),
+            mime_type=f.get("mimetype"),
+            size=f.get("size"),
+        )
+        for f in event.get("files") or []
+    ]
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def slack_router(inbound: SlackInbound) -> APIRouter:
+    """`/slack/events`, `/slack/interactions`, `/slack/commands` for the server to mount.
+
+    Bolt checks the signature and timestamp (401 otherwise), answers url_verification and acks.
+    """
+    handler = AsyncSlackRequestHandler(inbound.app)
+    router = APIRouter(prefix="/slack", include_in_schema=False)
+
+    async def receive(request: Request) -> Response:
+        return await handler.handle(request)
+
+    for path in ("/events", "/interactions", "/commands"):
+        router.add_api_route(path, receive, methods=["POST"])
+    return router
+
+
+async def start_socket_mode(inbound: SlackInbound, app_token: str) -> Any:
+    """Connect over Socket Mode (local development); `await handler.close_async()` to stop."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(inbound.app, app_token)
+    await handler.connect_async()
+    return handler
+
+
+@dataclass
+class Slack:
+    """Everything Slack, built once at start-up."""
+
+    api: SlackApi
+    desk: SlackDesk
+    inbound: SlackInbound
+    channel: SlackChannel
+
+
+def slack_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClient:
+    assert settings.slack_bot_token is not None
+    # No retry handlers: a blind retry of chat.postMessage after a dropped connection can post
+    # twice; SlackApi decides what is safe to repeat.
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=timeout,
+        retry_handlers=[],
+    )
+
+
+def build_slack(
+    settings: Settings,
+    db: Database,
+    *,
+    engine: TurnEngine | None = None,
+    interval: float = 1.0,
+    timeout: int = 10,
+) -> Slack:
+    """The Slack parts from settings (`settings.slack_enabled` must be true)."""
+    assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
+    api = SlackApi(slack_client(settings, timeout=timeout), db=db, interval=interval)
+    channel = SlackChannel(api)
+    desk = SlackDesk(
+        db, api, default_channel=settings.slack_support_channel, routing=settings.slack_routing
+    )
+    inbound = SlackInbound(
+        db,
+        api,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        token=settings.slack_bot_token.get_secret_value(),
+        engine=engine,
+        customers=channel,
+    )
+    return Slack(api=api, desk=desk, inbound=inbound, channel=channel)
