@@ -1,0 +1,609 @@
+"""The outbox relay: carries out every domain event's effects, each exactly once.
+
+A relay claims outbox rows (leases, `FOR UPDATE SKIP LOCKED` on PostgreSQL, see
+core/db/outbox.py) and runs, per event type, a list of named handlers. One row in
+`outbox_deliveries` per (event, handler) is the idempotency key: `sending` is committed
+before a handler's side effect and `done` (with the provider's id) after it, so a crash
+repeats at most the message that was in flight, never one already recorded as done.
+
+Each handler succeeds, retries (exponential backoff with jitter, at least what the platform
+asked for in `RetryLater.seconds`) or is parked as a dead letter on its own; a row is done
+when all its handlers are. Rows are worked concurrently, one task each, so a chat that a
+channel adapter is pacing never holds up other chats; rows about the same ticket are worked
+in order within a relay. Writes to `outbox_deliveries` are group-committed: whatever the
+running tasks need written is flushed together in one transaction.
+
+Pickup is prompt: LISTEN/NOTIFY on PostgreSQL (channel `careline_outbox`), a short poll on
+SQLite, where only one relay process may run (`SqliteRelayLock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bots.channels import PermanentFailure, RetryLater, Unreachable
+from core.db import tables as t
+from core.db.database import OUTBOX_CHANNEL, Database
+from core.db.outbox import OutboxRow, SqliteRelayLock, claim
+from core.events import Event
+from core.model import utcnow
+
+log = logging.getLogger(__name__)
+
+d = t.outbox_deliveries.c
+o = t.outbox.c
+
+FINAL = frozenset({"done", "skipped", "dead"})
+
+
+class Skip(Exception):
+    """Raised by a handler when there is nothing to send (no address, not wanted, erased)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One (event, handler) pair being carried out; `key` is its idempotency key."""
+
+    event_id: int
+    event_type: str
+    payload: dict[str, Any]
+    handler: str
+    attempt: int  # 1 for the first try
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        """Stable across retries and relays: give it to providers that dedupe by key."""
+        return f"careline-{self.event_id}-{self.handler}"
+
+    @property
+    def event(self) -> Event:
+        return Event.from_payload(self.event_type, self.payload)
+
+
+Handler = Callable[[Delivery], Awaitable[str | None]]
+"""Carries out one effect and returns the provider's id (or None).
+
+Raises `RetryLater` (transient), `PermanentFailure` (never retried), `Skip` (nothing to do);
+any other exception is retried like a transient failure and dead-lettered in the end.
+"""
+
+
+class Handlers:
+    """The registry of named handlers per event type. Open: any area adds its own."""
+
+    def __init__(self) -> None:
+        self._by_event: dict[str, dict[str, Handler]] = {}
+
+    def add(self, event: type[Event] | str, name: str, handler: Handler) -> None:
+        event_type = event if isinstance(event, str) else event.__name__
+        if len(name) > 64:
+            raise ValueError(f"handler name {name!r} is longer than 64 characters")
+        named = self._by_event.setdefault(event_type, {})
+        if name in named:
+            raise ValueError(f"{event_type} already has a handler named {name!r}")
+        named[name] = handler
+
+    def for_event(self, event_type: str) -> list[tuple[str, Handler]]:
+        return list(self._by_event.get(event_type, {}).items())
+
+    def names(self, event_type: str) -> list[str]:
+        return list(self._by_event.get(event_type, {}))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with equal jitter, never sooner than the platform asked."""
+
+    base_seconds: float = 2.0
+    max_seconds: float = 3600.0
+    max_attempts: int = 12
+
+    def delay(self, attempt: int, at_least: float = 0.0) -> float:
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        return max(at_least, ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+@dataclass(slots=True)
+class _State:
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    updated_at: datetime
+    last_error: str | None
+    ours: bool = False  # this relay just marked it `sending` and must carry it out
+
+
+@dataclass(slots=True)
+class _Outcome:
+    handler: str
+    status: str  # done, skipped, failed, dead
+    provider_id: str | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Work:
+    """What tasks want written; flushed together in one transaction."""
+
+    begins: list[tuple[int, list[str], asyncio.Future[dict[str, _State]]]] = field(
+        default_factory=list
+    )
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    settles: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.begins or self.outcomes or self.settles)
+
+
+class _Journal:
+    """Group commit of delivery bookkeeping for one relay."""
+
+    def __init__(self, db: Database, worker: str, lease: timedelta) -> None:
+        self.db = db
+        self.worker = worker
+        self.lease = lease
+        self._work = _Work()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> bool:
+        """Start the flusher unless it runs; True when this call started it."""
+        if self._task is not None and not self._task.done():
+            return False
+        self._task = asyncio.create_task(self._flush_forever(), name="relay-journal")
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def begin(self, event_id: int, handlers: list[str]) -> dict[str, _State]:
+        future: asyncio.Future[dict[str, _State]] = asyncio.get_running_loop().create_future()
+        self._work.begins.append((event_id, handlers, future))
+        self._wake.set()
+        return await future
+
+    def outcome(self, event_id: int, result: _Outcome) -> None:
+        self._work.outcomes.append(
+            {
+                "e_id": event_id,
+                "h_name": result.handler,
+                "b_status": result.status,
+                "b_provider": result.provider_id,
+                "b_error": result.error[:2000] if result.error else None,
+                "b_next": result.next_attempt_at,
+            }
+        )
+        self._wake.set()
+
+    async def settle(self, row_id: int, status: str, available_at: datetime, error: str) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        values = {
+            "r_id": row_id,
+            "b_status": status,
+            "b_at": available_at,
+            "b_error": error or None,
+        }
+        self._work.settles.append((values, future))
+        self._wake.set()
+        await future
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            work, self._work = self._work, _Work()
+            if not work:
+                continue
+            try:
+                await self._flush(work)
+            except asyncio.CancelledError:
+                _fail(work, RuntimeError("the relay stopped"))
+                raise
+            except Exception as exc:  # the database hiccupped: every waiter retries its row
+                log.warning("relay: writing delivery records failed: %s", exc)
+                _fail(work, exc)
+
+    async def _flush(self, work: _Work) -> None:
+        now = utcnow()
+        async with self.db.engine.begin() as conn:
+            states = await self._begin_all(conn, work, now) if work.begins else {}
+            if work.outcomes:
+                await conn.execute(
+                    update(t.outbox_deliveries)
+                    .where(d.event_id == bindparam("e_id"), d.handler == bindparam("h_name"))
+                    .values(
+                        status=bindparam("b_status"),
+                        provider_id=bindparam("b_provider"),
+                        last_error=bindparam("b_error"),
+                        next_attempt_at=bindparam("b_next"),
+                        updated_at=now,
+                    ),
+                    work.outcomes,
+                )
+            if work.settles:
+                await conn.execute(
+                    update(t.outbox)
+                    .where(o.id == bindparam("r_id"), o.locked_by == self.worker)
+                    .values(
+                        status=bindparam("b_status"),
+                        available_at=bindparam("b_at"),
+                        last_error=bindparam("b_error"),
+                        processed_at=now,
+                        locked_by=None,
+                        locked_until=None,
+                    ),
+                    [values for values, _ in work.settles],
+                )
+        for event_id, _, future in work.begins:
+            if not future.done():
+                future.set_result(states.get(event_id, {}))
+        for _, settled in work.settles:
+            if not settled.done():
+                settled.set_result(None)
+
+    async def _begin_all(
+        self, conn: AsyncConnection, work: _Work, now: datetime
+    ) -> dict[int, dict[str, _State]]:
+        """Mark every due delivery `sending` in one statement; read the others' state."""
+        pairs = {(event_id, name) for event_id, names, _ in work.begins for name in names}
+        rows = [
+            {"event_id": e, "handler": h, "status": "sending", "attempts": 1, "updated_at": now}
+            for e, h in sorted(pairs)
+        ]
+        insert = postgresql.insert if self.db.is_postgres else sqlite.insert
+        stmt = insert(t.outbox_deliveries).values(rows)
+        excluded = stmt.excluded
+        stale = now - self.lease  # a `sending` this old belongs to a relay that died
+        due = or_(
+            and_(
+                d.status == "failed",
+                or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
+            ),
+            and_(d.status == "sending", d.updated_at < stale),
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[d.event_id, d.handler],
+            set_={
+                "status": excluded.status,
+                "attempts": d.attempts + 1,
+                "updated_at": excluded.updated_at,
+            },
+            where=due,
+        ).returning(d.event_id, d.handler)
+        ours = {(int(e), h) for e, h in (await conn.execute(upsert)).all()}
+        event_ids = sorted({event_id for event_id, _, _ in work.begins})
+        result = await conn.execute(
+            select(
+                d.event_id, d.handler, d.status, d.attempts, d.next_attempt_at, d.updated_at,
+                d.last_error,
+            ).where(d.event_id.in_(event_ids))
+        )  # fmt: skip
+        states: dict[int, dict[str, _State]] = {}
+        for event_id, handler, status, attempts, next_at, updated_at, error in result.all():
+            states.setdefault(int(event_id), {})[handler] = _State(
+                status, attempts, next_at, updated_at, error, ours=(int(event_id), handler) in ours
+            )
+        return states
+
+
+def _fail(work: _Work, exc: BaseException) -> None:
+    for _, _, begun in work.begins:
+        if not begun.done():
+            begun.set_exception(exc)
+    for _, settled in work.settles:
+        if not settled.done():
+            settled.set_exception(exc)
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{random.randrange(16**4):04x}"
+
+
+class Relay:
+    """Claims outbox rows and runs their handlers until stopped.
+
+    `run(stop)` is the long-running loop (one per process, or several per PostgreSQL);
+    `drain_once()` works one claimed batch to the end, for tests and one-shot commands.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        handlers: Handlers,
+        *,
+        worker: str | None = None,
+        batch: int = 50,
+        poll_seconds: float = 0.2,
+        idle_seconds: float = 2.0,
+        max_in_flight: int = 500,
+        retry: RetryPolicy | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        grace_seconds: float = 10.0,
+        on_handler_start: Callable[[Delivery], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.handlers = handlers
+        self.worker = (worker or default_worker_name())[:64]
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.idle_seconds = idle_seconds  # PostgreSQL safety poll: a NOTIFY can be missed
+        self.max_in_flight = max_in_flight
+        self.retry = retry or RetryPolicy()
+        self.lease = lease
+        self.grace_seconds = grace_seconds
+        self.on_handler_start = on_handler_start  # the benchmark measures pickup with it
+        self._journal = _Journal(db, self.worker, lease)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tails: dict[Hashable, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+
+    @classmethod
+    def from_settings(
+        cls, db: Database, handlers: Handlers, settings: Any, **options: Any
+    ) -> Relay:
+        """The relay as `careline serve` runs it (settings: core.config.Settings)."""
+        return cls(
+            db,
+            handlers,
+            batch=settings.relay_batch,
+            poll_seconds=settings.relay_poll_seconds,
+            retry=RetryPolicy(max_attempts=settings.relay_max_attempts),
+            **options,
+        )
+
+    # --- driving ------------------------------------------------------------------------
+
+    async def drain_once(self) -> int:
+        """Claim one batch and work it to the end; returns how many rows were claimed."""
+        started = self._journal.start()
+        try:
+            rows = await claim(self.db, self.worker, limit=self.batch, lease=self.lease)
+            tasks = [self._spawn(row) for row in rows]
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            return len(rows)
+        finally:
+            if started:
+                await self._journal.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work the outbox until `stop` is set; in-flight rows get `grace_seconds` to finish."""
+        lock = self._sqlite_lock()
+        listener: asyncio.Task[None] | None = None
+        try:
+            self._journal.start()
+            if self.db.is_postgres:
+                listener = asyncio.create_task(self._listen(stop), name="relay-listen")
+            log.info("relay %s started", self.worker)
+            while not stop.is_set():
+                room = self.max_in_flight - len(self._tasks)
+                claimed = 0
+                if room > 0:
+                    self._wake.clear()
+                    limit = min(self.batch, room)
+                    try:
+                        rows = await claim(self.db, self.worker, limit=limit, lease=self.lease)
+                    except Exception as exc:  # database away: keep trying, do not die
+                        log.warning("relay: claiming outbox rows failed: %s", exc)
+                        rows = []
+                        await _sleep_or_stop(stop, 1.0)
+                    for row in rows:
+                        self._spawn(row)
+                    claimed = len(rows)
+                    if claimed == limit:
+                        await asyncio.sleep(0)  # let the tasks start before claiming more
+                        continue
+                await self._wait_for_work(stop, saturated=room <= 0)
+            await self._finish_in_flight()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            for task in list(self._tasks):
+                task.cancel()
+            await self._journal.stop()
+            if lock is not None:
+                lock.release()
+
+    def _sqlite_lock(self) -> SqliteRelayLock | None:
+        path = self.db.sqlite_path
+        if path is None:
+            return None
+        lock = SqliteRelayLock(path)
+        lock.acquire()
+        return lock
+
+    async def _wait_for_work(self, stop: asyncio.Event, *, saturated: bool) -> None:
+        timeout = self.idle_seconds if self.db.is_postgres else self.poll_seconds
+        waits = [asyncio.ensure_future(stop.wait())]
+        waits.append(asyncio.ensure_future((self._slot_freed if saturated else self._wake).wait()))
+        self._slot_freed.clear()
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _finish_in_flight(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.grace_seconds)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Wake on NOTIFY; reconnect when the connection drops (missed wakes: idle poll)."""
+        while not stop.is_set():
+            try:
+                async with self.db.engine.connect() as conn:
+                    raw = (await conn.get_raw_connection()).driver_connection
+                    if raw is None or not hasattr(raw, "add_listener"):
+                        log.info("relay: driver has no LISTEN support; polling instead")
+                        return
+                    lost = asyncio.Event()
+                    raw.add_termination_listener(lambda _c, lost=lost: lost.set())
+                    await raw.add_listener(OUTBOX_CHANNEL, lambda *_a: self._wake.set())
+                    self._wake.set()  # whatever was committed while we were not listening
+                    try:
+                        while not (stop.is_set() or lost.is_set() or raw.is_closed()):
+                            await _sleep_or_stop(stop, 5.0, lost)
+                    finally:
+                        # The LISTEN must not go back to the pool with the connection.
+                        await conn.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay: LISTEN connection failed (%s); retrying", exc)
+                await _sleep_or_stop(stop, 1.0)
+
+    # --- one row --------------------------------------------------------------------------
+
+    def _spawn(self, row: OutboxRow) -> asyncio.Task[None]:
+        key = _order_key(row)
+        before = self._tails.get(key) if key is not None else None
+        task = asyncio.create_task(self._work_row(row, before), name=f"relay-row-{row.id}")
+        self._tasks.add(task)
+        if key is not None:
+            self._tails[key] = task
+        task.add_done_callback(lambda done: self._forget(done, key))
+        return task
+
+    def _forget(self, task: asyncio.Task[None], key: Hashable | None) -> None:
+        self._tasks.discard(task)
+        if key is not None and self._tails.get(key) is task:
+            del self._tails[key]
+        self._slot_freed.set()
+
+    async def _work_row(self, row: OutboxRow, before: asyncio.Task[None] | None) -> None:
+        if before is not None and not before.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(before)  # rows about one ticket go out in order
+        try:
+            await self._carry_out(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the lease expires and the row is claimed again
+            log.exception("relay: outbox row %s could not be worked", row.id)
+
+    async def _carry_out(self, row: OutboxRow) -> None:
+        named = self.handlers.for_event(row.event_type)
+        if not named:
+            await self._journal.settle(row.id, "done", utcnow(), "")
+            return
+        states = await self._journal.begin(row.id, [name for name, _ in named])
+        mine = [(name, fn) for name, fn in named if name in states and states[name].ours]
+        results = await asyncio.gather(
+            *(self._run_handler(row, n, fn, states[n]) for n, fn in mine)
+        )
+        for result in results:
+            self._journal.outcome(row.id, result)
+            states[result.handler] = _State(
+                result.status, states[result.handler].attempts, result.next_attempt_at,
+                utcnow(), result.error,
+            )  # fmt: skip
+        await self._settle(row, named, states)
+
+    async def _run_handler(
+        self, row: OutboxRow, name: str, handler: Handler, state: _State
+    ) -> _Outcome:
+        delivery = Delivery(
+            row.id, row.event_type, row.payload, name, state.attempts, row.created_at
+        )
+        if self.on_handler_start is not None:
+            self.on_handler_start(delivery)
+        try:
+            provider_id = await handler(delivery)
+        except Skip as why:
+            return _Outcome(name, "skipped", error=str(why) or "nothing to send")
+        except PermanentFailure as exc:
+            log.warning("relay: %s for event %s failed for good: %s", name, row.id, exc)
+            return _Outcome(name, "dead", error=f"permanent failure: {exc}")
+        except Unreachable as exc:  # a handler that has no fallback of its own
+            return _Outcome(name, "dead", error=f"unreachable: {exc}")
+        except RetryLater as exc:
+            return self._retry_or_bury(name, state.attempts, f"retry later: {exc}", exc.seconds)
+        except Exception as exc:
+            log.exception("relay: handler %s failed on event %s", name, row.id)
+            return self._retry_or_bury(name, state.attempts, f"{type(exc).__name__}: {exc}", 0.0)
+        return _Outcome(name, "done", provider_id=provider_id)
+
+    def _retry_or_bury(self, name: str, attempts: int, error: str, at_least: float) -> _Outcome:
+        if attempts >= self.retry.max_attempts:
+            return _Outcome(name, "dead", error=f"gave up after {attempts} attempts; {error}")
+        delay = self.retry.delay(attempts, at_least)
+        return _Outcome(name, "failed", error=error, next_attempt_at=utcnow() + _secs(delay))
+
+    async def _settle(
+        self, row: OutboxRow, named: list[tuple[str, Handler]], states: dict[str, _State]
+    ) -> None:
+        now = utcnow()
+        waiting: list[datetime] = []
+        dead: list[str] = []
+        for name, _ in named:
+            state = states.get(name)
+            if state is None:  # lost to a concurrent writer: look again shortly
+                waiting.append(now + _secs(1.0))
+            elif state.status == "dead":
+                dead.append(f"{name}: {state.last_error or 'dead'}")
+            elif state.status == "failed":
+                waiting.append(state.next_attempt_at or now)
+            elif state.status == "sending":  # another relay is on it, or it died mid-send
+                waiting.append(state.updated_at + self.lease + _secs(0.05))
+        if waiting:
+            at = min(waiting)
+            self._remember_due(at)
+            await self._journal.settle(row.id, "pending", at, "; ".join(dead))
+        elif dead:
+            await self._journal.settle(row.id, "dead", now, "; ".join(dead))
+        else:
+            await self._journal.settle(row.id, "done", now, "")
+
+    def _remember_due(self, at: datetime) -> None:
+        # A retry due sooner than the idle poll must not wait for it.
+        delay = max(0.0, (at - utcnow()).total_seconds())
+        if delay < self.idle_seconds:
+            asyncio.get_running_loop().call_later(delay + 0.001, self._wake.set)
+
+
+def _order_key(row: OutboxRow) -> Hashable | None:
+    for name in ("ticket_id", "customer_id"):
+        value = row.payload.get(name)
+        if value is not None:
+            return (name, value)
+    return None
+
+
+def _secs(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float, *others: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, *others)]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+
+
+def delivery_names(handlers: Handlers, events: Iterable[type[Event]]) -> dict[str, list[str]]:
+    """Which handlers each event type runs (for `careline` diagnostics and docs)."""
+    return {e.__name__: handlers.names(e.__name__) for e in events}
