@@ -6,6 +6,7 @@ import pytest
 
 from dialogs.data import INTENTS_FILE
 from dialogs.nlu import LocalNLU
+from tests.fakes.prism import CONTRACTS, prism_fixture
 
 SMALL_INTENTS = """\
 intents:
@@ -15,6 +16,10 @@ intents:
   complain: [I want to complain, something is broken, open a ticket,
              my order arrived damaged, report a problem]
 """
+
+
+#: Prism serving Watson Assistant v2's published spec (one process for the whole run).
+watson_mock = prism_fixture(CONTRACTS / "watson_assistant_v2.json")
 
 
 @pytest.fixture(scope="session")
