@@ -1,20 +1,45 @@
-"""Composition root: settings, database and clients are built here once, at start-up."""
+"""Composition root: settings, database and clients are built here once, at start-up.
+
+`create_app(settings)` is the one ASGI app of `careline serve`. What it runs depends on
+`settings.role`: `all` (the default: web and the outbox relay in one process), `web`
+(webhooks, admin API, web chat) or `relay` (only the relay; the web part then serves just
+/healthz, /readyz and /metrics for the orchestrator).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import make_url
 
+from bots.logging import RequestIdMiddleware, configure_logging
+from bots.metrics import CONTENT_TYPE, Metrics
 from core.config import Settings
 from core.db.database import Database
 from core.db.migrate import is_current, migrate
+from dialogs.turn import Reply, UserSaid
 
 log = logging.getLogger("careline.server")
+
+TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+ADMIN_API_PATH = "/api/v1"
+
+RelayRunner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class EngineMissing:
+    """Stands in for the dialog engine while dialogs/engine.py is not there yet."""
+
+    async def handle_turn(self, said: UserSaid) -> list[Reply]:
+        return [Reply("Sorry, I can't answer right now. Please try again in a few minutes.")]
 
 
 @dataclass
@@ -23,21 +48,78 @@ class Runtime:
 
     settings: Settings
     db: Database
+    metrics: Metrics
+    engine: Any = None  # the dialog engine (web roles)
+    telegram: Any = None  # bots.telegram.TelegramBot when Telegram is enabled
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def serves_web(settings: Settings) -> bool:
+    return settings.role in ("all", "web")
+
+
+def runs_relay(settings: Settings) -> bool:
+    return settings.role in ("all", "relay")
+
+
+def build_engine(settings: Settings, db: Database) -> Any:
+    """The dialog engine; a polite stand-in until dialogs/engine.py exists."""
+    try:
+        from dialogs.engine import DialogEngine  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        log.warning("dialogs.engine is missing: answering with a stand-in")
+        return EngineMissing()
+    # LEAD: adjust to DialogEngine's constructor once it settles.
+    return DialogEngine(settings=settings, db=db)
+
+
+def build_relay(runtime: Runtime) -> RelayRunner | None:
+    """The outbox relay as `run(stopping)`; None while bots/relay.py is not there yet."""
+    try:
+        from bots import relay  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        log.warning("bots.relay is missing: the outbox is not relayed by this process")
+        return None
+    # LEAD: wire the relay here, e.g.
+    #   channels = {Channel.TELEGRAM: runtime.telegram.channel} if runtime.telegram else {}
+    #   r = relay.Relay(runtime.db, runtime.settings, channels=channels, metrics=runtime.metrics)
+    #   return r.run   # async def run(stopping: asyncio.Event) -> None
+    factory = getattr(relay, "create_relay", None)
+    if factory is None:
+        return None
+    return factory(runtime)
+
+
+def create_app(settings: Settings, *, engine: Any = None) -> FastAPI:
+    """The Careline ASGI app. `engine` overrides the dialog engine (tests, benchmarks)."""
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         if settings.auto_migrate:
             await migrate(db)
-        app.state.runtime = Runtime(settings=settings, db=db)
+        runtime = Runtime(settings=settings, db=db, metrics=metrics)
+        app.state.runtime = runtime
         try:
+            if serves_web(settings):
+                runtime.engine = engine if engine is not None else build_engine(settings, db)
+                if settings.telegram_enabled:
+                    await _start_telegram(runtime)
+            # --- LEAD: Slack (bots.slack.slack_router(...)) and web chat start here. ---
+            if runs_relay(settings):
+                runner = build_relay(runtime)
+                if runner is not None:
+                    runtime.background.append(
+                        asyncio.create_task(runner(runtime.stopping), name="outbox-relay")
+                    )
             yield
         finally:
-            await db.dispose()
+            await _stop(runtime)
 
     app = FastAPI(title="Careline", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -56,11 +138,142 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"status": "migrations pending"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    if serves_web(settings) and settings.telegram_enabled and settings.telegram_mode == "webhook":
+
+        async def telegram_webhook(request: Request) -> Response:
+            runtime: Runtime = request.app.state.runtime
+            if runtime.telegram is None:  # Telegram was unreachable at start: try later
+                return Response(status_code=503)
+            return await runtime.telegram.webhook(request)
+
+        # A plain route: the body is read raw and checked by the adapter, no validation layer.
+        app.router.add_route(TELEGRAM_WEBHOOK_PATH, telegram_webhook, methods=["POST"])
+
+    # --- LEAD: mount the other areas here ---
+    # if serves_web(settings):
+    #     app.mount(ADMIN_API_PATH, create_admin_app(settings, ...))      # admin_api
+    #     app.include_router(slack_router(...))                          # bots/slack.py
+    #     app.include_router(webchat_router(...))                        # web chat
     return app
 
 
+async def _start_telegram(runtime: Runtime) -> None:
+    from bots.telegram import TelegramBot
+
+    bot = TelegramBot(runtime.settings, runtime.db, runtime.engine, runtime.metrics)
+    try:
+        await bot.start()
+    except Exception as exc:
+        # Telegram down must not take the admin API and Slack down with it: keep trying.
+        log.error("Telegram is unreachable (%s); retrying in the background", type(exc).__name__)
+        runtime.background.append(
+            asyncio.create_task(_retry_telegram(runtime, bot), name="telegram-connect")
+        )
+        return
+    runtime.telegram = bot
+
+
+async def _retry_telegram(runtime: Runtime, bot: Any) -> None:
+    delay = 2.0
+    while not runtime.stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.stopping.wait(), delay)
+            return
+        try:
+            await bot.start()
+        except Exception as exc:
+            log.warning("Telegram still unreachable (%s)", type(exc).__name__)
+            delay = min(delay * 2, 60)
+            continue
+        runtime.telegram = bot
+        log.info("connected to Telegram")
+        return
+
+
+async def _stop(runtime: Runtime) -> None:
+    """Stop background work within the grace period, then close clients and the database."""
+    runtime.stopping.set()
+    grace = runtime.settings.shutdown_grace_seconds
+    if runtime.background:
+        _, pending = await asyncio.wait(runtime.background, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    if runtime.telegram is not None:
+        with contextlib.suppress(Exception):
+            await runtime.telegram.stop()
+    await runtime.db.dispose()
+
+
+def banner(settings: Settings) -> str:
+    """What `careline serve` runs and where, printed on start."""
+    base = f"http://{settings.host}:{settings.port}"
+    public = (settings.public_url or base).rstrip("/")
+    db_url = make_url(settings.database_url).render_as_string(hide_password=True)
+    lines = [f"Careline — role {settings.role}", f"  listening   {base}"]
+    migrated = " (migrated on start)" if settings.auto_migrate else ""
+    lines.append(f"  database    {db_url}{migrated}")
+    lines.append(f"  health      {base}/healthz  {base}/readyz  {base}/metrics")
+    if serves_web(settings):
+        if not settings.telegram_enabled:
+            lines.append("  telegram    off (set TELEGRAM_BOT_TOKEN)")
+        elif settings.telegram_mode == "polling":
+            lines.append("  telegram    polling getUpdates (development)")
+        else:
+            secret = (
+                "secret set" if settings.telegram_webhook_secret else "NO SECRET: calls refused"
+            )
+            lines.append(f"  telegram    webhook {public}{TELEGRAM_WEBHOOK_PATH} ({secret})")
+            if not settings.public_url:
+                lines.append("              register: careline telegram set-webhook URL")
+        lines.append(f"  admin API   {base}{ADMIN_API_PATH}")
+        slack = "on" if settings.slack_enabled else "off (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)"
+        lines.append(f"  slack       {slack}")
+    else:
+        lines.append("  web         off (role relay): no webhooks, no admin API")
+    relay = "in this process" if runs_relay(settings) else "off (role web: run a relay role)"
+    lines.append(f"  relay       {relay}")
+    email = "SendGrid" if settings.sendgrid_enabled else "local mailbox (no SENDGRID_API_KEY)"
+    lines.append(f"  email       {email}")
+    return "\n".join(lines)
+
+
 def run(settings: Settings) -> None:
+    """`careline serve`: uvicorn (uvloop, httptools); SIGTERM drains in-flight requests."""
     import uvicorn
 
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    secrets = [
+        s.get_secret_value()
+        for s in (
+            settings.telegram_bot_token,
+            settings.telegram_webhook_secret,
+            settings.slack_bot_token,
+            settings.slack_signing_secret,
+            settings.slack_app_token,
+            settings.sendgrid_api_key,
+            settings.secret_key,
+        )
+        if s is not None
+    ]
+    url = make_url(settings.database_url)
+    if url.password:
+        secrets.append(str(url.password))
+    configure_logging(settings.log_level, json_lines=settings.log_json, secrets_=secrets)
+    print(banner(settings), flush=True)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,112 @@
+"""Process logging: plain or JSON lines, a request id on every line, secrets never written.
+
+`configure_logging` is called once by the composition root. Log lines carry ids (update id,
+chat id, ticket reference), never message texts or e-mail addresses; the redaction filter
+is the safety net for secrets that libraries put into URLs (the Bot API token is part of
+every Telegram request URL, and httpx logs request URLs).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+REQUEST_ID_HEADER = b"x-request-id"
+_STANDARD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces every known secret in a record's message (and arguments) by `***`."""
+
+    def __init__(self, secrets_: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets_ if s and len(s) >= 6]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_FIELDS and name not in line:
+                line[name] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(
+    level: str = "info", *, json_lines: bool = False, secrets_: Iterable[str] = ()
+) -> None:
+    """Set up the root logger once per process (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets(secrets_))
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s")
+        )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_careline", False)]:
+        root.removeHandler(old)
+    handler._careline = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    for noisy in ("httpx", "httpcore", "telegram.ext", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class RequestIdMiddleware:
+    """Gives every HTTP request an id (the caller's `X-Request-ID`, or a new one) for logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), b"")
+        rid = given.decode("latin-1")[:64] if given else secrets.token_hex(6)
+        token = request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                header = (REQUEST_ID_HEADER, rid.encode())
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
