@@ -165,3 +165,20 @@ class Settings(BaseSettings):
     @property
     def sendgrid_enabled(self) -> bool:
         return self.sendgrid_api_key is not None
+
+    # --- Server + Telegram area (added by the Server/Telegram engineer; lead: move at will) ---
+    telegram_max_attempts: int = Field(
+        8, description="Deliveries of one update before it is parked (Telegram retries on 5xx)."
+    )
+    telegram_reply_in_webhook_answer: bool = Field(
+        True, description="Send a turn's last reply in the webhook's answer (one round trip less)."
+    )
+    telegram_overall_per_second: float = Field(
+        30, description="Outbound Bot API messages per second, all chats together."
+    )
+    telegram_chat_per_second: float = Field(
+        1, description="Outbound messages per second to one private chat (bursts of 3)."
+    )
+    shutdown_grace_seconds: float = Field(
+        30, description="On SIGTERM, how long in-flight work may take to finish."
+    )
