@@ -1,0 +1,43 @@
+"""Careline admin API: agents, tickets, assignment, customers, dead letters and reports.
+
+Mounted by `careline serve` at `/api/v1`; interactive docs at `/api/v1/docs`.
+
+**Authentication.** Every route needs `Authorization: Bearer KEY`. Keys are random
+(`clk_` + 256 bits), shown once when created (`careline admin create-key` or `POST /keys`)
+and stored only as a SHA-256 hash. The first start creates one admin key and prints it.
+Without a valid key: 401. With a key whose role may not do it: 403. More than 10 invalid
+keys from one client IP within a minute: 429 with `Retry-After` (counted per process).
+
+**Roles.**
+
+| route | admin | agent |
+|---|---|---|
+| `GET /me` | yes | yes |
+| `GET/POST /keys`, `DELETE /keys/{id}` | yes | 403 |
+| `GET /agents`, `GET /agents/{id}` | yes | yes |
+| `POST /agents`, `PATCH /agents/{id}`, `POST /agents/{id}/deactivate`, `/activate` | yes | 403 |
+| `GET /tickets`, `GET /tickets/{id}` | yes | yes (all tickets) |
+| `POST /tickets/{id}/assign`, `/unassign`, `/priority`, `POST /tickets/auto-assign` | yes | 403 |
+| `POST /tickets/{id}/claim` | 403 (no agent) | unassigned or own tickets |
+| `POST /tickets/{id}/status` | yes | own tickets only |
+| `POST /tickets/{id}/notes`, `/replies` | yes (replies name `agent_id`) | own or unassigned |
+| `GET/PUT /settings/auto-assign` | yes | 403 |
+| `GET /customers/{id}`, `GET /customers/{id}/tickets` | yes | yes |
+| `GET /customers/{id}/export`, `POST /customers/{id}/erase` | yes | 403 |
+| `GET /dead-letters`, `POST /dead-letters/{id}/retry` | yes | 403 |
+| `GET /reports/agents`, `/categories`, `/daily` | yes | 403 |
+
+A reply on an unassigned ticket claims it for the replying agent. An agent acting on a
+ticket held by another agent gets 403.
+
+**Errors** are `application/problem+json` (RFC 9457) with `type`, `title`, `status`,
+`detail`, `instance` and a short `code`; 422s list field problems in `errors`. Request
+bodies are limited (256 KiB by default; 413).
+
+**Lists** page by keyset: pass the `next_cursor` of one page as `cursor` for the next.
+"""
+
+from admin_api.app import create_admin_app
+from admin_api.keys import Caller, create_key, ensure_bootstrap_admin_key
+
+__all__ = ["Caller", "create_admin_app", "create_key", "ensure_bootstrap_admin_key"]

@@ -1,0 +1,161 @@
+"""The admin API application: routers, problem handlers, body limit, OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from admin_api.problems import PROBLEM_JSON, ProblemDetails, install_problem_handlers
+from admin_api.ratelimit import FailedKeyLimiter
+from admin_api.routes import access, agents, customers, dead_letters, reports, tickets
+from core.config import Settings
+from core.db.database import Database
+from core.policy import SlaPolicy
+
+DEFAULT_MAX_BODY_BYTES = 256 * 1024  # a 20,000-character reply in any script fits
+
+
+def create_admin_app(
+    db: Database,
+    settings: Settings,
+    *,
+    limiter: FailedKeyLimiter | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The admin API as a sub-application; the server mounts it at /api/v1.
+
+    Its OpenAPI document is at `{mount}/openapi.json` and its docs at `{mount}/docs`.
+    """
+    from admin_api import __doc__ as description
+
+    app = FastAPI(
+        title="Careline admin API",
+        version="1",
+        description=description or "",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.db = db
+    app.state.settings = settings
+    app.state.sla = SlaPolicy.from_hours(settings.sla_hours)
+    app.state.limiter = limiter or FailedKeyLimiter()
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    for module in (access, agents, tickets, customers, dead_letters, reports):
+        app.include_router(module.router)
+    app.include_router(tickets.settings_router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_problems(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _with_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Document the problem+json answers every operation can give, in place of FastAPI's
+    default 422 shape."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ProblemDetails"] = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    ref = {"$ref": "#/components/schemas/ProblemDetails"}
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            statuses = [401, 403, 422, 429, 500]
+            if "{" in path:
+                statuses.append(404)
+            if method in ("post", "put", "patch", "delete"):
+                statuses.append(409)
+            if "requestBody" in op:
+                statuses.append(413)
+            responses = op.setdefault("responses", {})
+            for status in sorted(statuses):
+                responses[str(status)] = {
+                    "description": _PHRASES[status],
+                    "content": {PROBLEM_JSON: {"schema": ref}},
+                }
+    return schema
+
+
+_PHRASES = {
+    401: "No valid API key",
+    403: "The key's role may not do this",
+    404: "Not found",
+    409: "Refused in the current state",
+    413: "Request body too large",
+    422: "Invalid request",
+    429: "Too many failed keys from this address",
+    500: "Server error",
+}
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_413(scope, send, self.max_bytes)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # Raised inside the route's body read; the problem handler answers 413.
+                    raise StarletteHTTPException(413, _too_large(self.max_bytes))
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"the request body is larger than {max_bytes} bytes"
+
+
+async def _send_413(scope: Scope, send: Send, max_bytes: int) -> None:
+    body = ProblemDetails(
+        title="Content Too Large",
+        status=413,
+        detail=_too_large(max_bytes),
+        instance=scope.get("path"),
+    ).model_dump_json(exclude_none=True)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})

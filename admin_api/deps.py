@@ -1,0 +1,134 @@
+"""FastAPI dependencies: the unit of work, the caller and the role checks.
+
+Authentication is `Authorization: Bearer KEY`. Roles and what they may do are listed in
+admin_api/__init__.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Protocol, cast
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from admin_api.keys import Caller, authenticate
+from admin_api.problems import Problem
+from admin_api.ratelimit import FailedKeyLimiter
+from core.config import Settings
+from core.db.database import Database
+from core.model import Ticket
+from core.policy import SlaPolicy
+from core.ports import UnitOfWork
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `careline admin create-key`, sent as `Bearer KEY`.",
+)
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sla(request: Request) -> SlaPolicy:
+    sla: SlaPolicy = request.app.state.sla
+    return sla
+
+
+class AdminUnitOfWork(UnitOfWork, Protocol):
+    """The services' unit of work plus its session, for the admin API's own queries."""
+
+    session: AsyncSession
+
+
+async def get_uow(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AdminUnitOfWork]:
+    """One unit of work per request; routes commit what they change."""
+    async with db.uow() as uow:
+        # SqlUnitOfWork fits the protocol; mypy cannot see it through the repositories'
+        # invariant attribute types.
+        yield cast(AdminUnitOfWork, uow)
+
+
+def is_postgres(uow: AdminUnitOfWork) -> bool:
+    return uow.session.get_bind().dialect.name == "postgresql"
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SlaDep = Annotated[SlaPolicy, Depends(get_sla)]
+UowDep = Annotated[AdminUnitOfWork, Depends(get_uow)]
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def get_caller(
+    request: Request,
+    uow: UowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    limiter: FailedKeyLimiter = request.app.state.limiter
+    client = _client_ip(request)
+    wait = limiter.retry_after(client)
+    if wait:
+        raise Problem(
+            429,
+            "too many invalid API keys from this address; try again later",
+            code="too_many_failed_keys",
+            headers={"Retry-After": str(wait)},
+        )
+    if credentials is None:
+        raise Problem(
+            401,
+            "send an API key as `Authorization: Bearer KEY`",
+            code="unauthenticated",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    caller = await authenticate(uow.session, credentials.credentials)
+    if caller is None:
+        limiter.failed(client)
+        raise Problem(
+            401,
+            "this API key is not valid",
+            code="invalid_key",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require_admin(caller: CallerDep) -> Caller:
+    if not caller.is_admin:
+        raise Problem(403, "this needs an admin key", code="forbidden")
+    return caller
+
+
+def require_agent(caller: CallerDep) -> Caller:
+    if caller.role != "agent":
+        raise Problem(403, "this needs an agent key", code="forbidden")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]
+AgentDep = Annotated[Caller, Depends(require_agent)]
+
+
+def check_may_work(caller: Caller, ticket: Ticket, *, claimable: bool) -> None:
+    """Agents work their own tickets; `claimable` also lets them act on unassigned ones."""
+    if caller.is_admin or ticket.assignee_id == caller.agent_id:
+        return
+    if claimable and ticket.assignee_id is None:
+        return
+    raise Problem(403, "this ticket is assigned to another agent", code="forbidden")

@@ -1,0 +1,310 @@
+"""Request and response models of the admin API."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from core.lifecycle import Status
+from core.model import Availability, Channel, Notify, Priority
+
+MAX_ID = 2**63 - 1  # BIGINT: a larger id can only be "not found", never a driver error
+
+# PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the driver.
+NO_NUL = r"^[^\x00]*$"
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range") from exc
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=NO_NUL)]  # fmt: skip
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320,
+                                         pattern=r"^[^\x00@\s]+@[^\x00@\s]+$")]  # fmt: skip
+SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,30}$")]
+Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                         pattern=NO_NUL)]  # fmt: skip
+Body = Annotated[str, StringConstraints(min_length=1, max_length=20_000, pattern=NO_NUL)]
+Reason = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- callers and keys ------------------------------------------------------------------
+
+
+class CallerOut(Out):
+    key_id: int
+    name: str
+    role: Literal["admin", "agent"]
+    agent_id: int | None
+
+
+class KeyIn(BaseModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                           pattern=NO_NUL)]  # fmt: skip
+    role: Literal["admin", "agent"]
+    agent_id: Id | None = None
+
+
+class KeyOut(Out):
+    id: int
+    name: str
+    role: str
+    prefix: str
+    agent_id: int | None
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The secret. Shown this once; only its hash is stored.")
+
+
+# --- agents ----------------------------------------------------------------------------
+
+
+class AgentIn(BaseModel):
+    name: Name
+    email: Email
+    slack_user_id: SlackUserId | None = None
+    skills: list[Skill] = Field(default_factory=list, max_length=50)
+    capacity: int = Field(5, ge=0, le=1000)
+    availability: Availability = Availability.AVAILABLE
+
+
+class AgentPatch(BaseModel):
+    """Only the fields sent change; `slack_user_id: null` unlinks Slack."""
+
+    name: Name | None = None
+    slack_user_id: SlackUserId | None = None
+    skills: list[Skill] | None = Field(None, max_length=50)
+    capacity: int | None = Field(None, ge=0, le=1000)
+    availability: Availability | None = None
+
+
+class DeactivateIn(BaseModel):
+    reassign_to: Id | None = Field(
+        None, description="Move the agent's open tickets to this agent first."
+    )
+
+
+class AgentOut(Out):
+    id: int
+    name: str
+    email: str
+    slack_user_id: str | None
+    skills: list[str]
+    capacity: int
+    active: bool
+    availability: Availability
+    created_at: datetime
+    open_tickets: int = 0
+
+
+# --- tickets ---------------------------------------------------------------------------
+
+
+class TicketSummary(Out):
+    id: int
+    reference: str
+    subject: str
+    category: str
+    priority: Priority
+    status: Status
+    channel: Channel
+    customer_id: int
+    assignee_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    first_response_due: datetime | None
+    resolution_due: datetime | None
+    sla_breached: bool
+
+
+class TicketPage(BaseModel):
+    items: list[TicketSummary]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class TimelineEntry(BaseModel):
+    type: Literal["message", "activity"]
+    id: int
+    created_at: datetime
+    author: str | None = None  # messages: customer, agent, bot, note
+    body: str | None = None
+    channel: str | None = None
+    agent_id: int | None = None
+    attachments: list[dict[str, Any]] | None = None
+    kind: str | None = None  # activities: status_changed, assigned, ...
+    actor: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class TicketDetail(TicketSummary):
+    description: str
+    closed_at: datetime | None
+    csat_score: int | None
+    csat_comment: str | None
+    human_requested: bool
+    timeline: list[TimelineEntry]
+
+
+class AssignIn(BaseModel):
+    agent_id: Id
+    force: bool = Field(False, description="Skip the active and capacity checks.")
+
+
+class StatusIn(BaseModel):
+    status: Status
+    reason: Reason = ""
+
+
+class PriorityIn(BaseModel):
+    priority: Priority
+
+
+class NoteIn(BaseModel):
+    body: Body
+
+
+class ReplyIn(BaseModel):
+    body: Body
+    agent_id: Id | None = Field(
+        None,
+        description="Who answers. Admin keys must name the agent; agent keys answer as "
+        "their own agent.",
+    )
+
+
+class MessageOut(Out):
+    id: int
+    ticket_id: int
+    author: str
+    body: str
+    channel: str | None
+    agent_id: int | None
+    created_at: datetime
+
+
+class AutoAssignIn(BaseModel):
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class Assignment(BaseModel):
+    ticket_id: int
+    reference: str
+    agent_id: int
+
+
+class AutoAssignOut(BaseModel):
+    assigned: list[Assignment]
+
+
+class AutoAssignSwitch(BaseModel):
+    enabled: bool
+
+
+# --- customers -------------------------------------------------------------------------
+
+
+class IdentityOut(Out):
+    id: int
+    channel: Channel
+    display_name: str
+    reachable: bool
+
+
+class CustomerOut(Out):
+    id: int
+    display_name: str
+    language: str
+    email: str | None
+    email_verified: bool
+    email_blocked: bool
+    phone: str | None
+    notify: Notify
+    created_at: datetime
+    erased_at: datetime | None
+    identities: list[IdentityOut]
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+
+class DeadLetter(BaseModel):
+    id: int
+    event_id: int
+    event_type: str
+    handler: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+    ticket_id: int | None
+    created_at: datetime
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    next_cursor: str | None = None
+
+
+# --- reports ---------------------------------------------------------------------------
+
+
+class AgentReportRow(BaseModel):
+    agent_id: int
+    name: str
+    open: int
+    resolved: int
+    mean_first_response_seconds: float | None
+    mean_resolution_seconds: float | None
+    csat: float | None
+    csat_responses: int
+
+
+class CategoryReportRow(BaseModel):
+    category: str
+    priority: Priority
+    opened: int
+    resolved: int
+    open: int
+    mean_resolution_seconds: float | None
+
+
+class DailyReportRow(BaseModel):
+    day: date
+    opened: int
+    resolved: int
+
+
+class AgentReport(BaseModel):
+    since: datetime
+    until: datetime
+    rows: list[AgentReportRow]
+
+
+class CategoryReport(BaseModel):
+    since: datetime
+    until: datetime
+    rows: list[CategoryReportRow]
+
+
+class DailyReport(BaseModel):
+    since: datetime
+    until: datetime
+    rows: list[DailyReportRow]
