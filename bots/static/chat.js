@@ -1,0 +1,141 @@
+// Careline web chat: WebSocket first, plain HTTP polling when sockets are unavailable.
+(() => {
+  "use strict";
+  const log = document.getElementById("log");
+  const form = document.getElementById("composer");
+  const input = document.getElementById("text");
+  const fileInput = document.getElementById("file");
+  const tickets = document.getElementById("tickets");
+  const notice = document.getElementById("notice");
+  const TOKEN_KEY = "careline.visitor";
+  let token = localStorage.getItem(TOKEN_KEY) || "";
+  let last = 0;
+  let socket = null;
+  let polling = false;
+
+  const headers = () => (token ? { "X-Careline-Visitor": token } : {});
+  const newId = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
+
+  function say(text) {
+    notice.textContent = text;
+    notice.hidden = !text;
+  }
+
+  function render(line) {
+    if (line.id <= last) return;
+    last = line.id;
+    const item = document.createElement("li");
+    item.className = "line line--" + line.direction;
+    item.dataset.id = line.id;
+    let text = line.text || "";
+    if (line.attachment) text = (text ? text + "\n" : "") + "📎 " + line.attachment.name;
+    if (!text && line.choice) text = line.choice;
+    item.textContent = text;
+    if (line.direction === "out" && line.choices && line.choices.length) {
+      const group = document.createElement("div");
+      group.className = "choices";
+      group.setAttribute("role", "group");
+      for (const choice of line.choices) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = choice.label;
+        button.addEventListener("click", () => send({ text: choice.label, choice: choice.value }));
+        group.appendChild(button);
+      }
+      item.appendChild(group);
+    }
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function update(payload) {
+    (payload.lines || []).forEach(render);
+    if (payload.tickets) {
+      tickets.textContent = payload.tickets
+        .map((t) => `${t.reference} · ${t.status}${t.assignee ? " · " + t.assignee : ""}`)
+        .join("   ");
+    }
+    if (payload.error) say(payload.error);
+  }
+
+  async function start() {
+    const response = await fetch("/chat/api/session", { method: "POST", headers: headers(), credentials: "same-origin" });
+    const data = await response.json();
+    token = data.token;
+    localStorage.setItem(TOKEN_KEY, token);
+    update(data);
+    if (!log.children.length) send({ text: "/start" }, true);
+    connect();
+  }
+
+  function connect() {
+    if (!("WebSocket" in window)) return poll();
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${location.host}/chat/ws?token=${encodeURIComponent(token)}&after=${last}`);
+    socket.onopen = () => say("");
+    socket.onmessage = (event) => update(JSON.parse(event.data));
+    socket.onclose = () => {
+      socket = null;
+      say("Reconnecting…");
+      setTimeout(connect, 1500);
+    };
+    socket.onerror = () => { if (!polling) poll(); };
+  }
+
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    while (!socket || socket.readyState !== WebSocket.OPEN) {
+      try {
+        const response = await fetch(`/chat/api/messages?after=${last}&wait=20`, { headers: headers() });
+        update(await response.json());
+      } catch (error) {
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+    polling = false;
+  }
+
+  async function send(body, quiet) {
+    body.client_id = newId();
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(body));
+      return;
+    }
+    const response = await fetch("/chat/api/messages", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...headers() },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok && !quiet) say("Your message could not be sent; please try again.");
+    if (!polling) poll();
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    send({ text });
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  fileInput.addEventListener("change", async () => {
+    const file = fileInput.files[0];
+    if (!file) return;
+    const data = new FormData();
+    data.append("file", file);
+    const response = await fetch(`/chat/api/upload?client_id=${newId()}`, { method: "POST", headers: headers(), body: data });
+    if (!response.ok) {
+      const problem = await response.json().catch(() => ({}));
+      say(problem.error || "That file could not be sent.");
+    }
+    fileInput.value = "";
+  });
+
+  start().catch(() => say("The chat is unavailable right now. Please try again later."));
+})();

@@ -1,0 +1,371 @@
+"""The built-in web chat: a page at /chat talking to the dialog engine over a WebSocket.
+
+The visitor's identity is a random id in a signed token (a cookie, and a copy in the page's
+localStorage so an embedded iframe works where third-party cookies are blocked). Every line
+of the conversation is stored in `webchat_messages`, so a reload restores it and any replica
+can serve a reconnecting visitor. Agent replies and notices arrive through the relay's
+`WebChatChannel.send`, which stores the line and wakes the visitor's socket; other replicas
+notice new lines by a short poll (PostgreSQL only: SQLite runs a single process).
+
+Without a WebSocket the page falls back to plain HTTP: POST to send, GET to poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import (
+    APIRouter,
+    HTTPException,
+    Request,
+    Response,
+    UploadFile,
+    WebSocket,
+    WebSocketDisconnect,
+)
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, select
+
+from core.db import tables as t
+from core.db.database import Database
+from core.model import Channel, utcnow
+from dialogs.turn import Attachment, Reply, UserSaid
+
+log = logging.getLogger("careline.webchat")
+
+STATIC = Path(__file__).with_name("static")
+COOKIE = "careline_visitor"
+HEADER = "x-careline-visitor"
+HISTORY_LIMIT = 200
+w = t.webchat_messages.c
+
+
+class TurnHandler(Protocol):
+    async def handle_turn(self, said: UserSaid) -> list[Reply]: ...
+
+
+# --- storage ---------------------------------------------------------------------------
+
+
+def reply_body(reply: Reply, **extra: Any) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "choices": [{"label": c.label, "value": c.value} for c in reply.choices],
+        **extra,
+    }
+
+
+class WebChatLines:
+    """The stored conversation of each visitor, and in-process wake-ups for new lines."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    async def add(self, visitor_id: str, direction: str, body: dict[str, Any]) -> int:
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                insert(t.webchat_messages)
+                .values(visitor_id=visitor_id, direction=direction, body=body, created_at=utcnow())
+                .returning(w.id)
+            )
+            line_id = int(result.scalar_one())
+        for event in self._waiters.get(visitor_id, ()):
+            event.set()
+        return line_id
+
+    async def since(self, visitor_id: str, after: int, limit: int = HISTORY_LIMIT) -> list[dict]:
+        stmt = (
+            select(w.id, w.direction, w.body, w.created_at)
+            .where(w.visitor_id == visitor_id, w.id > after)
+            .order_by(w.id.desc() if after == 0 else w.id)
+            .limit(limit)
+        )
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        if after == 0:
+            rows = list(reversed(rows))
+        return [
+            {"id": r.id, "direction": r.direction, "at": r.created_at.isoformat(), **r.body}
+            for r in rows
+        ]
+
+    @contextlib.contextmanager
+    def waiter(self, visitor_id: str) -> Any:
+        event = asyncio.Event()
+        self._waiters[visitor_id].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[visitor_id].discard(event)
+            if not self._waiters[visitor_id]:
+                self._waiters.pop(visitor_id, None)
+
+
+class WebChatChannel:
+    """The relay's way into the web chat: store the line; the visitor's socket picks it up."""
+
+    channel = Channel.WEBCHAT
+
+    def __init__(self, lines: WebChatLines) -> None:
+        self.lines = lines
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        return str(await self.lines.add(chat_id, "out", reply_body(reply)))
+
+
+# --- visitor identity ------------------------------------------------------------------
+
+
+async def load_or_create_secret(db: Database, configured: str | None) -> str:
+    """The signing secret: from settings, else one generated once and shared via the DB."""
+    if configured:
+        return configured
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = "webchat_secret"
+    insert_ = postgresql.insert if db.is_postgres else sqlite.insert
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            insert_(t.settings_flags)
+            .values(name=name, value={"secret": secrets.token_urlsafe(32)}, updated_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        value = (
+            await conn.execute(
+                select(t.settings_flags.c.value).where(t.settings_flags.c.name == name)
+            )
+        ).scalar_one()
+    return str(value["secret"])
+
+
+@dataclass(frozen=True)
+class Visitors:
+    serializer: URLSafeSerializer
+
+    def new_token(self) -> tuple[str, str]:
+        visitor_id = uuid.uuid4().hex
+        return visitor_id, str(self.serializer.dumps(visitor_id))
+
+    def visitor_of(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        try:
+            value = self.serializer.loads(token)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) and len(value) == 32 else None
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+class SendBody(BaseModel):
+    text: str = Field("", max_length=20_000)
+    choice: str | None = Field(None, max_length=200)
+    client_id: str | None = Field(None, max_length=64, description="dedupes resends")
+
+
+@dataclass
+class WebChat:
+    db: Database
+    engine: TurnHandler
+    lines: WebChatLines
+    visitors: Visitors
+    uploads: Path
+    max_upload_bytes: int
+    max_text_chars: int
+    poll_seconds: float | None  # cross-replica poll; None when one process holds the DB
+    tickets_of: Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+    async def turn(
+        self, visitor_id: str, body: SendBody, attachment: Attachment | None = None
+    ) -> None:
+        text = body.text.strip()
+        if len(text) > self.max_text_chars:
+            # Keep the line visible but hand the engine what it will refuse politely.
+            text = text[: self.max_text_chars + 1]
+        shown: dict[str, Any] = {"text": text, "choice": body.choice}
+        if attachment is not None:
+            shown["attachment"] = {"name": attachment.name, "size": attachment.size}
+        await self.lines.add(visitor_id, "in", shown)
+        said = UserSaid(
+            channel=Channel.WEBCHAT,
+            user_id=visitor_id,
+            chat_id=visitor_id,
+            text=text,
+            message_id=f"web:{body.client_id}" if body.client_id else None,
+            display_name="Web visitor",
+            attachments=(attachment,) if attachment else (),
+            choice=body.choice,
+        )
+        for reply in await self.engine.handle_turn(said):
+            await self.lines.add(visitor_id, "out", reply_body(reply))
+
+
+def webchat_router(chat: WebChat) -> APIRouter:
+    router = APIRouter(prefix="/chat", include_in_schema=False)
+    page = (STATIC / "chat.html").read_text(encoding="utf-8")
+
+    def visitor_or_401(request: Request) -> str:
+        token = request.headers.get(HEADER) or request.cookies.get(COOKIE)
+        visitor = chat.visitors.visitor_of(token)
+        if visitor is None:
+            raise HTTPException(401, "start a chat session first: POST /chat/api/session")
+        return visitor
+
+    @router.get("")
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> FileResponse:
+        if name not in {"chat.js", "chat.css", "widget.js"}:
+            raise HTTPException(404, "no such file")
+        return FileResponse(STATIC / name, headers={"Cache-Control": "max-age=300"})
+
+    @router.get("/widget.js")
+    async def widget() -> FileResponse:
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript")
+
+    @router.post("/api/session")
+    async def session(request: Request, response: Response) -> dict[str, Any]:
+        token = request.headers.get(HEADER) or request.cookies.get(COOKIE)
+        visitor = chat.visitors.visitor_of(token)
+        if visitor is None:
+            visitor, token = chat.visitors.new_token()
+        assert token is not None
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="lax",
+            max_age=180 * 24 * 3600,
+            secure=request.url.scheme == "https",
+        )
+        return {
+            "token": token,
+            "lines": await chat.lines.since(visitor, 0),
+            "tickets": await chat.tickets_of(visitor),
+        }
+
+    @router.get("/api/messages")
+    async def poll(request: Request, after: int = 0, wait: float = 0) -> dict[str, Any]:
+        visitor = visitor_or_401(request)
+        lines = await chat.lines.since(visitor, after)
+        if not lines and wait > 0:
+            with chat.lines.waiter(visitor) as event, contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=min(wait, 25))
+            lines = await chat.lines.since(visitor, after)
+        return {"lines": lines, "tickets": await chat.tickets_of(visitor)}
+
+    @router.post("/api/messages")
+    async def send(request: Request, body: SendBody) -> dict[str, Any]:
+        visitor = visitor_or_401(request)
+        await chat.turn(visitor, body)
+        return {"ok": True}
+
+    @router.post("/api/upload")
+    async def upload(
+        request: Request, file: UploadFile, client_id: str | None = None
+    ) -> dict[str, Any]:
+        visitor = visitor_or_401(request)
+        file_id = uuid.uuid4().hex
+        chat.uploads.mkdir(parents=True, exist_ok=True)
+        target = chat.uploads / file_id
+        size = 0
+        with target.open("wb") as out:
+            while chunk := await file.read(256 * 1024):
+                size += len(chunk)
+                if size > chat.max_upload_bytes:
+                    out.close()
+                    target.unlink(missing_ok=True)
+                    limit_mb = chat.max_upload_bytes // (1024 * 1024)
+                    return JSONResponse(  # type: ignore[return-value]
+                        {"error": f"That file is too large: the limit is {limit_mb} MB."},
+                        status_code=413,
+                    )
+                out.write(chunk)
+        attachment = Attachment(
+            kind="photo" if (file.content_type or "").startswith("image/") else "document",
+            file_id=f"webchat:{file_id}",
+            name=(file.filename or "file")[:200],
+            mime_type=file.content_type,
+            size=size,
+        )
+        await chat.turn(visitor, SendBody(text="", client_id=client_id), attachment)
+        return {"ok": True, "size": size}
+
+    @router.websocket("/ws")
+    async def socket(ws: WebSocket) -> None:
+        visitor = chat.visitors.visitor_of(ws.query_params.get("token") or ws.cookies.get(COOKIE))
+        if visitor is None:
+            await ws.close(code=4401, reason="no chat session")
+            return
+        await ws.accept()
+        last = int(ws.query_params.get("after", "0") or 0)
+
+        async def push() -> None:
+            nonlocal last
+            with chat.lines.waiter(visitor) as event:
+                while True:
+                    lines = await chat.lines.since(visitor, last)
+                    if lines:
+                        last = lines[-1]["id"]
+                        await ws.send_json(
+                            {"lines": lines, "tickets": await chat.tickets_of(visitor)}
+                        )
+                    event.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), timeout=chat.poll_seconds or 30)
+
+        pusher = asyncio.create_task(push())
+        try:
+            while True:
+                raw = await ws.receive_text()
+                try:
+                    body = SendBody.model_validate(json.loads(raw))
+                except (ValueError, TypeError):
+                    await ws.send_json({"error": 'Send JSON like {"text": "hello"}.'})
+                    continue
+                await chat.turn(visitor, body)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+
+    return router
+
+
+async def visitor_tickets(db: Database, visitor_id: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The visitor's latest tickets with status and assignee, for the page's status bar."""
+    async with db.uow() as uow:
+        identity = await uow.customers.identity(Channel.WEBCHAT, visitor_id)
+        if identity is None or identity.customer_id is None:
+            return []
+        found = []
+        for ticket in list(await uow.tickets.for_customer(identity.customer_id))[:limit]:
+            agent = await uow.agents.get(ticket.assignee_id) if ticket.assignee_id else None
+            found.append(
+                {
+                    "reference": ticket.reference,
+                    "status": ticket.status.value,
+                    "assignee": agent.name if agent else None,
+                    "subject": ticket.subject,
+                }
+            )
+        return found
