@@ -1,0 +1,270 @@
+"""Email out (SendGrid, or a local mailbox offline) and SendGrid's Event Webhook in.
+
+The only module that imports `sendgrid`. The SDK is synchronous: calls run in a thread.
+Bounces, drops and spam reports reported by the Event Webhook stop mail to that address
+(`email_suppressions`, `customers.email_blocked`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.error import URLError
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
+from sendgrid.helpers.mail import Category, CustomArg, Mail, ReplyTo
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bots.channels import PermanentFailure, RetryLater
+from core.db import inbox
+from core.db import tables as t
+from core.db.database import Database
+from core.model import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Event Webhook events that mean "never mail this address again".
+SUPPRESSING_EVENTS = frozenset({"bounce", "dropped", "spamreport"})
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    """One email: plain text always, HTML when there is a template for it."""
+
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    category: str = "notice"  # SendGrid category: notice kind, for the stats there
+    key: str | None = None  # the relay's idempotency key, echoed back by the Event Webhook
+
+
+class EmailSender(Protocol):
+    """Sends one email; returns the provider's message id. Raises a bots.channels error."""
+
+    async def send(self, email: Email) -> str: ...
+
+
+class SendGridEmail:
+    """SendGrid v3 Mail Send through the official `sendgrid` library."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        host: str = "https://api.sendgrid.com",
+        sender: str,
+        reply_to: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._client = SendGridAPIClient(api_key, host=host)
+        self._client.client.timeout = timeout  # the SDK's default is to wait forever
+        self.sender = sender
+        self.reply_to = reply_to
+
+    async def send(self, email: Email) -> str:
+        return await asyncio.to_thread(self._send, email)
+
+    def _send(self, email: Email) -> str:
+        try:
+            response = self._client.send(self._mail(email))
+        except HTTPError as exc:
+            raise _classify(exc) from None
+        except (TimeoutError, URLError, ConnectionError) as exc:
+            raise RetryLater(f"SendGrid did not answer: {exc}", seconds=5.0) from None
+        if response.status_code != 202:
+            raise RetryLater(f"SendGrid answered {response.status_code}", seconds=5.0)
+        return str(response.headers.get("X-Message-Id") or "")
+
+    def _mail(self, email: Email) -> Mail:
+        mail = Mail(
+            from_email=self.sender,
+            to_emails=email.to,
+            subject=email.subject,
+            plain_text_content=email.text,
+            html_content=email.html,
+        )
+        if self.reply_to:
+            mail.reply_to = ReplyTo(self.reply_to)
+        mail.category = Category(email.category)
+        if email.key:
+            mail.custom_arg = CustomArg("careline_key", email.key)
+        return mail
+
+
+def _classify(exc: HTTPError) -> Exception:
+    status = int(getattr(exc, "status_code", 0) or 0)
+    headers = getattr(exc, "headers", None) or {}
+    reason = _reason(getattr(exc, "body", b""))
+    if status == 429 or status >= 500:
+        return RetryLater(f"SendGrid {status}: {reason}", seconds=_wait_hint(headers, status))
+    if status in (401, 403):  # a key problem an admin fixes; keep the mail until then
+        return RetryLater(f"SendGrid {status} (check the API key): {reason}", seconds=300.0)
+    return PermanentFailure(f"SendGrid {status}: {reason}")
+
+
+def _wait_hint(headers: Any, status: int) -> float:
+    """Retry-After (seconds), else SendGrid's X-RateLimit-Reset (epoch seconds)."""
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    return 1.0 if status == 429 else 5.0
+
+
+def _reason(body: Any) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        errors = json.loads(text).get("errors") or []
+        return "; ".join(str(e.get("message", e)) for e in errors)[:500] or text[:500]
+    except (ValueError, AttributeError):
+        return text[:500]
+
+
+class LocalMailbox:
+    """The embedded default: each email becomes an .eml file, so the flow is visible offline."""
+
+    def __init__(self, folder: Path, *, sender: str, reply_to: str | None = None) -> None:
+        self.folder = folder
+        self.sender = sender
+        self.reply_to = reply_to
+
+    async def send(self, email: Email) -> str:
+        return await asyncio.to_thread(self._write, email)
+
+    def _write(self, email: Email) -> str:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = email.to
+        if self.reply_to:
+            message["Reply-To"] = self.reply_to
+        message["Subject"] = email.subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain="careline.local")
+        message["X-Careline-Category"] = email.category
+        if email.key:
+            message["X-Careline-Key"] = email.key
+        message.set_content(email.text)
+        if email.html:
+            message.add_alternative(email.html, subtype="html")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
+        (self.folder / name).write_bytes(bytes(message))
+        # No address or content in the log: the file holds them.
+        log.info("mailbox: stored a %s email as %s", email.category, name)
+        return f"local:{name}"
+
+
+def build_email(settings: Any) -> EmailSender:
+    """SendGrid when `SENDGRID_API_KEY` is set, else the local mailbox (settings: Settings)."""
+    if settings.sendgrid_api_key is not None:
+        return SendGridEmail(
+            settings.sendgrid_api_key.get_secret_value(),
+            host=settings.sendgrid_api_host,
+            sender=settings.email_from,
+            reply_to=settings.email_reply_to,
+        )
+    folder = settings.mailbox_dir or str(Path(settings.data_dir) / "mailbox")
+    return LocalMailbox(Path(folder), sender=settings.email_from, reply_to=settings.email_reply_to)
+
+
+async def is_suppressed(db: Database, address: str) -> bool:
+    """True when SendGrid told us this address bounced, was dropped or reported spam."""
+    s = t.email_suppressions.c
+    async with db.engine.connect() as conn:
+        found = await conn.execute(select(s.email).where(s.email == address.strip().lower()))
+        return found.first() is not None
+
+
+# --- SendGrid Event Webhook -------------------------------------------------------------
+
+
+def sendgrid_events_router(db: Database, public_key: str | None) -> APIRouter:
+    """POST /sendgrid/events: signed Event Webhook batches (mount it on the public app).
+
+    Without `SENDGRID_WEBHOOK_PUBLIC_KEY` every request is refused: unsigned events could
+    otherwise stop anybody's mail.
+    """
+    router = APIRouter()
+    verifier = EventWebhook(public_key) if public_key else None
+
+    @router.post("/sendgrid/events", status_code=204)
+    async def sendgrid_events(request: Request) -> Response:
+        if verifier is None:
+            raise HTTPException(503, "the SendGrid Event Webhook is not configured")
+        body = (await request.body()).decode("utf-8", "replace")
+        signature = request.headers.get(EventWebhookHeader.SIGNATURE)
+        timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP)
+        if not signature or not timestamp or not _verified(verifier, body, signature, timestamp):
+            raise HTTPException(403, "bad or missing Event Webhook signature")
+        try:
+            events = json.loads(body)
+        except ValueError as exc:
+            raise HTTPException(400, "the body is not JSON") from exc
+        if not isinstance(events, list):
+            raise HTTPException(400, "expected a JSON array of events")
+        await apply_email_events(db, [e for e in events if isinstance(e, dict)])
+        return Response(status_code=204)
+
+    return router
+
+
+def _verified(verifier: EventWebhook, body: str, signature: str, timestamp: str) -> bool:
+    try:
+        return bool(verifier.verify_signature(body, signature, timestamp))
+    except (ValueError, TypeError):  # not base64, not DER: a bad signature
+        return False
+
+
+async def apply_email_events(db: Database, events: list[dict[str, Any]]) -> int:
+    """Suppress addresses that bounced, were dropped or reported spam; returns how many."""
+    suppressed = 0
+    async with db.uow() as uow:
+        session = uow.session
+        insert = postgresql.insert if db.is_postgres else sqlite.insert
+        for event in events:
+            kind = str(event.get("event", ""))
+            address = str(event.get("email", "")).strip().lower()
+            # A "blocked" bounce is temporary (the receiving server said not now).
+            if kind not in SUPPRESSING_EVENTS or not address or event.get("type") == "blocked":
+                continue
+            event_id = str(event.get("sg_event_id") or "")
+            if event_id and not await inbox.record(session, "sendgrid", event_id):
+                continue  # SendGrid redelivered the batch
+            await session.execute(
+                insert(t.email_suppressions)
+                .values(email=address, reason=kind, created_at=utcnow())
+                .on_conflict_do_nothing()
+            )
+            await session.execute(
+                update(t.customers)
+                .where(func.lower(t.customers.c.email) == address)
+                .values(email_blocked=True)
+            )
+            if event_id:
+                await inbox.mark(session, "sendgrid", event_id, "done")
+            suppressed += 1
+        await uow.commit()
+    if suppressed:
+        log.info("sendgrid: %d address(es) suppressed after bounces or spam reports", suppressed)
+    return suppressed

@@ -1,0 +1,488 @@
+"""What the customer (and the assignee) is told when a ticket changes, and the relay handlers
+that tell them: in the customer's chat, by email, or both, as the customer chose.
+
+Texts come from one small catalogue; emails are rendered from the Jinja2 templates in
+bots/templates/email (HTML and plain text, with the ticket and its timeline).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select, update
+
+from bots.channels import ChatChannel, Unreachable
+from bots.email import Email, EmailSender, is_suppressed
+from bots.relay import Delivery, Handlers, Skip
+from core import events as ev
+from core.db import tables as t
+from core.db.database import Database
+from core.model import (
+    Author,
+    Channel,
+    ChannelIdentity,
+    Customer,
+    Message,
+    Notify,
+    Ticket,
+    TicketActivity,
+    utcnow,
+)
+from dialogs.turn import Choice, Reply
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+#: kind -> (email subject, text). Fields: reference, subject, agent, body, position, wait,
+#: reopen_days, kind, due, priority.
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "ticket_opened": (
+        "We have your request: {reference}",
+        "Thanks, we have your request. Your ticket is {reference}.\n\n"
+        "What happens next: a member of our team picks it up and answers you here. "
+        "You can add details at any time by writing to us.",
+    ),
+    "agent_assigned": (
+        "{agent} is looking after {reference}",
+        "{agent} from our team is now looking after {reference}.",
+    ),
+    "agent_replied": (
+        "{agent} replied on {reference}",
+        "{agent} replied on {reference}:\n\n{body}",
+    ),
+    "agent_reply_chat": ("{agent} replied on {reference}", "{agent}: {body}"),
+    "waiting": (
+        "We need your answer on {reference}",
+        "We are waiting for your answer on {reference}. Just reply to continue.",
+    ),
+    "resolved": (
+        "{reference} is resolved",
+        "{reference} is resolved. If something is still wrong, write to us within "
+        "{reopen_days} days and it reopens.\n\nHow did we do?",
+    ),
+    "closed": (
+        "{reference} is closed",
+        "{reference} is closed. Write to us any time to open a new request.",
+    ),
+    "auto_closed": (
+        "{reference} was closed",
+        "{reference} was closed because we did not hear back after it was resolved. "
+        "Write to us any time to open a new request.",
+    ),
+    "queued": (
+        "You are number {position} in the queue",
+        "You are number {position} in the queue for a person on {reference}. "
+        "Expected wait: {wait}. We will answer you here.",
+    ),
+    "with_agent": (
+        "{agent} is on {reference}",
+        "{agent} is already on {reference} and will answer you here.",
+    ),
+    "sla_breach": (
+        "SLA breach on {reference} ({priority})",
+        "{reference} ({priority}) is past its {kind} due time ({due}). Please look at it now.",
+    ),
+    "verification": ("Your Careline verification code", ""),
+}
+
+RATING = tuple(
+    (n, label) for n, label in enumerate(("Poor", "Fair", "Good", "Very good", "Excellent"), 1)
+)
+
+
+def rating_choices(reference: str) -> tuple[Choice, ...]:
+    """The button values the dialog engine reads back: `rate:<reference>:<1-5>`."""
+    return tuple(Choice(f"{n} - {label}", f"rate:{reference}:{n}") for n, label in RATING)
+
+
+def notice_kind(event: ev.Event) -> str | None:
+    """Which customer notice an event causes, if any."""
+    if isinstance(event, ev.TicketOpened):
+        return "ticket_opened"
+    if isinstance(event, ev.TicketAssigned):
+        return "agent_assigned"
+    if isinstance(event, ev.AgentReplied):
+        return "agent_replied"
+    if isinstance(event, ev.HumanRequested):
+        return "queued"
+    if isinstance(event, ev.TicketStatusChanged):
+        if event.new_status == "waiting":
+            return "waiting"
+        if event.new_status == "resolved":
+            return "resolved"
+        if event.new_status == "closed":
+            return "auto_closed" if event.reason == "auto-closed" else "closed"
+    return None
+
+
+def human_wait(minutes: float) -> str:
+    if minutes < 1.5:
+        return "about a minute"
+    if minutes < 90:
+        return f"about {round(minutes)} minutes"
+    return f"about {round(minutes / 60)} hours"
+
+
+@dataclass(slots=True)
+class _Facts:
+    """What one notice needs, loaded in one short transaction before anything is sent."""
+
+    ticket: Ticket
+    customer: Customer
+    identity: ChannelIdentity | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    timeline: list[dict[str, str]] = field(default_factory=list)
+    agent: str | None = None
+    agent_email: str | None = None
+
+
+class CustomerNotices:
+    """The relay handlers that tell customers (and assignees) about their tickets."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        channels: Mapping[Channel, ChatChannel],
+        email: EmailSender,
+        reopen_days: float = 7,
+        minutes_per_ticket: float = 10.0,
+        chat_on_open: bool = False,
+        timeline_entries: int = 20,
+    ) -> None:
+        self.db = db
+        self.channels = dict(channels)
+        self.email = email
+        self.reopen_days = reopen_days
+        self.minutes_per_ticket = minutes_per_ticket  # expected wait per ticket ahead in line
+        # The dialog answers the opening turn with the reference itself; a chat notice on
+        # TicketOpened would say it twice. Turn on for channels whose turns do not.
+        self.chat_on_open = chat_on_open
+        self.timeline_entries = timeline_entries
+        self.templates = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html.j2"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def register(self, handlers: Handlers) -> None:
+        """Add every customer-facing handler to the relay's registry."""
+        chat_events: list[type[ev.Event]] = [
+            ev.TicketAssigned,
+            ev.TicketStatusChanged,
+            ev.HumanRequested,
+        ]
+        if self.chat_on_open:
+            chat_events.append(ev.TicketOpened)
+        for event in chat_events:
+            handlers.add(event, "customer_chat", self.chat_notice)
+        for event in (
+            ev.TicketOpened,
+            ev.TicketAssigned,
+            ev.TicketStatusChanged,
+            ev.HumanRequested,
+            ev.AgentReplied,
+        ):
+            handlers.add(event, "customer_email", self.email_notice)
+        handlers.add(ev.AgentReplied, "agent_reply_chat", self.deliver_agent_reply)
+        handlers.add(ev.EmailVerificationRequested, "verification_email", self.verification)
+        handlers.add(ev.SlaBreached, "assignee_email", self.sla_breach_to_assignee)
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def chat_notice(self, delivery: Delivery) -> str | None:
+        event = delivery.event
+        kind = notice_kind(event)
+        if kind is None:
+            raise Skip(f"{delivery.event_type} tells the customer nothing")
+        facts = await self._facts(event, kind)
+        if facts.customer.notify == Notify.EMAIL:
+            raise Skip("the customer chose email only")
+        kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
+        choices = rating_choices(facts.ticket.reference) if kind == "resolved" else ()
+        return await self._to_chat(delivery, facts, kind, choices)
+
+    async def deliver_agent_reply(self, delivery: Delivery) -> str | None:
+        """The agent's answer, under the agent's name, in the customer's chat."""
+        event = delivery.event
+        assert isinstance(event, ev.AgentReplied)
+        facts = await self._facts(event, "agent_reply_chat")
+        provider_id = await self._to_chat(delivery, facts, "agent_reply_chat", ())
+        if provider_id:
+            try:
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(
+                        update(t.messages)
+                        .where(t.messages.c.id == event.message_id)
+                        .values(delivered_id=provider_id[:128])
+                    )
+            except Exception:  # the message is out; a retry would send it twice
+                log.exception(
+                    "relay: could not record delivered_id of message %s", event.message_id
+                )
+        return provider_id
+
+    async def email_notice(self, delivery: Delivery) -> str | None:
+        event = delivery.event
+        kind = notice_kind(event)
+        if kind is None:
+            raise Skip(f"{delivery.event_type} tells the customer nothing")
+        facts = await self._facts(event, kind, timeline=True)
+        if facts.customer.notify == Notify.CHAT:
+            raise Skip("the customer chose chat only")
+        kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
+        return await self._email_customer(delivery, facts, kind)
+
+    async def verification(self, delivery: Delivery) -> str | None:
+        event = delivery.event
+        assert isinstance(event, ev.EmailVerificationRequested)
+        v = t.email_verifications.c
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(v.email, v.code, v.expires_at, v.verified_at).where(
+                        v.id == event.verification_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise Skip("the verification request is gone")
+        address, code, expires_at, verified_at = row
+        if verified_at is not None or expires_at <= utcnow():
+            raise Skip("the code is already used or expired")
+        async with self.db.uow() as uow:
+            customer = await uow.customers.get(event.customer_id)
+        if customer is None or customer.erased_at is not None:
+            raise Skip("the customer is gone")
+        if await is_suppressed(self.db, address):
+            raise Skip("the address bounced or reported spam")
+        minutes = max(1, round((expires_at - utcnow()).total_seconds() / 60))
+        subject = CATALOGUE["verification"][0]
+        context = {
+            "subject": subject,
+            "greeting": _greeting(customer),
+            "code": code,
+            "minutes": minutes,
+            "language": customer.language,
+        }
+        return await self.email.send(
+            Email(
+                to=address,
+                subject=subject,
+                text=self._render("verification.txt.j2", context),
+                html=self._render("verification.html.j2", context),
+                category="verification",
+                key=delivery.key,
+            )
+        )
+
+    async def sla_breach_to_assignee(self, delivery: Delivery) -> str | None:
+        event = delivery.event
+        assert isinstance(event, ev.SlaBreached)
+        facts = await self._facts(event, "sla_breach", timeline=True)
+        if facts.agent_email is None:
+            raise Skip("nobody is assigned; the Slack thread shows the breach")
+        due = (
+            facts.ticket.first_response_due
+            if event.kind == "first_response"
+            else facts.ticket.resolution_due
+        )
+        facts.fields.update(
+            kind=event.kind.replace("_", " "),
+            due=due.strftime("%Y-%m-%d %H:%M UTC") if due else "unknown",
+            priority=facts.ticket.priority.value,
+        )
+        subject, text = _fill("sla_breach", facts.fields)
+        return await self.email.send(
+            Email(
+                to=facts.agent_email,
+                subject=subject,
+                text=self._render("notice.txt.j2", self._context(facts, subject, text, (), None)),
+                html=self._render("notice.html.j2", self._context(facts, subject, text, (), None)),
+                category="sla_breach",
+                key=delivery.key,
+            )
+        )
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def _to_chat(
+        self, delivery: Delivery, facts: _Facts, kind: str, choices: tuple[Choice, ...]
+    ) -> str | None:
+        identity = facts.identity
+        if identity is None or not identity.chat_id:
+            raise Skip("the ticket has no chat to answer in")
+        channel = self.channels.get(identity.channel)
+        if channel is None:
+            raise Skip(f"no {identity.channel.value} channel is configured")
+        _, text = _fill(kind, facts.fields)
+        if identity.reachable:
+            try:
+                return await channel.send(identity.chat_id, Reply(text, choices))
+            except Unreachable:
+                await self._mark_unreachable(identity)
+        return await self._email_instead(delivery, facts, kind)
+
+    async def _email_instead(self, delivery: Delivery, facts: _Facts, kind: str) -> str | None:
+        """The chat refuses us (blocked bot): tell the customer by email instead."""
+        if facts.customer.notify != Notify.CHAT:
+            raise Skip("unreachable in chat; the email notice covers it")
+        if kind == "agent_reply_chat":
+            kind = "agent_replied"
+        facts = await self._facts(delivery.event, kind, timeline=True)
+        return await self._email_customer(delivery, facts, kind)
+
+    async def _email_customer(self, delivery: Delivery, facts: _Facts, kind: str) -> str | None:
+        customer = facts.customer
+        if not customer.can_receive_email or customer.email is None:
+            raise Skip("the customer has no verified, deliverable email address")
+        if await is_suppressed(self.db, customer.email):
+            raise Skip("the address bounced or reported spam")
+        subject, text = _fill(kind, facts.fields)
+        choices = rating_choices(facts.ticket.reference) if kind == "resolved" else ()
+        context = self._context(facts, subject, text, choices, customer)
+        return await self.email.send(
+            Email(
+                to=customer.email,
+                subject=subject,
+                text=self._render("notice.txt.j2", context),
+                html=self._render("notice.html.j2", context),
+                category=kind,
+                key=delivery.key,
+            )
+        )
+
+    async def _mark_unreachable(self, identity: ChannelIdentity) -> None:
+        identity.reachable = False
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(t.channel_identities)
+                .where(t.channel_identities.c.id == identity.id)
+                .values(reachable=False)
+            )
+        log.info("relay: %s identity %s is unreachable in chat", identity.channel, identity.id)
+
+    def _render(self, name: str, context: dict[str, Any]) -> str:
+        return self.templates.get_template(f"email/{name}").render(context)
+
+    def _context(
+        self,
+        facts: _Facts,
+        subject: str,
+        text: str,
+        choices: tuple[Choice, ...],
+        customer: Customer | None,
+    ) -> dict[str, Any]:
+        ticket = facts.ticket
+        return {
+            "subject": subject,
+            "greeting": _greeting(customer) if customer else "Hello,",
+            "text": text,
+            "choices": choices,
+            "language": customer.language if customer else "en",
+            "agent": facts.agent,
+            "ticket": {
+                "reference": ticket.reference,
+                "subject": ticket.subject,
+                "status": ticket.status.value,
+                "priority": ticket.priority.value,
+            },
+            "timeline": facts.timeline,
+        }
+
+    # --- loading ----------------------------------------------------------------------------
+
+    async def _facts(self, event: ev.Event, kind: str, *, timeline: bool = False) -> _Facts:
+        ticket_id = getattr(event, "ticket_id", None)
+        if ticket_id is None:
+            raise Skip(f"{event.name} is not about a ticket")
+        async with self.db.uow() as uow:
+            ticket = await uow.tickets.get(ticket_id)
+            if ticket is None:
+                raise Skip(f"ticket {ticket_id} is gone")
+            customer = await uow.customers.get(ticket.customer_id)
+            if customer is None or customer.erased_at is not None:
+                raise Skip("the customer erased their data")
+            identity = (
+                await uow.customers.identity_by_id(ticket.identity_id)
+                if ticket.identity_id is not None
+                else None
+            )
+            facts = _Facts(ticket, customer, identity)
+            agent_id = getattr(event, "agent_id", None) or ticket.assignee_id
+            if agent_id is not None:
+                agent = await uow.agents.get(agent_id)
+                if agent is not None:
+                    facts.agent, facts.agent_email = agent.name, agent.email
+            fields: dict[str, Any] = {
+                "reference": ticket.reference,
+                "subject": ticket.subject,
+                "agent": facts.agent or "Our team",
+                "reopen_days": f"{self.reopen_days:g}",
+            }
+            if isinstance(event, ev.AgentReplied):
+                message = await uow.tickets.message(event.message_id)
+                if message is None:
+                    raise Skip("the reply is gone")
+                fields["body"] = message.body
+            if kind == "queued":
+                position = 0 if ticket.assignee_id else await uow.tickets.queue_position(ticket)
+                fields["position"] = position
+                fields["wait"] = human_wait(position * self.minutes_per_ticket)
+            facts.fields = fields
+            if timeline:
+                entries = await uow.tickets.timeline(ticket_id)
+                facts.timeline = _timeline(entries, facts.agent)[-self.timeline_entries :]
+        return facts
+
+
+def _fill(kind: str, fields: Mapping[str, Any]) -> tuple[str, str]:
+    subject, text = CATALOGUE[kind]
+    return subject.format_map(fields), text.format_map(fields)
+
+
+def _greeting(customer: Customer) -> str:
+    name = customer.display_name.strip()
+    return f"Hello {name}," if name and name != "erased" else "Hello,"
+
+
+def _timeline(entries: Any, agent: str | None) -> list[dict[str, str]]:
+    """Customer-visible timeline: messages (never internal notes) and status moves."""
+    shown: list[dict[str, str]] = []
+    for entry in entries:
+        at = entry.created_at.strftime("%Y-%m-%d %H:%M")
+        if isinstance(entry, Message):
+            if entry.author == Author.NOTE:
+                continue
+            who = {Author.CUSTOMER: "You", Author.BOT: "Careline"}.get(
+                entry.author, agent or "Agent"
+            )
+            shown.append({"at": at, "who": who, "text": _short(entry.body)})
+        elif isinstance(entry, TicketActivity):
+            line = _activity_line(entry)
+            if line:
+                shown.append({"at": at, "who": "Careline", "text": line})
+    return shown
+
+
+def _activity_line(activity: TicketActivity) -> str | None:
+    detail = activity.detail
+    if activity.kind == "status_changed" and detail.get("new"):
+        return f"status changed to {detail['new']}"
+    if activity.kind == "assigned":
+        return f"assigned to {detail.get('agent') or 'an agent'}"
+    if activity.kind == "rated":
+        return f"rated {detail.get('score')}/5"
+    return None
+
+
+def _short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
