@@ -54,6 +54,7 @@ from sqlalchemy import insert, select
 
 from bots import slack_blocks as kit
 from bots.channels import PermanentFailure, RetryLater, Unreachable
+from bots.relay import Delivery, Handler, Handlers, Skip
 from core import events, services
 from core.config import Settings
 from core.db import inbox
@@ -80,6 +81,7 @@ UNREACHABLE_ERRORS = {
     "cannot_dm_bot",
     "user_not_found",
 }
+PACED_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
 REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
 
 
@@ -89,14 +91,11 @@ class TurnEngine(Protocol):
     async def handle_turn(self, said: UserSaid) -> list[Reply]: ...
 
 
-RelayHandler = Callable[[events.Event, int], Awaitable[str | None]]
-
-
 # --- Web API -----------------------------------------------------------------------------
 
 
 class UncertainPost(Exception):
-    """chat.postMessage may or may not have posted (timeout, 5xx, dropped connection)."""
+    """chat.postMessage may or may not have posted (timeout, dropped connection)."""
 
 
 class SlackApi:
@@ -127,8 +126,10 @@ class SlackApi:
     async def team_id(self) -> str:
         return str((await self.identity())["team_id"])
 
-    async def call(self, method: str, *, channel: str | None = None, **params: Any) -> Any:
+    async def call(self, method: str, **params: Any) -> Any:
         """One Web API call; waits out short 429s, raises RetryLater for long ones."""
+        # Slack allows about one message per second per channel; pace what writes messages.
+        channel = params.get("channel") if method in PACED_METHODS else None
         for _ in range(3):
             if channel is not None:
                 await self._pace(channel)
@@ -146,8 +147,8 @@ class SlackApi:
                         await asyncio.sleep(wait)
                     continue
                 if status >= 500:
-                    if method == "chat.postMessage":
-                        raise UncertainPost(f"{method}: HTTP {status}") from error
+                    # Slack answered, so the post is not in flight; a marked post is still
+                    # looked for before the next attempt.
                     raise RetryLater(f"Slack {method}: HTTP {status}", 5) from error
                 raise
             except (TimeoutError, ClientError) as error:
@@ -350,8 +351,9 @@ async def ticket_card(uow: SqlUnitOfWork, ticket: Ticket) -> kit.TicketCard:
 class SlackDesk:
     """Relay handlers keeping each ticket's Slack thread in step with the ticket.
 
-    Every handler takes ``(event, event_id)`` (the outbox row id, which makes the marker of
-    each post unique) and returns the Slack ts it produced, or None when it had nothing to do.
+    Each is a relay `Handler`: it takes the `Delivery`, posts under the delivery's key as its
+    marker (so a retried delivery never posts twice), returns the Slack ts it produced, and
+    raises `Skip` when there is nothing to do (no desk channel for the ticket).
     """
 
     def __init__(
@@ -370,21 +372,27 @@ class SlackDesk:
     def channel_for(self, category: str) -> str | None:
         return self.routing.get(category.lower(), self.default_channel)
 
-    def handlers(self) -> dict[str, list[tuple[str, RelayHandler]]]:
-        """Event type -> [(handler name, handler)], for the relay's registry."""
-        return {
-            "TicketOpened": [("slack.open_thread", self.open_thread)],
-            "CustomerWrote": [("slack.mirror_customer_message", self.mirror_customer_message)],
-            "TicketAssigned": [("slack.note_assignment", self.note_change)],
-            "TicketUnassigned": [("slack.note_assignment", self.note_change)],
-            "TicketStatusChanged": [("slack.note_status", self.note_change)],
-            "TicketPriorityChanged": [("slack.note_priority", self.note_change)],
-            "SlaBreached": [("slack.announce_sla_breach", self.announce_sla_breach)],
-            "NoteAdded": [("slack.mirror_note", self.mirror_note)],
-        }
+    def register(self, handlers: Handlers) -> None:
+        """Add the desk's handlers to the relay's registry."""
+        for event_type, name, handler in self.handlers():
+            handlers.add(event_type, name, handler)
 
-    async def open_thread(self, event: events.Event, event_id: int) -> str | None:
+    def handlers(self) -> list[tuple[type[events.Event], str, Handler]]:
+        return [
+            (events.TicketOpened, "slack.open_thread", self.open_thread),
+            (events.CustomerWrote, "slack.mirror_customer", self.mirror_customer_message),
+            (events.NoteAdded, "slack.mirror_note", self.mirror_note),
+            (events.TicketAssigned, "slack.note_change", self.note_change),
+            (events.TicketUnassigned, "slack.note_change", self.note_change),
+            (events.TicketStatusChanged, "slack.note_change", self.note_change),
+            (events.TicketPriorityChanged, "slack.note_change", self.note_change),
+            (events.SlaBreached, "slack.announce_sla_breach", self.announce_sla_breach),
+            (events.AgentReplied, "slack.confirm_reply", self.confirm_agent_reply),
+        ]
+
+    async def open_thread(self, delivery: Delivery) -> str | None:
         """Post the ticket's root message to its category's channel; its thread is the ticket's."""
+        event = delivery.event
         assert isinstance(event, events.TicketOpened)
         async with self.db.uow() as uow:
             existing = await thread_of(uow, event.ticket_id)
@@ -394,11 +402,13 @@ class SlackDesk:
             card = await ticket_card(uow, ticket)
         channel = self.channel_for(card.category)
         if channel is None:
-            return None  # no desk channel configured: nothing to open
+            raise Skip(f"no Slack channel for category {card.category!r}")
         team_id = await self.api.team_id()
-        marker = f"{event_id}:open"
         ts = await self.api.post(
-            channel, kit.root_text(card), kit.root_blocks(card, marker), marker=marker
+            channel,
+            kit.root_text(card),
+            kit.root_blocks(card, delivery.key),
+            marker=delivery.key,
         )
         async with self.db.uow() as uow:
             if await thread_of(uow, event.ticket_id) is None:
@@ -406,62 +416,61 @@ class SlackDesk:
                 await uow.commit()
         return ts
 
-    async def mirror_customer_message(self, event: events.Event, event_id: int) -> str | None:
+    async def mirror_customer_message(self, delivery: Delivery) -> str | None:
+        event = delivery.event
         assert isinstance(event, events.CustomerWrote)
         async with self.db.uow() as uow:
             thread = await self._thread(uow, event.ticket_id)
-            if thread is None:
-                return None
             message = await uow.tickets.message(event.message_id)
             ticket = await services.get_ticket(_d(uow), event.ticket_id)
             customer = await uow.customers.get(ticket.customer_id)
         if message is None:
-            return None
+            raise Skip("the message is gone")
         text = kit.customer_message_text(
             customer.display_name if customer else "", message.body, message.attachments
         )
-        return await self._note(thread, text, f"{event_id}:customer")
+        return await self._note(thread, text, delivery.key)
 
-    async def mirror_note(self, event: events.Event, event_id: int) -> str | None:
-        """Notes written elsewhere (admin API, /careline note) appear in the thread."""
+    async def mirror_note(self, delivery: Delivery) -> str | None:
+        """Notes written elsewhere (admin API, `/careline note`) appear in the thread."""
+        event = delivery.event
         assert isinstance(event, events.NoteAdded)
         async with self.db.uow() as uow:
             thread = await self._thread(uow, event.ticket_id)
             message = await uow.tickets.message(event.message_id)
             agent = await uow.agents.get(message.agent_id) if message and message.agent_id else None
-        if thread is None or message is None:
-            return None
-        if message.channel == Channel.SLACK and message.external_id:
-            return None  # typed in this very thread: already there
+        if message is None:
+            raise Skip("the note is gone")
+        if _slack_message(message.channel, message.external_id) is not None:
+            raise Skip("typed in the thread itself")
         author = agent.name if agent else "Careline"
         text = f":memo: *Note* from {kit.escape(author)}:\n{kit.escape(message.body)}"
-        return await self._note(thread, text, f"{event_id}:note")
+        return await self._note(thread, text, delivery.key)
 
-    async def note_change(self, event: events.Event, event_id: int) -> str | None:
+    async def note_change(self, delivery: Delivery) -> str | None:
         """Update the root message in place, then say what changed in the thread."""
+        event = delivery.event
         ticket_id = int(getattr(event, "ticket_id"))  # noqa: B009 - every ticket event has it
         async with self.db.uow() as uow:
             thread = await self._thread(uow, ticket_id)
-            if thread is None:
-                return None
             ticket = await services.get_ticket(_d(uow), ticket_id)
             card = await ticket_card(uow, ticket)
             text = await self._describe(uow, event)
+        # chat.update is idempotent: the root always shows the ticket as it is now.
         await self.api.call(
             "chat.update",
             channel=thread.channel_id,
             ts=thread.thread_ts,
             text=kit.root_text(card),
-            blocks=kit.root_blocks(card, f"{thread.ticket_id}:root"),
+            blocks=kit.root_blocks(card),
         )
-        return await self._note(thread, text, f"{event_id}:change")
+        return await self._note(thread, text, delivery.key)
 
-    async def announce_sla_breach(self, event: events.Event, event_id: int) -> str | None:
+    async def announce_sla_breach(self, delivery: Delivery) -> str | None:
+        event = delivery.event
         assert isinstance(event, events.SlaBreached)
         async with self.db.uow() as uow:
             thread = await self._thread(uow, event.ticket_id)
-            if thread is None:
-                return None
             ticket = await services.get_ticket(_d(uow), event.ticket_id)
             card = await ticket_card(uow, ticket)
         what = "first response" if event.kind == "first_response" else "resolution"
@@ -474,53 +483,54 @@ class SlackDesk:
         else:
             whom = "<!here> nobody has it yet"
         text = f":rotating_light: SLA breached: {what} is overdue{when}. {whom}"
-        return await self._note(thread, text, f"{event_id}:sla")
+        return await self._note(thread, text, delivery.key)
 
-    async def confirm_agent_reply(self, event: events.Event, event_id: int) -> str | None:
-        """The relay delivered an agent's reply: tick it in the thread."""
+    async def confirm_agent_reply(self, delivery: Delivery) -> str | None:
+        """Tick an agent's reply once the relay delivered it; say so when delivery failed.
+
+        Watches the other (non-Slack) handlers of the same AgentReplied event in
+        `outbox_deliveries`: all final and one done -> a reaction on the reply; all dead ->
+        a warning reaction and a message in the thread; otherwise wait (RetryLater).
+        """
+        event = delivery.event
         assert isinstance(event, events.AgentReplied)
         async with self.db.uow() as uow:
             thread = await self._thread(uow, event.ticket_id)
             message = await uow.tickets.message(event.message_id)
-        if thread is None or message is None:
-            return None
+            siblings = await _sibling_deliveries(uow, delivery)
+        if message is None:
+            raise Skip("the reply is gone")
+        if not siblings:
+            raise Skip("nothing delivers agent replies to customers")
+        if any(s not in ("done", "skipped", "dead") for s, _ in siblings):
+            raise RetryLater("the reply is still being delivered", 2)
         where = _slack_message(message.channel, message.external_id)
-        if where is None:  # written elsewhere (admin API): say it in the thread instead
-            agent = await self._agent_name(message.agent_id)
-            text = f":outbox_tray: {kit.escape(agent)} answered the customer:\n" + (
-                kit.escape(message.body)
-            )
-            return await self._note(thread, text, f"{event_id}:delivered")
-        await self._react(where, DELIVERED_REACTION)
-        return f"{where[0]}:{where[1]}"
-
-    async def report_agent_reply_failed(
-        self, event: events.Event, event_id: int, error: str
-    ) -> str | None:
-        """The relay gave up delivering an agent's reply: say so in the thread."""
-        assert isinstance(event, events.AgentReplied)
-        async with self.db.uow() as uow:
-            thread = await self._thread(uow, event.ticket_id)
-            message = await uow.tickets.message(event.message_id)
-        if thread is None:
-            return None
-        where = _slack_message(message.channel, message.external_id) if message else None
+        if any(s == "done" for s, _ in siblings):
+            if where is None:  # written elsewhere (admin API): say it in the thread instead
+                agent = await self._agent_name(message.agent_id)
+                text = f":outbox_tray: {kit.escape(agent)} answered the customer:\n" + (
+                    kit.escape(message.body)
+                )
+                return await self._note(thread, text, delivery.key)
+            await self._react(where, DELIVERED_REACTION)
+            return f"{where[0]}:{where[1]}"
+        errors = "; ".join(e for s, e in siblings if s == "dead" and e) or "no channel took it"
         if where is not None:
             await self._react(where, FAILED_REACTION)
         text = (
             ":warning: This reply did not reach the customer: "
-            f"{kit.escape(error[:500])}. It has not been retried automatically."
+            f"{kit.escape(errors[:500])}. An admin can retry it from the dead letters."
         )
-        return await self._note(thread, text, f"{event_id}:failed")
+        return await self._note(thread, text, delivery.key)
 
     # -- helpers -----------------------------------------------------------------------------
-    async def _thread(self, uow: SqlUnitOfWork, ticket_id: int) -> Thread | None:
+    async def _thread(self, uow: SqlUnitOfWork, ticket_id: int) -> Thread:
         thread = await thread_of(uow, ticket_id)
         if thread is not None:
             return thread
         ticket = await uow.tickets.get(ticket_id)
         if ticket is None or self.channel_for(ticket.category) is None:
-            return None
+            raise Skip("the ticket has no Slack thread")
         # The thread is being opened by another handler of an earlier event: wait for it.
         raise RetryLater(f"the Slack thread of ticket {ticket_id} is not open yet", 2)
 
@@ -563,6 +573,17 @@ class SlackDesk:
             case events.TicketPriorityChanged(old_priority=old, new_priority=new):
                 return f":triangular_flag_on_post: Priority: {old} → *{new}*."
         return f"{event.name}."
+
+
+async def _sibling_deliveries(uow: SqlUnitOfWork, delivery: Delivery) -> list[tuple[str, str]]:
+    """(status, last error) of the event's other, non-Slack handlers."""
+    d = t.outbox_deliveries.c
+    rows = await uow.session.execute(
+        select(d.status, d.last_error).where(
+            d.event_id == delivery.event_id, ~d.handler.startswith("slack.")
+        )
+    )
+    return [(status, error or "") for status, error in rows.all()]
 
 
 def _mention(agent: Agent) -> str:
@@ -622,8 +643,7 @@ class SlackInbound:
         # process_before_response=False: bolt acks at once and runs the listener after the
         # ack (https://tools.slack.dev/bolt-python/concepts/acknowledge).
         self.app = AsyncApp(
-            client=api.client,
-            token=token,
+            client=api.client,  # carries the bot token
             signing_secret=signing_secret,
             process_before_response=False,
             ignoring_self_events_enabled=True,
