@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -83,3 +84,46 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
+
+
+# --- contact details (dialog engine area) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmailVerification:
+    """A code mailed to an address the customer gave; the address is used once it is typed."""
+
+    id: int
+    customer_id: int
+    email: str
+    code: str
+    attempts: int
+    created_at: datetime
+    expires_at: datetime
+    verified_at: datetime | None = None
+
+
+class EmailVerificationRepository(Protocol):
+    async def add(
+        self, *, customer_id: int, email: str, code: str, created_at: datetime, expires_at: datetime
+    ) -> int:
+        """Store a new code; returns its id."""
+        ...
+
+    async def get(self, verification_id: int) -> EmailVerification | None: ...
+    async def latest_pending(self, customer_id: int) -> EmailVerification | None:
+        """The newest not yet verified code of this customer."""
+        ...
+
+    async def count_since(self, customer_id: int, moment: datetime) -> int: ...
+    async def record_attempt(self, verification_id: int) -> None: ...
+    async def mark_verified(self, verification_id: int, moment: datetime) -> None: ...
+    async def forget(self, customer_id: int) -> None:
+        """Delete every code of this customer (erasure)."""
+        ...
+
+
+class ContactUnitOfWork(UnitOfWork, Protocol):
+    """A unit of work that also reaches the email verification codes."""
+
+    email_verifications: EmailVerificationRepository

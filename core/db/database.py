@@ -23,6 +23,7 @@ from core.db.repositories import (
     SqlAgentRepository,
     SqlConversationRepository,
     SqlCustomerRepository,
+    SqlEmailVerificationRepository,
     SqlTicketRepository,
 )
 from core.errors import Conflict
@@ -106,6 +107,7 @@ class SqlUnitOfWork:
         self.agents = SqlAgentRepository(self.session)
         self.tickets = SqlTicketRepository(self.session)
         self.conversations = SqlConversationRepository(self.session)
+        self.email_verifications = SqlEmailVerificationRepository(self.session)
         return self
 
     async def __aexit__(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import tables as t
@@ -20,6 +20,7 @@ from core.model import (
     Ticket,
     TicketActivity,
 )
+from core.ports import EmailVerification
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
@@ -214,3 +215,71 @@ class SqlConversationRepository:
         self.session.add(conversation)
         await self.session.flush()
         return conversation
+
+
+# --- contact details (dialog engine area) ----------------------------------------------
+
+
+class SqlEmailVerificationRepository:
+    """Core SQL over `email_verifications`: short-lived rows, no mapped class needed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self, *, customer_id: int, email: str, code: str, created_at: datetime, expires_at: datetime
+    ) -> int:
+        stmt = (
+            insert(t.email_verifications)
+            .values(
+                customer_id=customer_id,
+                email=email,
+                code=code,
+                attempts=0,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+            .returning(t.email_verifications.c.id)
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def get(self, verification_id: int) -> EmailVerification | None:
+        stmt = select(t.email_verifications).where(t.email_verifications.c.id == verification_id)
+        row = (await self.session.execute(stmt)).mappings().first()
+        return EmailVerification(**row) if row is not None else None
+
+    async def latest_pending(self, customer_id: int) -> EmailVerification | None:
+        v = t.email_verifications.c
+        stmt = (
+            select(t.email_verifications)
+            .where(v.customer_id == customer_id, v.verified_at.is_(None))
+            .order_by(v.id.desc())
+            .limit(1)
+        )
+        row = (await self.session.execute(stmt)).mappings().first()
+        return EmailVerification(**row) if row is not None else None
+
+    async def count_since(self, customer_id: int, moment: datetime) -> int:
+        v = t.email_verifications.c
+        stmt = select(func.count()).where(v.customer_id == customer_id, v.created_at >= moment)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def record_attempt(self, verification_id: int) -> None:
+        v = t.email_verifications.c
+        await self.session.execute(
+            update(t.email_verifications)
+            .where(v.id == verification_id)
+            .values(attempts=v.attempts + 1)
+        )
+
+    async def mark_verified(self, verification_id: int, moment: datetime) -> None:
+        await self.session.execute(
+            update(t.email_verifications)
+            .where(t.email_verifications.c.id == verification_id)
+            .values(verified_at=moment)
+        )
+
+    async def forget(self, customer_id: int) -> None:
+        await self.session.execute(
+            delete(t.email_verifications).where(t.email_verifications.c.customer_id == customer_id)
+        )

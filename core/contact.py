@@ -1,0 +1,148 @@
+"""Contact details of a customer: verified email address and how they want to be notified.
+
+An address is used only after the customer typed back the code mailed to it: the dialog
+requests a code (the relay mails it on `EmailVerificationRequested`) and confirms it here.
+Like core.services, these functions work in an open unit of work; the caller commits.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from core import events
+from core.errors import InvalidInput, NotFound
+from core.model import Customer, Notify, utcnow
+from core.ports import ContactUnitOfWork, EmailVerification
+
+CODE_DIGITS = 6
+CODE_TTL = timedelta(minutes=15)
+MAX_ATTEMPTS = 5
+#: Codes one customer may request per hour: the relay sends real email for each.
+MAX_REQUESTS_PER_HOUR = 5
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+
+def normalise_email(text: str) -> str | None:
+    """A plausible address in lower case, or None."""
+    email = text.strip().strip("<>").lower()
+    if len(email) > 320 or not _EMAIL.match(email):
+        return None
+    return email
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+async def request_email_verification(
+    uow: ContactUnitOfWork,
+    customer_id: int,
+    email: str,
+    *,
+    code: str | None = None,
+    ttl: timedelta = CODE_TTL,
+    now: datetime | None = None,
+) -> int:
+    """Store a fresh code for `email` and record the event that makes the relay mail it."""
+    now = now or utcnow()
+    address = normalise_email(email)
+    if address is None:
+        raise InvalidInput(f"{email!r} is not an email address")
+    customer = await _customer(uow, customer_id)
+    if await uow.email_verifications.count_since(customer_id, now - timedelta(hours=1)) >= (
+        MAX_REQUESTS_PER_HOUR
+    ):
+        raise InvalidInput("too many verification codes requested; try again later")
+    verification_id = await uow.email_verifications.add(
+        customer_id=customer_id,
+        email=address,
+        code=code or new_code(),
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    customer.record(
+        events.EmailVerificationRequested(customer_id=customer_id, verification_id=verification_id)
+    )
+    return verification_id
+
+
+class CodeCheck(StrEnum):
+    VERIFIED = "verified"
+    WRONG = "wrong"
+    EXPIRED = "expired"  # too old or too many wrong tries: ask for a new code
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeResult:
+    check: CodeCheck
+    email: str | None = None
+    attempts_left: int = 0
+
+
+def check_code(
+    verification: EmailVerification | None,
+    typed: str,
+    now: datetime,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> CodeResult:
+    """Compare a typed code with a stored one (pure: no I/O)."""
+    if verification is None or verification.verified_at is not None:
+        return CodeResult(CodeCheck.MISSING)
+    if verification.expires_at <= now or verification.attempts >= max_attempts:
+        return CodeResult(CodeCheck.EXPIRED, verification.email)
+    digits = "".join(ch for ch in typed if ch.isdigit())
+    if hmac.compare_digest(digits.encode(), verification.code.encode()):
+        return CodeResult(CodeCheck.VERIFIED, verification.email)
+    return CodeResult(CodeCheck.WRONG, verification.email, max_attempts - verification.attempts - 1)
+
+
+async def confirm_email_verification(
+    uow: ContactUnitOfWork,
+    customer_id: int,
+    typed: str,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: datetime | None = None,
+) -> CodeResult:
+    """Check the code the customer typed; on a match the address becomes their verified email."""
+    now = now or utcnow()
+    verification = await uow.email_verifications.latest_pending(customer_id)
+    result = check_code(verification, typed, now, max_attempts)
+    if verification is None:
+        return result
+    if result.check == CodeCheck.WRONG:
+        await uow.email_verifications.record_attempt(verification.id)
+    elif result.check == CodeCheck.VERIFIED:
+        customer = await _customer(uow, customer_id)
+        await uow.email_verifications.mark_verified(verification.id, now)
+        customer.email = verification.email
+        customer.email_verified = True
+    return result
+
+
+async def set_notify_preference(
+    uow: ContactUnitOfWork, customer_id: int, notify: Notify | str
+) -> Customer:
+    """Chat, email or both. Email counts only once the address is verified."""
+    customer = await _customer(uow, customer_id)
+    customer.notify = Notify(notify)
+    return customer
+
+
+async def forget_email_verifications(uow: ContactUnitOfWork, customer_id: int) -> None:
+    """Erasure: codes hold an address too."""
+    await uow.email_verifications.forget(customer_id)
+
+
+async def _customer(uow: ContactUnitOfWork, customer_id: int) -> Customer:
+    customer = await uow.customers.get(customer_id)
+    if customer is None:
+        raise NotFound(f"there is no customer {customer_id}")
+    return customer

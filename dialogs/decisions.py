@@ -1,0 +1,204 @@
+"""The values the pure policy reads and returns: state, context, what to say, what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.lifecycle import ACTIVE_STATUSES, Status
+from core.model import Notify, Priority
+from core.ports import EmailVerification
+from dialogs.config import DialogConfig
+
+# --- what the policy reads -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DialogState:
+    """The conversation as stored: a state name, its slots, and recent turns."""
+
+    name: str = "idle"
+    slots: Mapping[str, Any] = field(default_factory=dict)
+    history: tuple[Mapping[str, str], ...] = ()
+
+    def slot(self, name: str, default: Any = None) -> Any:
+        return self.slots.get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    id: int
+    reference: str
+    subject: str
+    status: Status
+    created_at: datetime
+    resolved_at: datetime | None = None
+    assignee_id: int | None = None
+    rated: bool = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    name: str = ""
+    email: str | None = None
+    can_receive_email: bool = False
+
+
+class FaqAnswers(Protocol):
+    def answer(self, intent: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Facts loaded for this turn, so that `decide` needs no I/O."""
+
+    now: datetime
+    config: DialogConfig
+    customer: CustomerView = field(default_factory=CustomerView)
+    tickets: tuple[TicketView, ...] = ()  # newest first
+    faq: FaqAnswers | None = None
+    verification: EmailVerification | None = None  # the pending code, while one is asked
+
+    def ticket(self, ticket_id: Any) -> TicketView | None:
+        return next((t for t in self.tickets if t.id == ticket_id), None)
+
+    def recently_resolved(self) -> TicketView | None:
+        window = self.config.reopen_window
+        return next(
+            (
+                t
+                for t in self.tickets
+                if t.status == Status.RESOLVED
+                and t.resolved_at is not None
+                and self.now - t.resolved_at <= window
+            ),
+            None,
+        )
+
+    def unrated(self) -> TicketView | None:
+        return next(
+            (
+                t
+                for t in self.tickets
+                if t.status in (Status.RESOLVED, Status.CLOSED) and not t.rated
+            ),
+            None,
+        )
+
+
+# --- what the policy returns -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One choice offered: its value, and a label from the catalogue or given literally."""
+
+    value: str
+    key: str | None = None
+    label: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """A catalogue text used as a parameter of another (a tuple of them becomes lines)."""
+
+    key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """A catalogue text to send, with its parameters and choices."""
+
+    key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[Option, ...] = ()
+
+
+class Action:
+    """Something the engine does through the domain services in the turn's transaction."""
+
+    #: After the action the customer's messages go to its ticket (a human has it).
+    hands_over = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTicket(Action):
+    description: str
+    category: str
+    priority: Priority
+    attachments: tuple[Mapping[str, Any], ...] = ()
+    external_id: str | None = None
+    hands_over = True
+
+
+@dataclass(frozen=True, slots=True)
+class AddToTicket(Action):
+    ticket_id: int
+    text: str
+    attachments: tuple[Mapping[str, Any], ...] = ()
+    external_id: str | None = None
+    hands_over = True
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHuman(Action):
+    """Attach to `ticket_id`, or open a ticket carrying `summary` as a note for the agent."""
+
+    ticket_id: int | None
+    summary: str
+    description: str
+    hands_over = True
+
+
+@dataclass(frozen=True, slots=True)
+class RateTicket(Action):
+    ticket_id: int
+    score: int
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTicket(Action):
+    ticket_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportData(Action):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EraseData(Action):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEmailCode(Action):
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmEmailCode(Action):
+    typed: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetNotify(Action):
+    notify: Notify
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: DialogState
+    says: tuple[Say, ...] = ()
+    actions: tuple[Action, ...] = ()
+    #: Keep offering the previous choices (the input was refused, not answered).
+    keep_options: bool = False

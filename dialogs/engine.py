@@ -1,0 +1,400 @@
+"""The turn function: one customer message in, the bot's replies out.
+
+NLU runs before the transaction (it may be slow: Watson). Then one unit of work loads the
+customer, the conversation and their tickets, asks the pure policy what to do, does it
+through the domain services, saves the conversation and commits: the state change, a new
+ticket and the outbox events land together or not at all.
+
+Two turns of one conversation at once: the conversation row carries an optimistic version
+and every turn writes it, so the later commit fails with a conflict (or a unique-key clash
+for first contacts), and that turn is redone from a fresh read. Turns are thus serialised,
+never lost or interleaved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from core import contact, services
+from core.db.database import Database
+from core.errors import Conflict, InvalidInput
+from core.model import Agent, ChannelIdentity, Conversation, Customer, Ticket, utcnow
+from core.ports import ContactUnitOfWork
+from dialogs.catalogue import Catalogue
+from dialogs.config import DialogConfig
+from dialogs.decisions import (
+    Action,
+    AddToTicket,
+    ConfirmEmailCode,
+    Context,
+    CustomerView,
+    Decision,
+    DialogState,
+    EraseData,
+    ExportData,
+    FaqAnswers,
+    OpenTicket,
+    RateTicket,
+    RequestEmailCode,
+    RequestHuman,
+    SetNotify,
+    ShowTicket,
+    TicketView,
+)
+from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
+from dialogs.policy import decide
+from dialogs.turn import Reply, UserSaid
+from dialogs.views import Renderer, export_json, export_summary, ticket_details
+
+log = logging.getLogger("careline.dialogs")
+
+NOT_PARSED = Parse(OUT_OF_SCOPE, 0.0, source="none")
+#: What a lost race raises: a stale version, or a row another turn inserted first.
+RACES = (Conflict, StaleDataError, IntegrityError)
+
+
+class DialogEngine:
+    """`await engine.handle_turn(said)` for every inbound customer message, on any channel."""
+
+    def __init__(
+        self,
+        db: Database,
+        nlu: NLU,
+        config: DialogConfig,
+        catalogue: Catalogue,
+        *,
+        faq: FaqAnswers | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.nlu = nlu
+        self.config = config
+        self.catalogue = catalogue
+        self.faq = faq
+        self.clock = clock
+
+    async def handle_turn(self, said: UserSaid) -> list[Reply]:
+        """The bot's replies to one message; [] for a redelivered message."""
+        parse = await self._parse(said)
+        attempts = max(1, self.config.max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._turn(said, parse)
+            except RACES:
+                if attempt == attempts:
+                    raise
+                # Jitter keeps two racing turns from colliding again on the retry.
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def _parse(self, said: UserSaid) -> Parse:
+        text = said.text.strip()
+        if (
+            said.choice is not None
+            or not text
+            or text.startswith("/")
+            or len(said.text) > self.config.max_text_chars
+        ):
+            return NOT_PARSED
+        try:
+            return await self.nlu.parse(text)
+        except Exception:  # the customer still gets an answer (the "not understood" one)
+            log.exception("NLU failed; treating the message as not understood")
+            return NOT_PARSED
+
+    async def _turn(self, said: UserSaid, parse: Parse) -> list[Reply]:
+        now = self.clock()
+        async with self.db.uow() as sql_uow:
+            # SqlUnitOfWork has the protocol's shape; mypy's protocol attributes are invariant.
+            uow = cast(ContactUnitOfWork, sql_uow)
+            customer, identity = await services.find_or_register_customer(
+                uow,
+                channel=said.channel,
+                external_id=said.user_id,
+                chat_id=said.chat_id,
+                display_name=said.display_name,
+                language=said.language,
+            )
+            assert customer.id is not None and identity.id is not None
+            conversation = await uow.conversations.get(identity.id)
+            if conversation is None:
+                conversation = await uow.conversations.add(
+                    Conversation(identity_id=identity.id, updated_at=now)
+                )
+            seen = list(conversation.slots.get("seen", []))
+            if said.message_id and not said.edited and said.message_id in seen:
+                return []  # a redelivery: it had its effect the first time
+            state = DialogState(
+                conversation.state, dict(conversation.slots), tuple(conversation.history)
+            )
+            tickets = await uow.tickets.for_customer(customer.id)
+            verification = None
+            if state.name == "intake_code":
+                verification = await uow.email_verifications.latest_pending(customer.id)
+            ctx = Context(
+                now=now,
+                config=self.config,
+                customer=CustomerView(
+                    customer.display_name, customer.email, customer.can_receive_email
+                ),
+                tickets=tuple(_view(t) for t in tickets),
+                faq=self.faq,
+                verification=verification,
+            )
+            decision = decide(state, parse, said, ctx)
+            renderer = Renderer(self.catalogue, said.language or customer.language)
+            applied = _Applied()
+            for action in decision.actions:
+                await self._apply(uow, action, customer, identity, said, renderer, now, applied)
+            replies = applied.replies
+            if decision.says:
+                replies.append(renderer.reply(decision.says))
+            self._save(conversation, state, decision, said, replies, applied, seen, now)
+            await uow.commit()
+        return replies
+
+    # --- doing what the policy decided ------------------------------------------------------
+
+    async def _apply(
+        self,
+        uow: ContactUnitOfWork,
+        action: Action,
+        customer: Customer,
+        identity: ChannelIdentity,
+        said: UserSaid,
+        r: Renderer,
+        now: datetime,
+        applied: _Applied,
+    ) -> None:
+        customer_id = customer.id
+        assert customer_id is not None
+        if isinstance(action, OpenTicket):
+            ticket = await services.open_ticket(
+                uow,
+                customer_id=customer_id,
+                description=action.description,
+                category=action.category,
+                priority=action.priority,
+                channel=said.channel,
+                identity_id=identity.id,
+                external_id=action.external_id,
+                attachments=[dict(a) for a in action.attachments],
+                sla=self.config.sla,
+                now=now,
+            )
+            applied.hand_over(ticket)
+            first = self.config.sla.targets[ticket.priority].first_response
+            applied.say(
+                r.text(
+                    "ticket.opened",
+                    {"reference": ticket.reference, "first_response": r.duration(first)},
+                )
+            )
+        elif isinstance(action, AddToTicket):
+            await self._add_to_ticket(uow, action, said, r, now, applied)
+        elif isinstance(action, RequestHuman):
+            await self._request_human(uow, action, customer_id, identity, said, r, now, applied)
+        elif isinstance(action, RateTicket):
+            await services.rate_ticket(uow, action.ticket_id, action.score, action.comment, now=now)
+        elif isinstance(action, ShowTicket):
+            ticket = await services.get_ticket(uow, action.ticket_id)
+            timeline = await uow.tickets.timeline(action.ticket_id)
+            agents = await _agents(
+                uow, [ticket.assignee_id, *(getattr(e, "agent_id", None) for e in timeline)]
+            )
+            applied.say(ticket_details(r, ticket, timeline, agents, self.config.timeline_size))
+        elif isinstance(action, ExportData):
+            data = await services.export_customer_data(uow, customer_id)
+            applied.say(export_summary(r, data))
+            applied.say(export_json(data))
+        elif isinstance(action, EraseData):
+            await services.erase_customer(uow, customer_id, now=now)
+            await contact.forget_email_verifications(uow, customer_id)
+            applied.erased = True
+        elif isinstance(action, RequestEmailCode):
+            try:
+                await contact.request_email_verification(uow, customer_id, action.email, now=now)
+            except InvalidInput:
+                applied.say(r.text("email.too_many"))
+        elif isinstance(action, ConfirmEmailCode):
+            await contact.confirm_email_verification(uow, customer_id, action.typed, now=now)
+        elif isinstance(action, SetNotify):
+            await contact.set_notify_preference(uow, customer_id, action.notify)
+        else:  # pragma: no cover - a new action without its effect is a bug
+            raise TypeError(f"no effect for {action!r}")
+
+    async def _add_to_ticket(
+        self,
+        uow: ContactUnitOfWork,
+        action: AddToTicket,
+        said: UserSaid,
+        r: Renderer,
+        now: datetime,
+        applied: _Applied,
+    ) -> None:
+        try:
+            await services.add_customer_message(
+                uow,
+                action.ticket_id,
+                action.text,
+                channel=said.channel,
+                external_id=action.external_id,
+                attachments=[dict(a) for a in action.attachments],
+                reopen_window=self.config.reopen_window,
+                now=now,
+            )
+        except InvalidInput:
+            # Closed meanwhile, or resolved too long ago: the text is not lost, it is refused.
+            applied.ticket_id = None
+            applied.clear_handover = True
+            applied.say(r.text("handover.closed"))
+            return
+        applied.ticket_id = action.ticket_id
+
+    async def _request_human(
+        self,
+        uow: ContactUnitOfWork,
+        action: RequestHuman,
+        customer_id: int,
+        identity: ChannelIdentity,
+        said: UserSaid,
+        r: Renderer,
+        now: datetime,
+        applied: _Applied,
+    ) -> None:
+        if action.ticket_id is not None:
+            ticket = await services.get_ticket(uow, action.ticket_id)
+        else:
+            ticket = await services.open_ticket(
+                uow,
+                customer_id=customer_id,
+                description=action.description or r.text("human.default_description"),
+                subject=r.text("human.subject"),
+                category=self.config.human_category,
+                channel=said.channel,
+                identity_id=identity.id,
+                sla=self.config.sla,
+                now=now,
+            )
+        assert ticket.id is not None
+        if action.summary:
+            # For the agent only: what was said before the customer asked for a person.
+            body = r.text("human.note", {"summary": action.summary})
+            await services.add_internal_note(
+                uow, ticket.id, body[: services.MAX_BODY], channel=said.channel, now=now
+            )
+        position = await services.request_human(uow, ticket.id, now=now)
+        applied.hand_over(ticket)
+        if position == 0:
+            agent = await uow.agents.get(ticket.assignee_id or 0)
+            applied.say(
+                r.text(
+                    "human.with_agent",
+                    {"reference": ticket.reference, "agent": agent.name if agent else ""},
+                )
+            )
+        else:
+            wait = r.duration(self.config.minutes_per_queued_ticket * position * _MINUTE)
+            applied.say(
+                r.text(
+                    "human.queued",
+                    {"reference": ticket.reference, "position": position, "wait": wait},
+                )
+            )
+
+    # --- saving the conversation -----------------------------------------------------------
+
+    def _save(
+        self,
+        conversation: Conversation,
+        before: DialogState,
+        decision: Decision,
+        said: UserSaid,
+        replies: Sequence[Reply],
+        applied: _Applied,
+        seen: list[str],
+        now: datetime,
+    ) -> None:
+        after = decision.state if not applied.erased else DialogState()
+        slots = dict(after.slots)
+        if applied.ticket_id is not None:
+            slots["ticket_id"] = applied.ticket_id
+        if applied.clear_handover:
+            slots.pop("ticket_id", None)
+        offered = next((reply.choices for reply in reversed(replies) if reply.choices), ())
+        if decision.keep_options:
+            slots["offered"] = before.slot("offered") or []
+        else:
+            slots["offered"] = [[c.label, c.value] for c in offered]
+        if said.message_id and not said.edited and not applied.erased:
+            slots["seen"] = [*seen, said.message_id][-self.config.seen_message_ids :]
+        history: list[dict[str, Any]] = (
+            [dict(h) for h in after.history] if not applied.erased else []
+        )
+        if not applied.erased:
+            customer_text = said.text.strip() or (f"[{said.choice}]" if said.choice else "")
+            if said.attachments:
+                customer_text += f" [{len(said.attachments)} attachment(s)]"
+            history.append({"who": "customer", "text": customer_text[:300]})
+            bot_text = " / ".join(reply.text for reply in replies)
+            if bot_text:
+                history.append({"who": "bot", "text": bot_text[:300]})
+        # New objects (not in-place edits) so the JSON columns are seen as changed; the
+        # timestamp changes on every turn, so every turn bumps the optimistic version.
+        conversation.state = after.name
+        conversation.slots = slots
+        conversation.history = history[-self.config.history_entries :]
+        conversation.updated_at = now
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+class _Applied:
+    """What the actions did: replies to add, and the ticket the customer is now with."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.ticket_id: int | None = None
+        self.clear_handover = False
+        self.erased = False
+
+    def say(self, text: str) -> None:
+        self.replies.append(Reply(text))
+
+    def hand_over(self, ticket: Ticket) -> None:
+        self.ticket_id = ticket.id
+
+
+def _view(ticket: Ticket) -> TicketView:
+    assert ticket.id is not None
+    return TicketView(
+        id=ticket.id,
+        reference=ticket.reference,
+        subject=ticket.subject,
+        status=ticket.status,
+        created_at=ticket.created_at,
+        resolved_at=ticket.resolved_at,
+        assignee_id=ticket.assignee_id,
+        rated=ticket.csat_score is not None,
+    )
+
+
+async def _agents(uow: ContactUnitOfWork, ids: Sequence[Any]) -> dict[int, Agent]:
+    agents: dict[int, Agent] = {}
+    for agent_id in {i for i in ids if isinstance(i, int)}:
+        agent = await uow.agents.get(agent_id)
+        if agent is not None:
+            agents[agent_id] = agent
+    return agents
+
+
+__all__ = ["DialogEngine"]

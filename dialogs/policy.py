@@ -1,0 +1,711 @@
+"""The pure dialog policy: `decide(state, parse, said, context) -> Decision`. No I/O.
+
+States: idle (with or without a ticket handed over to a human), faq_feedback, faq_offer,
+intake_description/category/priority/email/code/notify/confirm, new_or_reopen, reopen_text,
+status_pick, rate_score, rate_comment, data_menu, erase_confirm.
+
+Choice values that are commands (`/new`) act as commands from any state; `ticket:<id>` and
+`rate:<id>:<score>` (sent with the relay's resolution notice) work from any state too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.contact import CodeCheck, check_code, normalise_email
+from core.model import Notify, Priority, ticket_id_from_reference
+from dialogs.decisions import (
+    Action,
+    AddToTicket,
+    ConfirmEmailCode,
+    Context,
+    Decision,
+    DialogState,
+    EraseData,
+    ExportData,
+    OpenTicket,
+    Option,
+    Phrase,
+    RateTicket,
+    RequestEmailCode,
+    RequestHuman,
+    Say,
+    SetNotify,
+    ShowTicket,
+    TicketView,
+)
+from dialogs.nlu.base import OUT_OF_SCOPE, Parse
+from dialogs.turn import Choice, Reply, UserSaid
+
+COMMANDS = ("/start", "/help", "/new", "/status", "/human", "/cancel", "/mydata")
+CANCEL_WORDS = frozenset({"cancel", "stop", "abort", "quit", "exit", "never mind", "nevermind"})
+YES_WORDS = frozenset({"yes", "y", "yeah", "yep", "sure", "ok", "okay"})
+NO_WORDS = frozenset({"no", "n", "nope", "nah"})
+#: Slots that survive a cancel or a finished flow.
+LASTING_SLOTS = ("ticket_id", "seen")
+#: Free text of at least this many words, said with a complaint, is taken as its description.
+DESCRIPTION_WORDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One input, normalised: text, the choice it selects, the command it is."""
+
+    said: UserSaid
+    parse: Parse
+    text: str
+    choice: str | None
+    command: str | None
+
+    @property
+    def word(self) -> str:
+        return " ".join(self.text.lower().strip(" .!?").split())
+
+    def intent(self, ctx: Context) -> str:
+        if self.parse.intent != OUT_OF_SCOPE and self.parse.confidence >= ctx.config.min_confidence:
+            return self.parse.intent
+        return OUT_OF_SCOPE
+
+    def entity(self, name: str) -> str | None:
+        return next((e.value for e in self.parse.entities if e.name == name), None)
+
+    @property
+    def attachments(self) -> tuple[Mapping[str, Any], ...]:
+        return tuple(a.as_dict() for a in self.said.attachments)
+
+
+def decide(state: DialogState, parse: Parse, said: UserSaid, ctx: Context) -> Decision:
+    """What to say and do for one customer input, and the state after it."""
+    turn = _read(state, parse, said)
+    if len(said.text) > ctx.config.max_text_chars:
+        return Decision(
+            state, (Say("input.too_long", {"limit": ctx.config.max_text_chars}),), keep_options=True
+        )
+    if said.edited:
+        return _edited(state, turn, ctx)
+    if turn.command is not None:
+        return _flush_rating(state, turn, ctx, _command(state, turn, ctx))
+    if turn.choice and turn.choice.startswith("ticket:"):
+        return _show_ticket(state, ctx, turn.choice.removeprefix("ticket:"))
+    if turn.choice and turn.choice.startswith("rate:"):
+        return _rate_choice(state, turn, ctx)
+    if state.name != "idle" and _is_cancel(state, turn, ctx):
+        return _cancel(state)
+    handler = HANDLERS.get(state.name, _idle)
+    return handler(state, turn, ctx)
+
+
+# --- reading the input -----------------------------------------------------------------
+
+
+def _read(state: DialogState, parse: Parse, said: UserSaid) -> Turn:
+    text = said.text.strip()
+    choice = said.choice
+    if choice is None and text:
+        offered = state.slot("offered") or []
+        menu = Reply("", tuple(Choice(label, value) for label, value in offered))
+        picked = menu.choice_for(text)
+        choice = picked.value if picked is not None else None
+    command = None
+    source = choice if choice and choice.startswith("/") else text
+    if source.startswith("/"):
+        # Telegram appends the bot's name in groups: /status@careline_bot.
+        command = source.split()[0].split("@")[0].lower()
+    return Turn(said, parse, text, choice, command)
+
+
+def _is_cancel(state: DialogState, turn: Turn, ctx: Context) -> bool:
+    if turn.word in CANCEL_WORDS:
+        return True
+    # In free-text states the customer's own words may well contain "cancel".
+    return state.name not in FREE_TEXT_STATES and turn.intent(ctx) == "cancel"
+
+
+def _reset(state: DialogState, name: str = "idle", **slots: Any) -> DialogState:
+    kept = {k: v for k, v in state.slots.items() if k in LASTING_SLOTS}
+    kept.update(slots)
+    return DialogState(name, kept, state.history)
+
+
+def _with(state: DialogState, name: str, **slots: Any) -> DialogState:
+    return DialogState(name, {**state.slots, **slots}, state.history)
+
+
+MENU = (
+    Option("/new", "menu.complain"),
+    Option("/status", "menu.status"),
+    Option("/human", "menu.human"),
+    Option("/mydata", "menu.mydata"),
+)
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _command(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    command = turn.command
+    if command == "/start":
+        return Decision(_reset(state), (Say("greet", {"name": _first_name(ctx)}, MENU),))
+    if command == "/help":
+        return _help(state)
+    if command == "/new":
+        return _start_complaint(_reset(state), turn, ctx, with_text=False)
+    if command == "/status":
+        return _status(_reset(state), ctx)
+    if command == "/human":
+        return _human(state, turn, ctx)
+    if command == "/cancel":
+        return _cancel(state)
+    if command == "/mydata":
+        return _data_menu(_reset(state))
+    return Decision(state, (Say("input.unknown_command", {"commands": " ".join(COMMANDS)}),))
+
+
+def _help(state: DialogState) -> Decision:
+    return Decision(_reset(state), (Say("help", {"commands": " ".join(COMMANDS)}, MENU),))
+
+
+def _cancel(state: DialogState) -> Decision:
+    ticket_id = state.slot("ticket_id")
+    if state.name == "idle" and ticket_id is None:
+        return Decision(state, (Say("cancel.nothing", {}, MENU),))
+    # From a handover, cancel gives the bot back; the ticket itself stays open.
+    return Decision(_reset(state, ticket_id=None), (Say("cancel.done", {}, MENU),))
+
+
+def _flush_rating(state: DialogState, turn: Turn, ctx: Context, decision: Decision) -> Decision:
+    """A command while a rating waits for its comment: keep the score, then do the command."""
+    if state.name != "rate_comment":
+        return decision
+    rating = RateTicket(int(state.slot("rate_ticket")), int(state.slot("rate_score")))
+    return Decision(
+        decision.state, decision.says, (rating, *decision.actions), decision.keep_options
+    )
+
+
+def _edited(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    handover = _handover_ticket(state, ctx)
+    if handover is not None and turn.text:
+        edited = AddToTicket(handover.id, f"(edited) {turn.text}")
+        return Decision(
+            state, (Say("handover.receipt", {"reference": handover.reference}),), (edited,)
+        )
+    return Decision(state, (Say("input.edited"),), keep_options=True)
+
+
+# --- idle: free text, intents ------------------------------------------------------------
+
+
+def _idle(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    state = _reset(state, misses=state.slot("misses", 0))
+    handover = _handover_ticket(state, ctx)
+    if handover is not None and (turn.text or turn.said.attachments):
+        add = AddToTicket(handover.id, turn.text, turn.attachments, _external_id(turn))
+        return Decision(
+            state, (Say("handover.receipt", {"reference": handover.reference}),), (add,)
+        )
+    if not turn.text:
+        key = "input.unsupported" if turn.said.attachments else "input.empty"
+        return Decision(state, (Say(key, {}, MENU),))
+    intent = turn.intent(ctx)
+    state = _with(state, "idle", misses=0) if intent != OUT_OF_SCOPE else state
+    if intent.startswith("faq_"):
+        answer = turn.parse.answer or (ctx.faq.answer(intent) if ctx.faq else None)
+        if answer:
+            return _faq(state, answer)
+        intent = OUT_OF_SCOPE
+    simple = INTENT_HANDLERS.get(intent)
+    if simple is not None:
+        return simple(state, turn, ctx)
+    return _not_understood(state, turn, ctx)
+
+
+def _not_understood(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    resolved = ctx.recently_resolved()
+    if resolved is not None:
+        return _ask_new_or_reopen(state, resolved, pending=turn.text)
+    misses = int(state.slot("misses", 0)) + 1
+    state = _with(state, "idle", misses=misses)
+    if misses >= ctx.config.misses_before_human:
+        return Decision(state, (Say("input.not_understood_again", {}, MENU),))
+    return Decision(state, (Say("input.not_understood", {}, MENU),))
+
+
+def _faq(state: DialogState, answer: str) -> Decision:
+    helped = (Option("yes", "common.yes"), Option("no", "common.no"))
+    return Decision(
+        _with(state, "faq_feedback"),
+        (Say("faq.answer", {"answer": answer}), Say("faq.did_it_help", {}, helped)),
+    )
+
+
+def _greet(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return Decision(state, (Say("greet", {"name": _first_name(ctx)}, MENU),))
+
+
+def _goodbye(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return Decision(state, (Say("goodbye"),))
+
+
+def _thanks(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return Decision(state, (Say("thanks"),))
+
+
+def _nothing_to_cancel(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return Decision(state, (Say("cancel.nothing", {}, MENU),))
+
+
+def _complain(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return _start_complaint(state, turn, ctx, with_text=True)
+
+
+def _status_intent(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    reference = turn.entity("ticket_ref")
+    if reference is not None:
+        return _show_ticket(state, ctx, str(ticket_id_from_reference(reference)))
+    return _status(state, ctx)
+
+
+def _data_intent(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return _data_menu(state)
+
+
+def _help_intent(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    return _help(state)
+
+
+# --- complaint intake --------------------------------------------------------------------
+
+
+def _start_complaint(state: DialogState, turn: Turn, ctx: Context, *, with_text: bool) -> Decision:
+    resolved = ctx.recently_resolved()
+    if resolved is not None and not state.slot("reopen_asked"):
+        pending = turn.text if with_text and _is_description(turn.text) else None
+        return _ask_new_or_reopen(state, resolved, pending=pending)
+    if with_text and _is_description(turn.text):
+        intake = {"description": turn.text, "external_id": _external_id(turn)}
+        return _ask_category(_reset(state, "intake_category", intake=intake), ctx)
+    return Decision(
+        _reset(state, "intake_description", intake={}), (Say("intake.ask_description"),)
+    )
+
+
+def _is_description(text: str) -> bool:
+    return not text.startswith("/") and len(text.split()) >= DESCRIPTION_WORDS
+
+
+def _intake(state: DialogState, **changes: Any) -> dict[str, Any]:
+    return {**(state.slot("intake") or {}), **changes}
+
+
+def _on_description(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if not turn.text and not turn.said.attachments:
+        return Decision(state, (Say("intake.ask_description"),))
+    intake = _intake(
+        state,
+        description=turn.text or "(attachment)",
+        attachments=[dict(a) for a in turn.attachments],
+        external_id=_external_id(turn),
+    )
+    return _ask_category(_with(state, "intake_category", intake=intake), ctx)
+
+
+def _ask_category(state: DialogState, ctx: Context) -> Decision:
+    options = tuple(
+        Option(f"cat:{c}", f"category.{c}", label=c.replace("_", " ").title())
+        for c in ctx.config.categories
+    )
+    return Decision(_with(state, "intake_category"), (Say("intake.ask_category", {}, options),))
+
+
+def _on_category(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    category = (turn.choice or "").removeprefix("cat:") if turn.choice else turn.word
+    if category not in ctx.config.categories:
+        return _ask_category(state, ctx)
+    state = _with(state, "intake_priority", intake=_intake(state, category=category))
+    return _ask_priority(state, ctx)
+
+
+def _ask_priority(state: DialogState, ctx: Context) -> Decision:
+    options = tuple(Option(f"prio:{p.value}", f"priority.{p.value}") for p in ctx.config.priorities)
+    return Decision(_with(state, "intake_priority"), (Say("intake.ask_priority", {}, options),))
+
+
+def _on_priority(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice and turn.choice.startswith("prio:"):
+        value = turn.choice.removeprefix("prio:")
+    else:
+        value = turn.entity("priority") or turn.word
+    if value not in {p.value for p in ctx.config.priorities}:
+        return _ask_priority(state, ctx)
+    state = _with(state, "intake_email", intake=_intake(state, priority=value))
+    if ctx.customer.can_receive_email:
+        return _ask_confirm(state, ctx)
+    return Decision(state, (Say("email.ask", {}, (Option("skip", "common.skip"),)),))
+
+
+def _on_email(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice == "skip" or turn.word in {"skip", "no", "no thanks"}:
+        return _ask_confirm(state, ctx)
+    email = normalise_email(turn.entity("email") or turn.text)
+    if email is None:
+        return Decision(state, (Say("email.invalid", {}, (Option("skip", "common.skip"),)),))
+    return _send_code(_with(state, "intake_code", intake=_intake(state, email=email)), email)
+
+
+def _send_code(state: DialogState, email: str) -> Decision:
+    options = (Option("resend", "email.resend"), Option("skip", "common.skip"))
+    return Decision(
+        _with(state, "intake_code"),
+        (Say("email.code_sent", {"email": email}, options),),
+        (RequestEmailCode(email),),
+    )
+
+
+def _on_code(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    intake = state.slot("intake") or {}
+    options = (Option("resend", "email.resend"), Option("skip", "common.skip"))
+    if turn.choice == "skip" or turn.word == "skip":
+        return _ask_confirm(_with(state, "intake_confirm", intake=_intake(state, email=None)), ctx)
+    if turn.choice == "resend" or turn.word == "resend":
+        return _send_code(state, str(intake.get("email")))
+    result = check_code(ctx.verification, turn.text, ctx.now)
+    if result.check == CodeCheck.VERIFIED:
+        notify = (
+            Option("notify:chat", "notify.chat"),
+            Option("notify:email", "notify.email"),
+            Option("notify:both", "notify.both"),
+        )
+        return Decision(
+            _with(state, "intake_notify", intake=_intake(state, verified=True)),
+            (Say("email.verified", {"email": result.email}), Say("notify.ask", {}, notify)),
+            (ConfirmEmailCode(turn.text),),
+        )
+    if result.check == CodeCheck.WRONG:
+        return Decision(
+            state,
+            (Say("email.code_wrong", {"left": result.attempts_left}, options),),
+            (ConfirmEmailCode(turn.text),),
+        )
+    if result.check == CodeCheck.EXPIRED:
+        return Decision(state, (Say("email.code_expired", {}, options),))
+    return _ask_confirm(_with(state, "intake_confirm", intake=_intake(state, email=None)), ctx)
+
+
+def _on_notify(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    value = (turn.choice or "").removeprefix("notify:") or turn.word
+    if value not in {n.value for n in Notify}:
+        return _ask_notify(state)
+    decision = _ask_confirm(state, ctx)
+    return Decision(decision.state, decision.says, (SetNotify(Notify(value)),))
+
+
+def _ask_notify(state: DialogState) -> Decision:
+    notify = (
+        Option("notify:chat", "notify.chat"),
+        Option("notify:email", "notify.email"),
+        Option("notify:both", "notify.both"),
+    )
+    return Decision(state, (Say("notify.ask", {}, notify),))
+
+
+def _ask_confirm(state: DialogState, ctx: Context) -> Decision:
+    intake = state.slot("intake") or {}
+    email = intake.get("email") if intake.get("verified") else None
+    email = email or (ctx.customer.email if ctx.customer.can_receive_email else None)
+    params = {
+        "description": _shorten(str(intake.get("description", "")), 300),
+        "category": intake.get("category", ""),
+        "priority": intake.get("priority", ""),
+    }
+    says = [Say("intake.summary", params)]
+    if email:
+        says.append(Say("intake.summary_email", {"email": email}))
+    options = (Option("confirm", "intake.confirm"), Option("/cancel", "common.cancel"))
+    says.append(Say("intake.ask_confirm", {}, options))
+    return Decision(_with(state, "intake_confirm"), tuple(says))
+
+
+def _on_confirm(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice != "confirm" and turn.word not in YES_WORDS and turn.intent(ctx) != "affirm":
+        return _ask_confirm(state, ctx)
+    intake = state.slot("intake") or {}
+    action = OpenTicket(
+        description=str(intake.get("description", "")),
+        category=str(intake.get("category") or ctx.config.human_category),
+        priority=Priority(intake.get("priority") or Priority.NORMAL),
+        attachments=tuple(intake.get("attachments") or ()),
+        external_id=intake.get("external_id"),
+    )
+    return Decision(_reset(state, reopen_asked=None), (), (action,))
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def _status(state: DialogState, ctx: Context) -> Decision:
+    tickets = ctx.tickets[: ctx.config.status_list_size]
+    if not tickets:
+        return Decision(
+            _reset(state), (Say("status.none", {}, (Option("/new", "menu.complain"),)),)
+        )
+    lines = tuple(
+        Phrase(
+            "status.line",
+            {
+                "reference": t.reference,
+                "subject": _shorten(t.subject, 60),
+                "status": Phrase(f"status.{t.status.value}"),
+            },
+        )
+        for t in tickets
+    )
+    options = tuple(Option(f"ticket:{t.id}", label=t.reference) for t in tickets)
+    return Decision(
+        _reset(state, "status_pick"), (Say("status.list", {"tickets": lines}, options),)
+    )
+
+
+def _show_ticket(state: DialogState, ctx: Context, raw_id: str) -> Decision:
+    ticket = ctx.ticket(int(raw_id)) if raw_id.isdigit() else None
+    if ticket is None:
+        return Decision(_reset(state), (Say("status.unknown_ticket"),))
+    return Decision(_reset(state), (), (ShowTicket(ticket.id),))
+
+
+def _on_status_pick(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    reference = turn.entity("ticket_ref") or turn.text
+    ticket_id = ticket_id_from_reference(reference)
+    if ticket_id is not None:
+        return _show_ticket(state, ctx, str(ticket_id))
+    return _idle(_reset(state), turn, ctx)
+
+
+# --- a person, new or reopen --------------------------------------------------------------
+
+
+def _human(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    handover = _handover_ticket(state, ctx) or next((t for t in ctx.tickets if t.is_active), None)
+    intake = state.slot("intake") or {}
+    description = str(intake.get("description") or "")
+    if not description and turn.text and not turn.command:
+        description = turn.text
+    action = RequestHuman(
+        ticket_id=handover.id if handover is not None else None,
+        summary=_summary(state, turn),
+        description=description,
+    )
+    return Decision(_reset(state), (), (action,))
+
+
+def _summary(state: DialogState, turn: Turn) -> str:
+    lines = [f"{entry.get('who', '?')}: {entry.get('text', '')}" for entry in state.history]
+    if turn.text:
+        lines.append(f"customer: {turn.text}")
+    return "\n".join(lines[-30:])
+
+
+def _ask_new_or_reopen(state: DialogState, ticket: TicketView, *, pending: str | None) -> Decision:
+    options = (
+        Option("reopen", "reopen.about_it", params={"reference": ticket.reference}),
+        Option("new", "reopen.something_new"),
+    )
+    params = {"reference": ticket.reference, "subject": _shorten(ticket.subject, 60)}
+    state = _reset(state, "new_or_reopen", reopen_ticket=ticket.id, pending=pending)
+    return Decision(state, (Say("reopen.ask", params, options),))
+
+
+def _on_new_or_reopen(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    ticket = ctx.ticket(state.slot("reopen_ticket"))
+    pending = state.slot("pending")
+    if turn.choice == "reopen" and ticket is not None:
+        if pending:
+            return Decision(
+                _reset(state),
+                (Say("reopen.done", {"reference": ticket.reference}),),
+                (AddToTicket(ticket.id, pending),),
+            )
+        return Decision(
+            _with(state, "reopen_text"), (Say("reopen.ask_text", {"reference": ticket.reference}),)
+        )
+    if turn.choice == "new" or ticket is None:
+        state = _reset(state, reopen_asked=True)
+        if pending:
+            intake = {"description": pending}
+            return _ask_category(_with(state, "intake_category", intake=intake), ctx)
+        return Decision(
+            _with(state, "intake_description", intake={}), (Say("intake.ask_description"),)
+        )
+    return _idle(_reset(state), turn, ctx)
+
+
+def _on_reopen_text(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    ticket = ctx.ticket(state.slot("reopen_ticket"))
+    if ticket is None or not (turn.text or turn.said.attachments):
+        return _idle(_reset(state), turn, ctx)
+    add = AddToTicket(ticket.id, turn.text, turn.attachments, _external_id(turn))
+    return Decision(_reset(state), (Say("reopen.done", {"reference": ticket.reference}),), (add,))
+
+
+# --- FAQ feedback --------------------------------------------------------------------------
+
+
+def _on_faq_feedback(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice == "yes" or turn.word in YES_WORDS or turn.intent(ctx) in ("affirm", "thanks"):
+        return Decision(_reset(state), (Say("faq.glad"),))
+    if turn.choice == "no" or turn.word in NO_WORDS or turn.intent(ctx) == "deny":
+        options = (
+            Option("/new", "faq.offer_ticket"),
+            Option("/human", "faq.offer_human"),
+            Option("no_thanks", "common.no_thanks"),
+        )
+        return Decision(_with(state, "faq_offer"), (Say("faq.sorry", {}, options),))
+    return _idle(_reset(state), turn, ctx)
+
+
+def _on_faq_offer(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice == "no_thanks" or turn.word in NO_WORDS:
+        return Decision(_reset(state), (Say("common.ok"),))
+    return _idle(_reset(state), turn, ctx)
+
+
+# --- rating ----------------------------------------------------------------------------------
+
+SCORES = tuple(Option(str(n), f"rate.score_{n}") for n in range(1, 6))
+
+
+def _rate_intent(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    ticket = ctx.unrated()
+    if ticket is None:
+        return Decision(state, (Say("rate.nothing"),))
+    return _ask_score(state, ticket)
+
+
+def _ask_score(state: DialogState, ticket: TicketView) -> Decision:
+    state = _reset(state, "rate_score", rate_ticket=ticket.id)
+    return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORES),))
+
+
+def _rate_choice(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    parts = (turn.choice or "").split(":")
+    ticket = ctx.ticket(int(parts[1])) if len(parts) > 1 and parts[1].isdigit() else None
+    if ticket is None:
+        return Decision(_reset(state), (Say("status.unknown_ticket"),))
+    if len(parts) == 3 and parts[2] in {"1", "2", "3", "4", "5"}:
+        return _ask_comment(state, ticket.id, int(parts[2]))
+    return _ask_score(state, ticket)
+
+
+def _ask_comment(state: DialogState, ticket_id: int, score: int) -> Decision:
+    state = _reset(state, "rate_comment", rate_ticket=ticket_id, rate_score=score)
+    return Decision(state, (Say("rate.ask_comment", {}, (Option("skip", "common.skip"),)),))
+
+
+def _on_score(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    score = turn.choice or turn.word
+    if score in {"1", "2", "3", "4", "5"}:
+        return _ask_comment(state, int(state.slot("rate_ticket")), int(score))
+    ticket = ctx.ticket(state.slot("rate_ticket"))
+    if ticket is None:
+        return _idle(_reset(state), turn, ctx)
+    return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORES),))
+
+
+def _on_comment(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    comment = None if turn.choice == "skip" or turn.word == "skip" else turn.text or None
+    rating = RateTicket(int(state.slot("rate_ticket")), int(state.slot("rate_score")), comment)
+    return Decision(_reset(state), (Say("rate.thanks"),), (rating,))
+
+
+# --- my data --------------------------------------------------------------------------------
+
+
+def _data_menu(state: DialogState) -> Decision:
+    options = (
+        Option("export", "data.export"),
+        Option("erase", "data.erase"),
+        Option("/cancel", "common.cancel"),
+    )
+    return Decision(_reset(state, "data_menu"), (Say("data.menu", {}, options),))
+
+
+def _on_data_menu(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice == "export" or turn.word == "export":
+        return Decision(_reset(state), (), (ExportData(),))
+    if turn.choice == "erase" or turn.word == "erase":
+        options = (Option("erase_yes", "data.erase_yes"), Option("erase_no", "data.erase_no"))
+        return Decision(_with(state, "erase_confirm"), (Say("data.erase_confirm", {}, options),))
+    return _idle(_reset(state), turn, ctx)
+
+
+def _on_erase_confirm(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice == "erase_yes":
+        return Decision(DialogState(), (Say("data.erased"),), (EraseData(),))
+    return Decision(_reset(state), (Say("data.kept"),))
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _handover_ticket(state: DialogState, ctx: Context) -> TicketView | None:
+    ticket = ctx.ticket(state.slot("ticket_id"))
+    return ticket if ticket is not None and ticket.is_active else None
+
+
+def _external_id(turn: Turn) -> str | None:
+    # Platform message ids are unique per chat, not per channel (Telegram), so the chat is
+    # part of the key stored under the messages table's unique (channel, external_id).
+    said = turn.said
+    return f"{said.chat_id}:{said.message_id}" if said.message_id else None
+
+
+def _first_name(ctx: Context) -> str:
+    return ctx.customer.name.split()[0] if ctx.customer.name.strip() else ""
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+Handler = Callable[[DialogState, Turn, Context], Decision]
+
+INTENT_HANDLERS: dict[str, Handler] = {
+    "greet": _greet,
+    "help": _help_intent,
+    "goodbye": _goodbye,
+    "thanks": _thanks,
+    "cancel": _nothing_to_cancel,
+    "complain": _complain,
+    "ticket_status": _status_intent,
+    "human": _human,
+    "my_data": _data_intent,
+    "rate": _rate_intent,
+}
+
+HANDLERS: dict[str, Handler] = {
+    "idle": _idle,
+    "faq_feedback": _on_faq_feedback,
+    "faq_offer": _on_faq_offer,
+    "intake_description": _on_description,
+    "intake_category": _on_category,
+    "intake_priority": _on_priority,
+    "intake_email": _on_email,
+    "intake_code": _on_code,
+    "intake_notify": _on_notify,
+    "intake_confirm": _on_confirm,
+    "new_or_reopen": _on_new_or_reopen,
+    "reopen_text": _on_reopen_text,
+    "status_pick": _on_status_pick,
+    "rate_score": _on_score,
+    "rate_comment": _on_comment,
+    "data_menu": _on_data_menu,
+    "erase_confirm": _on_erase_confirm,
+}
+
+#: States whose free text is the customer's own words: only a bare "cancel" cancels there.
+FREE_TEXT_STATES = frozenset({"intake_description", "reopen_text", "rate_comment", "intake_email"})
+
+__all__ = ["COMMANDS", "Action", "decide"]
