@@ -45,6 +45,7 @@ import html
 import json
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -245,6 +246,14 @@ class CarelineRateLimiter(AIORateLimiter):
             )
 
 
+def _seconds(exc: RetryAfter) -> float:
+    # PTB 22 returns an int here (a timedelta in a later major version) and warns about it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value: Any = exc.retry_after
+    return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
+
+
 class TelegramChannel:
     """`ChatChannel` for Telegram: what the relay and the webhook use to send replies."""
 
@@ -284,7 +293,7 @@ class TelegramChannel:
             raise Unreachable(f"telegram: {exc.message}") from exc
         except RetryAfter as exc:
             errors.labels(SOURCE, "rate_limited").inc()
-            raise RetryLater(f"telegram: {exc.message}", exc.retry_after.total_seconds()) from exc  # type: ignore[union-attr]
+            raise RetryLater(f"telegram: {exc.message}", _seconds(exc)) from exc
         except BadRequest as exc:  # a subclass of NetworkError: check first
             errors.labels(SOURCE, "bad_request").inc()
             if "chat not found" in exc.message.lower():
