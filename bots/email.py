@@ -100,7 +100,8 @@ class SendGridEmail:
             mail.reply_to = ReplyTo(self.reply_to)
         mail.category = Category(email.category)
         if email.key:
-            mail.custom_arg = CustomArg("careline_key", email.key)
+            # Per personalization: the published spec types a top-level custom_args as a string.
+            mail.custom_arg = CustomArg("careline_key", email.key, p=0)
         return mail
 
 
