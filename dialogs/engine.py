@@ -88,9 +88,10 @@ class DialogEngine:
         for attempt in range(1, attempts + 1):
             try:
                 return await self._turn(said, parse)
-            except RACES:
+            except RACES as race:
                 if attempt == attempts:
                     raise
+                log.debug("turn lost a race (%s); retrying", type(race).__name__)
                 # Jitter keeps two racing turns from colliding again on the retry.
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")

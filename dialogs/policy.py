@@ -177,7 +177,7 @@ def _cancel(state: DialogState) -> Decision:
 
 def _flush_rating(state: DialogState, turn: Turn, ctx: Context, decision: Decision) -> Decision:
     """A command while a rating waits for its comment: keep the score, then do the command."""
-    if state.name != "rate_comment":
+    if state.name != "rate_comment" or state.slot("rate_ticket") is None:
         return decision
     rating = RateTicket(int(state.slot("rate_ticket")), int(state.slot("rate_score")))
     return Decision(
@@ -502,7 +502,7 @@ def _human(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 
 def _summary(state: DialogState, turn: Turn) -> str:
     lines = [f"{entry.get('who', '?')}: {entry.get('text', '')}" for entry in state.history]
-    if turn.text:
+    if turn.text and turn.command is None:
         lines.append(f"customer: {turn.text}")
     return "\n".join(lines[-30:])
 
@@ -604,16 +604,18 @@ def _ask_comment(state: DialogState, ticket_id: int, score: int) -> Decision:
 
 
 def _on_score(state: DialogState, turn: Turn, ctx: Context) -> Decision:
-    score = turn.choice or turn.word
-    if score in {"1", "2", "3", "4", "5"}:
-        return _ask_comment(state, int(state.slot("rate_ticket")), int(score))
     ticket = ctx.ticket(state.slot("rate_ticket"))
     if ticket is None:
         return _idle(_reset(state), turn, ctx)
+    score = turn.choice or turn.word
+    if score in {"1", "2", "3", "4", "5"}:
+        return _ask_comment(state, ticket.id, int(score))
     return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORES),))
 
 
 def _on_comment(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if state.slot("rate_ticket") is None or state.slot("rate_score") is None:
+        return _idle(_reset(state), turn, ctx)
     comment = None if turn.choice == "skip" or turn.word == "skip" else turn.text or None
     rating = RateTicket(int(state.slot("rate_ticket")), int(state.slot("rate_score")), comment)
     return Decision(_reset(state), (Say("rate.thanks"),), (rating,))

@@ -158,6 +158,18 @@ async def verify_dialog(
     return customer
 
 
+def file_complaint_steps() -> list[Step]:
+    """A whole complaint, from intent to the ticket reference."""
+    return [
+        ("I want to complain", "describe the problem"),
+        ("My internet has been down since Monday", "which area"),
+        (Press("cat:telecom"), "how urgent"),
+        (Press("prio:high"), "email"),
+        (Press("skip"), ["internet has been down", "Telecom", "High", "open it"]),
+        (Press("confirm"), "CR-1001"),
+    ]
+
+
 # --- the other side: agents and ticket facts, straight through the domain ----------------
 
 

@@ -16,7 +16,15 @@ from core.lifecycle import Status
 from core.model import Author, Message, Notify, utcnow
 from dialogs.engine import DialogEngine
 from dialogs.turn import Attachment
-from tests.dialogs.conftest import Customer, Press, Send, new_agent, only_ticket, verify_dialog
+from tests.dialogs.conftest import (
+    Customer,
+    Press,
+    Send,
+    file_complaint_steps,
+    new_agent,
+    only_ticket,
+    verify_dialog,
+)
 
 
 async def ticket_row(db: Database, ticket_id: int) -> dict:
@@ -36,17 +44,7 @@ async def messages_of(db: Database, ticket_id: int) -> list[tuple[str, str]]:
 
 
 async def file_complaint(engine: DialogEngine) -> Customer:
-    return await verify_dialog(
-        engine,
-        [
-            ("I want to complain", "describe the problem"),
-            ("My internet has been down since Monday", "which area"),
-            (Press("cat:telecom"), "how urgent"),
-            (Press("prio:high"), "email"),
-            (Press("skip"), ["internet has been down", "Telecom", "High", "open it"]),
-            (Press("confirm"), "CR-1001"),
-        ],
-    )
+    return await verify_dialog(engine, file_complaint_steps())
 
 
 # --- greet, help, commands -------------------------------------------------------------

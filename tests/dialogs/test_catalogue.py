@@ -1,0 +1,75 @@
+"""Every text key the engine uses exists in English; other languages fall back to it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.lifecycle import Status
+from core.model import Priority
+from dialogs.catalogue import Catalogue, MissingText, load_catalogue
+from dialogs.config import DEFAULT_CATEGORIES
+
+SOURCES = [Path("dialogs/policy.py"), Path("dialogs/engine.py"), Path("dialogs/views.py")]
+LITERAL_KEY = re.compile(
+    r'(?:Say|Phrase|Option|text)\(\s*"([a-z_]+(?:\.[a-z_0-9]+)*)"'
+    r'|(?:key=|, )"([a-z_]+\.[a-z_0-9]+)"'
+)
+
+
+def used_keys() -> set[str]:
+    root = Path(__file__).resolve().parents[2]
+    keys: set[str] = set()
+    for source in SOURCES:
+        for match in LITERAL_KEY.finditer((root / source).read_text(encoding="utf-8")):
+            key = match.group(1) or match.group(2)
+            if "." in key or key in {"greet", "help", "goodbye", "thanks"}:
+                keys.add(key)
+    return keys
+
+
+def test_every_literal_key_in_the_engine_exists_in_english() -> None:
+    catalogue = load_catalogue()
+    keys = used_keys()
+    assert len(keys) > 60  # the scan found the keys, it did not silently match nothing
+    missing = sorted(
+        k for k in keys if not catalogue.has(k) and not k.startswith(("dialogs.", "core."))
+    )
+    assert missing == []
+
+
+def test_every_computed_key_exists_in_english() -> None:
+    catalogue = load_catalogue()
+    computed = [f"status.{s.value}" for s in Status]
+    computed += [f"priority.{p.value}" for p in Priority]
+    computed += [f"rate.score_{n}" for n in range(1, 6)]
+    computed += [f"category.{c}" for c in DEFAULT_CATEGORIES]
+    computed += [
+        f"activity.{k}" for k in ("status_changed", "assigned", "rated", "human_requested")
+    ]
+    assert [k for k in computed if not catalogue.has(k)] == []
+
+
+def test_missing_translation_falls_back_to_english_and_placeholders_fill() -> None:
+    catalogue = Catalogue(
+        {"en": {"greet": "Hi {name}", "bye": "Bye"}, "de": {"greet": "Hallo {name}"}}
+    )
+    assert catalogue.text("greet", "de-CH", name="Ada") == "Hallo Ada"
+    assert catalogue.text("bye", "de") == "Bye"
+    assert catalogue.text("greet", "pt", name="Ada") == "Hi Ada"
+    assert catalogue.text("greet", "en") == "Hi {name}"  # unfilled placeholders stay visible
+
+
+def test_strict_catalogue_raises_on_an_unknown_key_and_lenient_shows_the_key() -> None:
+    with pytest.raises(MissingText):
+        Catalogue({"en": {}}, strict=True).text("nope.nothing")
+    assert Catalogue({"en": {}}).text("nope.nothing") == "nope.nothing"
+
+
+def test_shipped_english_placeholders_are_well_formed() -> None:
+    catalogue = load_catalogue()
+    for key in sorted(catalogue.keys()):
+        text = catalogue.text(key)
+        assert text.count("{") == text.count("}"), key
