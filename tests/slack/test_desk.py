@@ -24,8 +24,16 @@ async def test_new_ticket_opens_a_thread_in_its_category_channel(desk: Desk) -> 
         assert expected in shown
     assert "maria@example.test" not in shown  # the customer's display name only
     assert "receipt.jpg" in shown
-    action_ids = {e["action_id"] for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]}
-    assert action_ids == {"ticket_claim", "ticket_assign", "ticket_priority", "ticket_resolve", "ticket_close"}
+    action_ids = {
+        e["action_id"] for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]
+    }
+    assert action_ids == {
+        "ticket_claim",
+        "ticket_assign",
+        "ticket_priority",
+        "ticket_resolve",
+        "ticket_close",
+    }
     assert ticket.id is not None
     assert (BILLING, await desk.thread_ts(ticket.id)) in desk.fake.messages
     desk.fake.assert_no_violations()
@@ -173,7 +181,7 @@ async def test_delivered_agent_reply_gets_a_reaction(desk: Desk) -> None:
     ticket_id, _, ts = await _agent_reply(desk)
     delivered: list[int] = []
 
-    async def deliver(delivery):  # type: ignore[no-untyped-def]
+    async def deliver(delivery):
         delivered.append(delivery.event_id)
         return "tg-1"
 
@@ -196,7 +204,7 @@ async def test_failed_agent_reply_is_reported_in_the_thread(desk: Desk) -> None:
 
     ticket_id, _, ts = await _agent_reply(desk)
 
-    async def deliver(delivery):  # type: ignore[no-untyped-def]
+    async def deliver(delivery):
         raise PermanentFailure("Telegram: chat not found")
 
     handlers = Handlers()
@@ -206,7 +214,9 @@ async def test_failed_agent_reply_is_reported_in_the_thread(desk: Desk) -> None:
     await drain_until_settled(desk, relay)
     thread_ts = await desk.thread_ts(ticket_id)
     [warning] = [
-        p for p in desk.fake.posted(BILLING) if p.get("thread_ts") == thread_ts and "did not reach" in p["text"]
+        p
+        for p in desk.fake.posted(BILLING)
+        if p.get("thread_ts") == thread_ts and "did not reach" in p["text"]
     ]
     assert "chat not found" in warning["text"]
     assert desk.fake.calls_to("reactions.add")[-1].params["name"] == "warning"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core.db import inbox
 from core.db import tables as t
 from core.lifecycle import Status
-from core.model import Author, Channel, Priority
+from core.model import Author, Channel, Message, Priority
 from tests.slack.conftest import AGENT_USER, BILLING, Desk, eventually
 
 
@@ -27,11 +27,11 @@ async def _messages(desk: Desk, ticket_id: int) -> list[tuple[Author, str, str |
     return [
         (m.author, m.body, m.external_id)
         for m in timeline
-        if getattr(m, "author", None) in (Author.AGENT, Author.NOTE)
+        if isinstance(m, Message) and m.author in (Author.AGENT, Author.NOTE)
     ]
 
 
-async def _ticket(desk: Desk, ticket_id: int):  # type: ignore[no-untyped-def]
+async def _ticket(desk: Desk, ticket_id: int):
     async with desk.db.uow() as uow:
         return await uow.tickets.get(ticket_id)
 
@@ -137,7 +137,9 @@ async def test_non_agent_gets_an_ephemeral_refusal(desk: Desk) -> None:
     desk.fake.add_user("U0STRANGER", email="someone@else.test")
     await desk.event(desk.events.thread_reply(BILLING, thread_ts, "hi", user="U0STRANGER"))
     [refusal] = await eventually(lambda: desk.fake.calls_to("chat.postEphemeral"))
-    assert refusal.params["user"] == "U0STRANGER" and "Only Careline agents" in refusal.params["text"]
+    assert (
+        refusal.params["user"] == "U0STRANGER" and "Only Careline agents" in refusal.params["text"]
+    )
     assert await _messages(desk, ticket_id) == []
     desk.fake.assert_no_violations()
 
@@ -160,7 +162,7 @@ async def test_first_claim_links_the_agent_by_email(desk: Desk) -> None:
     assert linked is not None and linked.slack_user_id == "U0NEWANA"
 
 
-async def _assigned(desk: Desk, ticket_id: int):  # type: ignore[no-untyped-def]
+async def _assigned(desk: Desk, ticket_id: int):
     ticket = await _ticket(desk, ticket_id)
     return ticket if ticket.assignee_id is not None else None
 
@@ -172,8 +174,10 @@ async def test_buttons_move_the_ticket(desk: Desk) -> None:
     reference = f"CR-{ticket_id + 1000}"
 
     def action(action_id: str, **extra: object) -> dict[str, object]:
-        payload = desk.events.block_action(action_id, reference, channel=BILLING, message_ts=thread_ts)
-        payload["actions"][0].update(extra)  # type: ignore[index]
+        payload = desk.events.block_action(
+            action_id, reference, channel=BILLING, message_ts=thread_ts
+        )
+        payload["actions"][0].update(extra)
         return payload
 
     assign = action("ticket_assign", type="users_select", selected_user="U0BEN0001")
@@ -214,9 +218,7 @@ async def test_slash_command_status_assign_note_resolve_and_help(desk: Desk) -> 
     async def run(text: str, user: str = AGENT_USER) -> str:
         before = len(desk.fake.calls_to("chat.postEphemeral"))
         assert (await desk.command(text, user)).status_code == 200
-        calls = await eventually(
-            lambda: desk.fake.calls_to("chat.postEphemeral")[before:] or None
-        )
+        calls = await eventually(lambda: desk.fake.calls_to("chat.postEphemeral")[before:] or None)
         return str(calls[0].params["text"])
 
     assert ref in await run(f"status {ref}")
@@ -255,8 +257,6 @@ async def test_inbox_keeps_the_event_payload(desk: Desk) -> None:
     envelope = desk.events.app_mention(BILLING, "status CR-1001")
     await desk.event(envelope)
     async with desk.db.uow() as uow:
-        rows = (
-            await uow.session.execute(select(t.inbox.c.key, t.inbox.c.payload))
-        ).all()
+        rows = (await uow.session.execute(select(t.inbox.c.key, t.inbox.c.payload))).all()
     assert [r.key for r in rows] == [envelope["event_id"]]
     assert json.loads(json.dumps(rows[0].payload))["event_id"] == envelope["event_id"]
