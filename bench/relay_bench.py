@@ -1,0 +1,267 @@
+"""Relay benchmark: notices/s with 1 and 4 relay processes on PostgreSQL, and pickup latency.
+
+A throwaway PostgreSQL cluster (tests/support/pgcluster.py); each relay is its own process
+delivering into a fast fake chat channel that paces every chat (one message per
+`--chat-gap` seconds, like a Telegram adapter); the sends of all relays are merged afterwards
+and checked against that per-chat limit. Pickup latency is commit -> handler start, with
+the relays idle and woken by LISTEN/NOTIFY.
+
+    .venv/bin/python -m bench.relay_bench --notices 20000 --chats 10000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+
+from bots.relay import Delivery, Handlers, Relay
+from core.db import tables as t
+from core.db.database import OUTBOX_CHANNEL, Database
+from core.db.migrate import migrate
+from core.events import Event
+from core.model import utcnow
+from dialogs.turn import Reply
+from tests.support.pgcluster import PgCluster, find_bindir
+
+
+@dataclass(frozen=True, slots=True)
+class BenchNotice(Event):
+    chat: str
+    t0: float = 0.0  # wall clock just before the commit (latency runs only)
+
+
+class PacedChannel:
+    """A fast fake chat channel that, like a real adapter, paces each chat on its own."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.next_slot: dict[str, float] = {}
+        self.sends: list[tuple[str, float]] = []
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        now = time.monotonic()
+        slot = max(now, self.next_slot.get(chat_id, 0.0))
+        self.next_slot[chat_id] = slot + self.gap
+        if slot > now:
+            await asyncio.sleep(slot - now)  # only this chat waits
+        self.sends.append((chat_id, time.time()))
+        return f"m{len(self.sends)}"
+
+
+def relay_process(url: str, gap: float, stop: Any, ready: Any, results: Any) -> None:
+    asyncio.run(_relay_main(url, gap, stop, ready, results))
+
+
+async def _relay_main(url: str, gap: float, stop: Any, ready: Any, results: Any) -> None:
+    db = Database(url, pool_size=4)
+    channel = PacedChannel(gap)
+    latencies: list[float] = []
+
+    async def deliver(delivery: Delivery) -> str:
+        return await channel.send(delivery.payload["chat"], Reply("Your ticket was updated."))
+
+    def started(delivery: Delivery) -> None:
+        t0 = delivery.payload.get("t0") or 0.0
+        if t0:
+            latencies.append(time.time() - t0)
+
+    handlers = Handlers()
+    handlers.add(BenchNotice, "chat", deliver)
+    relay = Relay(
+        db, handlers, batch=100, max_in_flight=2000, idle_seconds=1.0, on_handler_start=started
+    )
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(relay.run(stopping))
+    await asyncio.sleep(0.3)  # connected and listening
+    ready.set()
+    while not stop.is_set():
+        await asyncio.sleep(0.05)
+    stopping.set()
+    await runner
+    await db.dispose()
+    results.put((channel.sends, latencies))
+
+
+async def _reset(db: Database) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE outbox_deliveries, outbox RESTART IDENTITY CASCADE"))
+
+
+async def _bulk_insert(db: Database, notices: int, chats: int) -> float:
+    now = utcnow()
+    rows = [
+        {
+            "event_type": "BenchNotice",
+            "payload": {"chat": f"chat-{n % chats}", "t0": 0.0},
+            "status": "pending",
+            "created_at": now,
+            "available_at": now,
+            "attempts": 0,
+        }
+        for n in range(notices)
+    ]
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(t.outbox), rows)
+        await conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+    return time.monotonic()
+
+
+async def _count_done(db: Database) -> int:
+    async with db.engine.connect() as conn:
+        done = select(func.count()).select_from(t.outbox).where(t.outbox.c.status == "done")
+        return int((await conn.execute(done)).scalar_one())
+
+
+def _start_relays(url: str, relays: int, gap: float) -> tuple[list[Any], Any, Any]:
+    ctx = mp.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    readies = [ctx.Event() for _ in range(relays)]
+    procs = [
+        ctx.Process(target=relay_process, args=(url, gap, stop, readies[i], results))
+        for i in range(relays)
+    ]
+    for proc in procs:
+        proc.start()
+    for ready in readies:
+        ready.wait(60)
+    return procs, stop, results
+
+
+def _collect(procs: list[Any], stop: Any, results: Any) -> tuple[list[tuple[str, float]], list]:
+    stop.set()
+    sends: list[tuple[str, float]] = []
+    latencies: list[float] = []
+    for _ in procs:
+        s, lat = results.get(timeout=120)
+        sends += s
+        latencies += lat
+    for proc in procs:
+        proc.join(30)
+    return sends, latencies
+
+
+def _violations(sends: list[tuple[str, float]], gap: float) -> int:
+    by_chat: dict[str, list[float]] = defaultdict(list)
+    for chat, at in sends:
+        by_chat[chat].append(at)
+    bad = 0
+    for times in by_chat.values():
+        times.sort()
+        bad += sum(1 for a, b in zip(times, times[1:], strict=False) if b - a < gap - 0.01)
+    return bad
+
+
+async def throughput(url: str, relays: int, notices: int, chats: int, gap: float) -> dict:
+    db = Database(url)
+    await _reset(db)
+    procs, stop, results = _start_relays(url, relays, gap)
+    try:
+        started = await _bulk_insert(db, notices, chats)
+        while await _count_done(db) < notices:
+            await asyncio.sleep(0.02)
+        elapsed = time.monotonic() - started
+    finally:
+        sends, _ = _collect(procs, stop, results)
+    await db.dispose()
+    duplicates = len(sends) - len({(c, round(a, 6)) for c, a in sends})
+    return {
+        "relays": relays,
+        "notices_per_s": notices / elapsed,
+        "seconds": elapsed,
+        "sent": len(sends),
+        "per_chat_violations": _violations(sends, gap),
+        "duplicates": duplicates,
+    }
+
+
+async def pickup(url: str, relays: int, events: int, rate: float) -> dict:
+    db = Database(url)
+    await _reset(db)
+    procs, stop, results = _start_relays(url, relays, 0.0)
+    try:
+        for n in range(events):
+            now = utcnow()
+            row = {
+                "event_type": "BenchNotice",
+                "payload": {"chat": f"chat-{n}", "t0": time.time()},
+                "status": "pending",
+                "created_at": now,
+                "available_at": now,
+                "attempts": 0,
+            }
+            async with db.engine.begin() as conn:  # as a unit of work's commit does
+                await conn.execute(insert(t.outbox), [row])
+                await conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+            await asyncio.sleep(1 / rate)
+        while await _count_done(db) < events:
+            await asyncio.sleep(0.02)
+    finally:
+        _, latencies = _collect(procs, stop, results)
+    await db.dispose()
+    latencies.sort()
+    return {
+        "relays": relays,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)],
+        "events": len(latencies),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--notices", type=int, default=20000)
+    parser.add_argument("--chats", type=int, default=10000)
+    parser.add_argument("--chat-gap", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pickup-events", type=int, default=300)
+    parser.add_argument("--pickup-rate", type=float, default=50.0)
+    args = parser.parse_args()
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL server binaries are missing")
+    cluster = PgCluster(bindir).start()
+    try:
+        url = cluster.url()
+        db = Database(url)
+        await migrate(db)
+        await db.dispose()
+        for relays in (1, 4):
+            runs = [
+                await throughput(url, relays, args.notices, args.chats, args.chat_gap)
+                for _ in range(args.runs)
+            ]
+            rates = [r["notices_per_s"] for r in runs]
+            print(
+                f"throughput relays={relays}: median {statistics.median(rates):,.0f} notices/s "
+                f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); "
+                f"per-chat violations {[r['per_chat_violations'] for r in runs]}, "
+                f"sent {[r['sent'] for r in runs]} of {args.notices}",
+                flush=True,
+            )
+        for relays in (1, 4):
+            runs = [
+                await pickup(url, relays, args.pickup_events, args.pickup_rate)
+                for _ in range(args.runs)
+            ]
+            p50 = statistics.median(r["p50_ms"] for r in runs)
+            p95s = [r["p95_ms"] for r in runs]
+            print(
+                f"pickup relays={relays}: p50 median {p50:.1f} ms, p95 median "
+                f"{statistics.median(p95s):.1f} ms (p95 runs {', '.join(f'{x:.1f}' for x in p95s)})",
+                flush=True,
+            )
+    finally:
+        cluster.destroy()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
