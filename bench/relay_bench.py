@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import multiprocessing as mp
 import statistics
 import time
@@ -155,7 +156,7 @@ def _violations(sends: list[tuple[str, float]], gap: float) -> int:
     bad = 0
     for times in by_chat.values():
         times.sort()
-        bad += sum(1 for a, b in zip(times, times[1:], strict=False) if b - a < gap - 0.01)
+        bad += sum(1 for a, b in itertools.pairwise(times) if b - a < gap - 0.01)
     return bad
 
 
@@ -256,7 +257,8 @@ async def main() -> None:
             p95s = [r["p95_ms"] for r in runs]
             print(
                 f"pickup relays={relays}: p50 median {p50:.1f} ms, p95 median "
-                f"{statistics.median(p95s):.1f} ms (p95 runs {', '.join(f'{x:.1f}' for x in p95s)})",
+                f"{statistics.median(p95s):.1f} ms (p95 runs "
+                f"{', '.join(f'{x:.1f}' for x in p95s)})",
                 flush=True,
             )
     finally:
