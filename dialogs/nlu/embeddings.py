@@ -46,6 +46,8 @@ class MiniLMEncoder:
         onnxruntime, tokenizers, model, tokenizer_file = require_embeddings()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime picks the core count
+        # Spinning worker threads starve everything else on a small, busy machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
             str(model), options, providers=["CPUExecutionProvider"]
         )
@@ -87,41 +89,76 @@ def shared_encoder() -> MiniLMEncoder:
     return _ENCODER
 
 
-class SentenceEmbedder:
-    """A scikit-learn transformer that turns texts into weighted sentence embeddings.
+def use_encoder(encoder: MiniLMEncoder) -> None:
+    """Replace the shared encoder (a benchmark that embeds each text only once, say)."""
+    global _ENCODER
+    _ENCODER = encoder
 
-    Stateless apart from the weight; the ONNX session is shared and never pickled, so a saved
-    model stays small and loads on any machine that has the extra.
+
+class EmbeddingsBlend:
+    """Averages two classifiers' probabilities: logistic regression on sentence embeddings
+    (what the text means) and the TF-IDF pipeline (how it is worded). On Banking77 the blend
+    beats either alone, most of all with few examples per intent.
+
+    The ONNX session is shared and never pickled, so a saved model stays small and loads on
+    any machine that has the extra.
     """
 
-    def __init__(self, weight: float = 1.0, progress: Any = None) -> None:
-        self.weight = weight
+    def __init__(
+        self, text_model: Any, *, weight: float = 0.6, C: float = 10.0, progress: Any = None
+    ) -> None:
+        self.text_model = text_model
+        self.weight = weight  # share of the embedding classifier in the blend
+        self.C = C
         self.progress = progress
+        self.vector_model: Any = None
+        self.classes_: Any = None
 
-    def fit(self, texts: Sequence[str], labels: Any = None) -> SentenceEmbedder:
-        return self
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> EmbeddingsBlend:
+        from sklearn.linear_model import LogisticRegression
 
-    def transform(self, texts: Sequence[str]) -> Any:
         report = None
-        if self.progress is not None and len(texts) > _BATCH:
+        if self.progress is not None:
             outer = self.progress
 
             def report(done: int, total: int) -> None:
                 outer(done, total, "embedding")
 
-        return shared_encoder().encode(list(texts), report) * self.weight
-
-    def fit_transform(self, texts: Sequence[str], labels: Any = None) -> Any:
-        return self.transform(texts)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"weight": self.weight, "progress": self.progress}
-
-    def set_params(self, **params: Any) -> SentenceEmbedder:
-        for name, value in params.items():
-            setattr(self, name, value)
+        vectors = shared_encoder().encode(list(texts), report)
+        self.vector_model = LogisticRegression(C=self.C, max_iter=3000).fit(vectors, labels)
+        self.text_model.fit(texts, labels)
+        self.classes_ = self.text_model.classes_
+        if list(self.vector_model.classes_) != list(self.classes_):
+            raise RuntimeError("the two classifiers disagree on the intents")
         return self
 
+    def predict_proba(self, texts: Sequence[str]) -> Any:
+        vectors = shared_encoder().encode(list(texts))
+        return self.weight * self.vector_model.predict_proba(vectors) + (
+            1 - self.weight
+        ) * self.text_model.predict_proba(texts)
+
+    def probabilities(self, text: str) -> Any:
+        """``predict_proba`` for one text, on the fast path of each classifier."""
+        import numpy as np
+
+        from dialogs.nlu.local import _SparseScorer
+
+        scorer = self.__dict__.get("_scorer")
+        if scorer is None:
+            scorer = self.__dict__["_scorer"] = _SparseScorer.of(self.text_model)
+        if scorer is None:
+            by_wording = self.text_model.predict_proba([text])[0]
+        else:
+            by_wording = scorer.probabilities(text)
+        vector = shared_encoder().encode([text])[0]
+        scores = self.vector_model.coef_ @ vector + self.vector_model.intercept_
+        scores = np.exp(scores - scores.max())
+        by_meaning = scores / scores.sum()
+        return self.weight * by_meaning + (1 - self.weight) * by_wording
+
     def __getstate__(self) -> dict[str, Any]:
-        # A progress callback belongs to one training run, not to the saved model.
-        return {"weight": self.weight, "progress": None}
+        # A progress callback belongs to one training run; the fast scorer is rebuilt.
+        state = {k: v for k, v in self.__dict__.items() if k != "_scorer"}
+        state["progress"] = None
+        return state

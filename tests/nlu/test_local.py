@@ -171,13 +171,13 @@ def test_p99_latency_is_within_budget(support_nlu: LocalNLU) -> None:
     texts = ["hello", "I forgot my password", "where is my ticket CR-1042", "bye"] * 100
     timings = []
     for text in texts:
-        started = time.perf_counter()
+        # CPU time of this thread: what classifying costs, not how busy the machine is.
+        started = time.thread_time()
         support_nlu.classify(text)
-        timings.append(time.perf_counter() - started)
+        timings.append(time.thread_time() - started)
     timings.sort()
 
-    # The budget is 5 ms; CI machines are shared, so allow head-room before failing.
-    assert timings[int(len(timings) * 0.99)] < 0.015
+    assert timings[int(len(timings) * 0.99)] < 0.005
 
 
 def test_importing_nlu_loads_neither_sklearn_nor_watson() -> None:

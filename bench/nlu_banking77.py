@@ -1,0 +1,130 @@
+"""Banking77 accuracy and latency of each local NLU backend.
+
+    python -m bench.nlu_banking77 [--data DIR] [--backends local,embeddings] [--seeds 3]
+
+For each backend: test accuracy after training on the full training set, mean accuracy
+over ``--seeds`` runs that train on ``--shots`` examples per intent, and per-utterance
+latency (p50/p99 of single ``classify`` calls on test utterances). A backend whose extra is
+not installed is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from dialogs.nlu.local import BACKENDS, LocalNLU
+from dialogs.nlu.training import Example, load_examples
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
+
+
+def few_shot(examples: list[Example], shots: int, seed: int) -> list[Example]:
+    by_intent: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        by_intent[example.intent].append(example)
+    rng = random.Random(seed)
+    return [e for intent in sorted(by_intent) for e in rng.sample(by_intent[intent], shots)]
+
+
+def accuracy(nlu: LocalNLU, test: list[Example]) -> float:
+    predicted = nlu.predict([example.text for example in test])
+    return sum(p.intent == e.intent for p, e in zip(predicted, test, strict=True)) / len(test)
+
+
+def latency_ms(nlu: LocalNLU, texts: list[str]) -> tuple[float, float]:
+    nlu.classify(texts[0])  # warm-up: first call pays for lazy set-up
+    timings = []
+    for text in texts:
+        started = time.perf_counter()
+        nlu.classify(text)
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    return statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+
+
+def remember_embeddings() -> None:
+    """Embed each text once per run: few-shot sets are subsets of the training set."""
+    from dialogs.nlu import embeddings
+
+    class Remembering(embeddings.MiniLMEncoder):
+        memo: dict[str, Any] = {}
+
+        def encode(self, texts: Any, progress: Any = None) -> Any:
+            import numpy as np
+
+            missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
+            if missing:
+                vectors = super().encode(missing, progress)
+                self.memo.update(zip(missing, vectors, strict=True))
+            if not texts:
+                return np.zeros((0, self.dimensions), dtype=np.float32)
+            return np.vstack([self.memo[t] for t in texts])
+
+    embeddings.use_encoder(Remembering())
+
+
+def bench_backend(
+    backend: str, train: list[Example], test: list[Example], shots: int, seeds: int
+) -> dict[str, float]:
+    started = time.perf_counter()
+    nlu = LocalNLU.train(train, backend=backend, threshold=0.0)
+    train_seconds = time.perf_counter() - started
+    full = accuracy(nlu, test)
+    p50, p99 = latency_ms(nlu, [example.text for example in test[:1000]])
+    few = [
+        accuracy(LocalNLU.train(few_shot(train, shots, seed), backend=backend), test)
+        for seed in range(seeds)
+    ]
+    return {
+        "full": full,
+        "few": statistics.mean(few),
+        "few_min": min(few),
+        "few_max": max(few),
+        "train_s": train_seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="train.csv + test.csv")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--shots", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+
+    train = load_examples(args.data / "train.csv")
+    test = load_examples(args.data / "test.csv")
+    print(
+        f"Banking77: {len(train)} train, {len(test)} test, {len({e.intent for e in train})} intents"
+    )
+    header = (
+        f"{'backend':<11} {'full':>7} {f'{args.shots}-shot':>8} {'(min-max)':>15}"
+        f" {'train s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    )
+    print(header)
+    for backend in args.backends.split(","):
+        if backend == "embeddings":
+            try:
+                remember_embeddings()
+            except ImportError as error:
+                print(f"{backend:<11} skipped: {error}")
+                continue
+        r = bench_backend(backend, train, test, args.shots, args.seeds)
+        spread = f"({r['few_min']:.2%}-{r['few_max']:.2%})"
+        print(
+            f"{backend:<11} {r['full']:>7.2%} {r['few']:>8.2%} {spread:>15}"
+            f" {r['train_s']:>8.1f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
