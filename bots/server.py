@@ -25,7 +25,6 @@ from bots.metrics import CONTENT_TYPE, Metrics
 from core.config import Settings
 from core.db.database import Database
 from core.db.migrate import is_current, migrate
-from dialogs.turn import Reply, UserSaid
 
 log = logging.getLogger("careline.server")
 
@@ -33,13 +32,6 @@ TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 ADMIN_API_PATH = "/api/v1"
 
 RelayRunner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
-
-
-class EngineMissing:
-    """Stands in for the dialog engine while dialogs/engine.py is not there yet."""
-
-    async def handle_turn(self, said: UserSaid) -> list[Reply]:
-        return [Reply("Sorry, I can't answer right now. Please try again in a few minutes.")]
 
 
 @dataclass
@@ -64,34 +56,47 @@ def runs_relay(settings: Settings) -> bool:
 
 
 def build_engine(settings: Settings, db: Database) -> Any:
-    """The dialog engine; a polite stand-in until dialogs/engine.py exists."""
-    try:
-        from dialogs.engine import DialogEngine  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        log.warning("dialogs.engine is missing: answering with a stand-in")
-        return EngineMissing()
-    # LEAD: adjust to DialogEngine's constructor once it settles.
-    return DialogEngine(settings=settings, db=db)
+    """The dialog engine (trains or loads the local NLU once, at start-up)."""
+    from dialogs.factory import build_engine as build_dialog_engine
+
+    return build_dialog_engine(settings, db)
 
 
-def build_relay(runtime: Runtime) -> RelayRunner | None:
-    """The outbox relay as `run(stopping)`; None while bots/relay.py is not there yet."""
-    try:
-        from bots import relay  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.warning("bots.relay is missing: the outbox is not relayed by this process")
+HandlersFactory = Callable[[Runtime], Any]
+"""Registers the relay's handlers (`bots.relay.Handlers`) for this process's runtime."""
+
+
+def default_relay_handlers(runtime: Runtime) -> Any:
+    """LEAD: register the areas' handlers here (customer notices with the chat channels,
+    e.g. `{Channel.TELEGRAM: runtime.telegram.channel}`, the Slack desk, e-mail), and
+    return the `Handlers`. None: this process does not relay (outbox rows wait, none lost).
+    """
+    return None
+
+
+def build_relay(runtime: Runtime, handlers_factory: HandlersFactory) -> RelayRunner | None:
+    """The outbox relay as `run(stopping)`, or None when no handlers are registered."""
+    handlers = handlers_factory(runtime)
+    if handlers is None:
+        log.warning("no relay handlers registered: the outbox is not relayed by this process")
         return None
-    # LEAD: wire the relay here, e.g.
-    #   channels = {Channel.TELEGRAM: runtime.telegram.channel} if runtime.telegram else {}
-    #   r = relay.Relay(runtime.db, runtime.settings, channels=channels, metrics=runtime.metrics)
-    #   return r.run   # async def run(stopping: asyncio.Event) -> None
-    factory = getattr(relay, "create_relay", None)
-    if factory is None:
-        return None
-    return factory(runtime)
+    from bots.relay import Relay
+
+    relay = Relay.from_settings(
+        runtime.db,
+        handlers,
+        runtime.settings,
+        grace_seconds=runtime.settings.shutdown_grace_seconds,
+    )
+    return relay.run
 
 
-def create_app(settings: Settings, *, engine: Any = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    engine: Any = None,
+    relay_handlers: HandlersFactory = default_relay_handlers,
+) -> FastAPI:
     """The Careline ASGI app. `engine` overrides the dialog engine (tests, benchmarks)."""
     metrics = Metrics()
 
@@ -109,7 +114,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> FastAPI:
                     await _start_telegram(runtime)
             # --- LEAD: Slack (bots.slack.slack_router(...)) and web chat start here. ---
             if runs_relay(settings):
-                runner = build_relay(runtime)
+                runner = build_relay(runtime, relay_handlers)
                 if runner is not None:
                     runtime.background.append(
                         asyncio.create_task(runner(runtime.stopping), name="outbox-relay")

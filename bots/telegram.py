@@ -631,9 +631,18 @@ class TelegramBot:
                 backoff = min(backoff * 2, 30)
                 continue
             backoff = 1.0
-            await asyncio.gather(*(self._handle_polled(u) for u in updates))
+            # Per chat in order (a failed update is retried before the chat's next one).
+            chats: dict[object, list[Update]] = {}
+            for u in updates:
+                chat = u.effective_chat
+                chats.setdefault(chat.id if chat else u.update_id, []).append(u)
+            await asyncio.gather(*(self._handle_polled_in_order(us) for us in chats.values()))
             if updates:
                 offset = updates[-1].update_id + 1
+
+    async def _handle_polled_in_order(self, updates: list[Update]) -> None:
+        for update in updates:
+            await self._handle_polled(update)
 
     async def _handle_polled(self, update: Update) -> None:
         data = update.to_dict()

@@ -25,9 +25,9 @@ def free_port() -> int:
 class ServerThread:
     """uvicorn serving `create_app(settings, engine=...)` on its own loop and thread."""
 
-    def __init__(self, settings: Settings, engine: Any = None) -> None:
+    def __init__(self, settings: Settings, engine: Any = None, **options: Any) -> None:
         self.port = free_port()
-        self.app = create_app(settings, engine=engine)
+        self.app = create_app(settings, engine=engine, **options)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -61,8 +61,8 @@ class ServerThread:
 
 
 @contextmanager
-def running(settings: Settings, engine: Any = None) -> Iterator[ServerThread]:
-    server = ServerThread(settings, engine).start()
+def running(settings: Settings, engine: Any = None, **options: Any) -> Iterator[ServerThread]:
+    server = ServerThread(settings, engine, **options).start()
     try:
         yield server
     finally:

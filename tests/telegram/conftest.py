@@ -109,7 +109,10 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def post_update(
-    client: httpx.AsyncClient, server: ServerThread, update: dict[str, Any], secret: str | None = SECRET
+    client: httpx.AsyncClient,
+    server: ServerThread,
+    update: dict[str, Any],
+    secret: str | None = SECRET,
 ) -> httpx.Response:
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
     return await client.post(f"{server.url}/telegram/webhook", json=update, headers=headers)

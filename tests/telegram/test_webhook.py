@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 
 import httpx
 
@@ -157,7 +158,9 @@ async def test_callback_query_is_answered_and_reaches_the_engine_as_a_choice(
     engine: ScriptedEngine,
     fake: FakeTelegram,
 ) -> None:
-    tap = updates.callback_query("status", buttons=[[("Open a ticket", "new"), ("Ticket status", "status")]])
+    tap = updates.callback_query(
+        "status", buttons=[[("Open a ticket", "new"), ("Ticket status", "status")]]
+    )
     with serve() as server:
         response = await post_update(client, server, tap)
     assert response.status_code == 200
@@ -323,7 +326,7 @@ async def test_updates_of_one_chat_run_in_order_and_other_chats_concurrently(
     assert all(r.status_code == 200 for r in results)
     for chat in ("1001", "2002"):
         spans = sorted((s, e) for c, s, e in engine.spans if c == chat)
-        assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+        assert all(prev_end <= start for (_, prev_end), (start, _) in itertools.pairwise(spans))
     dana_spans = [(s, e) for c, s, e in engine.spans if c == "1001"]
     eli_spans = [(s, e) for c, s, e in engine.spans if c == "2002"]
     assert any(s1 < e2 and s2 < e1 for s1, e1 in dana_spans for s2, e2 in eli_spans)

@@ -1,0 +1,91 @@
+"""TelegramChannel (what the relay uses) and message rendering, with PTB against the fake."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bots.channels import PermanentFailure, RetryLater, Unreachable
+from bots.metrics import Metrics
+from bots.telegram import CarelineRateLimiter, TelegramChannel, build_application, split_message
+from core.config import Settings
+from dialogs.turn import Choice, Reply
+from tests.fakes.telegram_api import FakeTelegram
+from tests.telegram.conftest import TOKEN
+
+
+@pytest.fixture
+async def channel(fake: FakeTelegram) -> AsyncIterator[TelegramChannel]:
+    settings = Settings(telegram_bot_token=TOKEN, telegram_api_base_url=f"{fake.url}/bot")
+    metrics = Metrics()
+    limiter = CarelineRateLimiter(metrics=metrics, max_retries=0, chat_per_second=100)
+    blocked: list[str] = []
+
+    async def on_unreachable(chat_id: str) -> None:
+        blocked.append(chat_id)
+
+    async with build_application(settings, limiter) as application:
+        ch = TelegramChannel(application.bot, metrics, on_unreachable)
+        ch.blocked = blocked  # type: ignore[attr-defined]
+        yield ch
+
+
+async def test_send_returns_the_provider_message_id(channel: TelegramChannel, fake: FakeTelegram):
+    first = await channel.send("1001", Reply("Your ticket CR-1042 is open."))
+    second = await channel.send("1001", Reply("An agent replied & asks: <why>?"))
+    assert (first, second) == ("1", "2")
+    fake.assert_no_violations()
+
+
+async def test_blocked_chat_raises_unreachable_and_reports_it(
+    channel: TelegramChannel, fake: FakeTelegram
+) -> None:
+    fake.fail_blocked(chat_id=1001)
+    with pytest.raises(Unreachable):
+        await channel.send("1001", Reply("hello"))
+    assert channel.blocked == ["1001"]  # type: ignore[attr-defined]
+
+
+async def test_rate_limit_beyond_retries_asks_to_retry_later(
+    channel: TelegramChannel, fake: FakeTelegram
+) -> None:
+    fake.fail_retry_after("sendMessage", 7)
+    with pytest.raises(RetryLater) as caught:
+        await channel.send("1001", Reply("hello"))
+    assert caught.value.seconds == 7
+
+
+async def test_server_error_asks_to_retry_and_bad_request_is_permanent(
+    channel: TelegramChannel, fake: FakeTelegram
+) -> None:
+    fake.fail_server_error("sendMessage")
+    with pytest.raises(RetryLater):
+        await channel.send("1001", Reply("hello"))
+    fake.add_fault(
+        "sendMessage",
+        status=400,
+        body={"ok": False, "error_code": 400, "description": "Bad Request: message is too long"},
+    )
+    with pytest.raises(PermanentFailure):
+        await channel.send("1001", Reply("hello"))
+
+
+async def test_choices_too_long_for_buttons_fall_back_to_numbered_text(
+    channel: TelegramChannel, fake: FakeTelegram
+) -> None:
+    long_value = "x" * 80
+    await channel.send("1001", Reply("Pick one", (Choice("A", long_value), Choice("B", "b"))))
+    [call] = fake.calls_to("sendMessage")
+    assert "reply_markup" not in call.params
+    assert call.params["text"] == "Pick one\n\n1. A\n2. B"
+    fake.assert_no_violations()
+
+
+def test_split_message_cuts_at_line_breaks_and_counts_utf16() -> None:
+    text = "\n".join(["a" * 3000, "b" * 3000, "c" * 10])
+    assert split_message(text) == ["a" * 3000, "b" * 3000 + "\n" + "c" * 10]
+    emoji = "😀" * 3000  # two UTF-16 units each
+    pieces = split_message(emoji)
+    assert [len(p) for p in pieces] == [2048, 952]
+    assert split_message("short") == ["short"]
