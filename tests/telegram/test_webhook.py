@@ -322,7 +322,14 @@ async def test_updates_of_one_chat_run_in_order_and_other_chats_concurrently(
     batch = [updates.text(f"dana {i}", dana) for i in range(3)]
     batch += [updates.text(f"eli {i}", eli) for i in range(3)]
     with serve() as server:
-        results = await asyncio.gather(*(post_update(client, server, u) for u in batch))
+
+        async def post_later(update: dict, delay: float) -> httpx.Response:
+            await asyncio.sleep(delay)  # arrival order per chat, as Telegram sends them
+            return await post_update(client, server, update)
+
+        results = await asyncio.gather(
+            *(post_later(u, 0.05 * (i % 3)) for i, u in enumerate(batch))
+        )
     assert all(r.status_code == 200 for r in results)
     for chat in ("1001", "2002"):
         spans = sorted((s, e) for c, s, e in engine.spans if c == chat)
