@@ -111,6 +111,7 @@ class Phrase:
 
     key: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    fallback: str | None = None  # shown when no language has the key (custom categories)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,8 +45,54 @@ YES_WORDS = frozenset({"yes", "y", "yeah", "yep", "sure", "ok", "okay"})
 NO_WORDS = frozenset({"no", "n", "nope", "nah"})
 #: Slots that survive a cancel or a finished flow.
 LASTING_SLOTS = ("ticket_id", "seen")
-#: Free text of at least this many words, said with a complaint, is taken as its description.
-DESCRIPTION_WORDS = 5
+#: A complaint said with this many words besides the request itself is its description.
+DESCRIPTION_WORDS = 3
+REQUEST_WORDS = frozenset(
+    [
+        "i",
+        "i'd",
+        "i'm",
+        "want",
+        "wanna",
+        "would",
+        "like",
+        "to",
+        "make",
+        "file",
+        "open",
+        "raise",
+        "lodge",
+        "submit",
+        "start",
+        "report",
+        "a",
+        "an",
+        "the",
+        "new",
+        "complaint",
+        "complain",
+        "ticket",
+        "problem",
+        "issue",
+        "please",
+        "need",
+        "have",
+        "got",
+        "my",
+        "about",
+        "me",
+        "help",
+        "with",
+        "can",
+        "you",
+        "could",
+        "do",
+        "there",
+        "is",
+        "it",
+        "this",
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +339,11 @@ def _start_complaint(state: DialogState, turn: Turn, ctx: Context, *, with_text:
 
 
 def _is_description(text: str) -> bool:
-    return not text.startswith("/") and len(text.split()) >= DESCRIPTION_WORDS
+    """Does the text say what is wrong, beyond "I want to make a complaint"?"""
+    if text.startswith("/"):
+        return False
+    words = [w.strip(".,!?;:'\"").lower() for w in text.split()]
+    return sum(1 for w in words if w and w not in REQUEST_WORDS) >= DESCRIPTION_WORDS
 
 
 def _intake(state: DialogState, **changes: Any) -> dict[str, Any]:
@@ -312,9 +362,13 @@ def _on_description(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     return _ask_category(_with(state, "intake_category", intake=intake), ctx)
 
 
+def _category_label(category: str) -> Phrase:
+    return Phrase(f"category.{category}", fallback=category.replace("_", " ").title())
+
+
 def _ask_category(state: DialogState, ctx: Context) -> Decision:
     options = tuple(
-        Option(f"cat:{c}", f"category.{c}", label=c.replace("_", " ").title())
+        Option(f"cat:{c}", f"category.{c}", label=_category_label(c).fallback)
         for c in ctx.config.categories
     )
     return Decision(_with(state, "intake_category"), (Say("intake.ask_category", {}, options),))
@@ -417,8 +471,8 @@ def _ask_confirm(state: DialogState, ctx: Context) -> Decision:
     email = email or (ctx.customer.email if ctx.customer.can_receive_email else None)
     params = {
         "description": _shorten(str(intake.get("description", "")), 300),
-        "category": intake.get("category", ""),
-        "priority": intake.get("priority", ""),
+        "category": _category_label(str(intake.get("category", ""))),
+        "priority": Phrase(f"priority.{intake.get('priority')}", fallback=""),
     }
     says = [Say("intake.summary", params)]
     if email:

@@ -26,6 +26,8 @@ class Renderer:
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, Phrase):
+            if value.fallback is not None and not self.catalogue.has(value.key):
+                return value.fallback
             return self.text(value.key, value.params)
         if isinstance(value, tuple) and value and isinstance(value[0], Phrase):
             return "\n".join(self._value(item) for item in value)
