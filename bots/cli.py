@@ -6,9 +6,8 @@ import asyncio
 
 import typer
 
-from core.config import Settings
-
 from bots.cli_nlu import nlu_app
+from core.config import Settings
 
 app = typer.Typer(help="Careline: a chat-first customer-support bot.", no_args_is_help=True)
 app.add_typer(nlu_app, name="nlu")

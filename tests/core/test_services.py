@@ -46,7 +46,10 @@ async def new_customer(db: Database, external_id: str = "u1") -> tuple[int, int]
 async def new_agent(db: Database, name: str = "Grace", **kw: object) -> int:
     async with db.uow() as uow:
         agent = await services.create_agent(
-            uow, name=name, email=f"{name.lower()}@example.com", **kw  # type: ignore[arg-type]
+            uow,
+            name=name,
+            email=f"{name.lower()}@example.com",
+            **kw,  # type: ignore[arg-type]
         )
         await uow.commit()
     assert agent.id is not None
@@ -134,7 +137,9 @@ async def test_assign_then_reply_then_resolve_records_the_timeline(db: Database)
         await services.assign_ticket(uow, ticket_id, agent_id, actor="admin:root")
         await uow.commit()
     async with db.uow() as uow:
-        await services.add_agent_reply(uow, ticket_id, agent_id, "Refund on its way", external_id="1.1")
+        await services.add_agent_reply(
+            uow, ticket_id, agent_id, "Refund on its way", external_id="1.1"
+        )
         await services.resolve_ticket(uow, ticket_id, actor=f"agent:{agent_id}")
         await uow.commit()
     async with db.uow() as uow:
@@ -144,7 +149,7 @@ async def test_assign_then_reply_then_resolve_records_the_timeline(db: Database)
         assert ticket.first_response_at is not None
         assert ticket.resolved_at is not None
         kinds = [
-            getattr(e, "kind", None) or getattr(e, "author").value
+            getattr(e, "kind", None) or e.author.value
             for e in await uow.tickets.timeline(ticket_id)
         ]
     assert kinds == ["customer", "assigned", "agent", "status_changed"]
@@ -354,7 +359,9 @@ async def test_sla_breaches_name_the_missed_target(db: Database) -> None:
     answered = await new_ticket(db, customer_id, priority="urgent", now=now - timedelta(hours=5))
     agent_id = await new_agent(db)
     async with db.uow() as uow:
-        await services.add_agent_reply(uow, answered, agent_id, "hi", now=now - timedelta(hours=4.5))
+        await services.add_agent_reply(
+            uow, answered, agent_id, "hi", now=now - timedelta(hours=4.5)
+        )
         await uow.commit()
     async with db.uow() as uow:
         breaches = await services.find_sla_breaches(uow, now=now)
@@ -436,7 +443,11 @@ async def test_export_and_erase_customer_data(db: Database) -> None:
         identity = await uow.customers.identity(Channel.TELEGRAM, "u1")
     assert customer.display_name == "erased"
     assert customer.erased_at is not None
-    assert (ticket.description, ticket.status, ticket.category) == ("(erased)", Status.CLOSED, "billing")
+    assert (ticket.description, ticket.status, ticket.category) == (
+        "(erased)",
+        Status.CLOSED,
+        "billing",
+    )
     assert bodies == ["(erased)"]
     assert identity is None
 
