@@ -77,10 +77,15 @@ class ConversationRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction. `commit()` writes the recorded domain events to the outbox too."""
 
-    customers: CustomerRepository
-    agents: AgentRepository
-    tickets: TicketRepository
-    conversations: ConversationRepository
+    # Read-only members, so implementations may hold more specific repository types.
+    @property
+    def customers(self) -> CustomerRepository: ...
+    @property
+    def agents(self) -> AgentRepository: ...
+    @property
+    def tickets(self) -> TicketRepository: ...
+    @property
+    def conversations(self) -> ConversationRepository: ...
 
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
@@ -126,4 +131,5 @@ class EmailVerificationRepository(Protocol):
 class ContactUnitOfWork(UnitOfWork, Protocol):
     """A unit of work that also reaches the email verification codes."""
 
-    email_verifications: EmailVerificationRepository
+    @property
+    def email_verifications(self) -> EmailVerificationRepository: ...

@@ -149,7 +149,7 @@ async def test_assign_then_reply_then_resolve_records_the_timeline(db: Database)
         assert ticket.first_response_at is not None
         assert ticket.resolved_at is not None
         kinds = [
-            getattr(e, "kind", None) or e.author.value
+            e.author.value if isinstance(e, Message) else e.kind
             for e in await uow.tickets.timeline(ticket_id)
         ]
     assert kinds == ["customer", "assigned", "agent", "status_changed"]
