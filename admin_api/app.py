@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from admin_api.problems import PROBLEM_JSON, ProblemDetails, install_problem_handlers
+from admin_api.problems import PROBLEM_JSON, Problem, ProblemDetails, install_problem_handlers
 from admin_api.ratelimit import FailedKeyLimiter
 from admin_api.routes import access, agents, customers, dead_letters, reports, tickets
 from core.config import Settings
@@ -45,6 +47,7 @@ def create_admin_app(
     app.state.sla = SlaPolicy.from_hours(settings.sla_hours)
     app.state.limiter = limiter or FailedKeyLimiter()
     install_problem_handlers(app)
+    app.router.dependencies.append(Depends(reject_unknown_query))
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     for module in (access, agents, tickets, customers, dead_letters, reports):
         app.include_router(module.router)
@@ -66,6 +69,34 @@ def create_admin_app(
     return app
 
 
+_known_query: dict[int, frozenset[str]] = {}
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: `?statuss=open` must not quietly
+    list every ticket."""
+    route = request.scope.get("route")
+    if not request.query_params or not isinstance(route, APIRoute):
+        return
+    known = _known_query.get(id(route))
+    if known is None:
+        known = _known_query[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise Problem(
+            422,
+            "unknown query parameters: " + ", ".join(repr(u[:40]) for u in unknown[:5]),
+            code="unknown_parameter",
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
 def _with_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """Document the problem+json answers every operation can give, in place of FastAPI's
     default 422 shape."""
@@ -78,13 +109,11 @@ def _with_problems(schema: dict[str, Any]) -> dict[str, Any]:
     ref = {"$ref": "#/components/schemas/ProblemDetails"}
     for path, operations in schema.get("paths", {}).items():
         for method, op in operations.items():
-            statuses = [401, 403, 422, 429, 500]
-            if "{" in path:
-                statuses.append(404)
+            statuses = [401, 403, 404, 422, 429, 500]
             if method in ("post", "put", "patch", "delete"):
                 statuses.append(409)
             if "requestBody" in op:
-                statuses.append(413)
+                statuses += [400, 413]
             responses = op.setdefault("responses", {})
             for status in sorted(statuses):
                 responses[str(status)] = {
@@ -95,6 +124,7 @@ def _with_problems(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _PHRASES = {
+    400: "The body is not JSON",
     401: "No valid API key",
     403: "The key's role may not do this",
     404: "Not found",

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.errors import (
     AgentUnavailable,
@@ -122,8 +123,20 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == HTTPStatus(exc.status_code).phrase:
         detail = None
-    headers = dict(exc.headers) if exc.headers else None
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path; list them all.
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return problem_response(request, exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -5,15 +5,34 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from core.lifecycle import Status
 from core.model import Availability, Channel, Notify, Priority
 
-MAX_ID = 2**63 - 1  # BIGINT: a larger id can only be "not found", never a driver error
+# The largest integer JSON tools agree on (2**53 - 1); far beyond any real id, and it keeps
+# an id from overflowing BIGINT in the driver.
+MAX_ID = 2**53 - 1
 
 # PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the driver.
 NO_NUL = r"^[^\x00]*$"
+
+
+def _not_a_number(value: object) -> object:
+    # Pydantic would read "1700000000" as a Unix time; the API documents ISO 8601 only.
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().replace(".", "", 1).lstrip("-").isdigit()
+    ):
+        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
 
 
 def _utc(value: datetime) -> datetime:
@@ -24,7 +43,9 @@ def _utc(value: datetime) -> datetime:
 
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+# JSON bodies are read strictly for numbers and booleans: "5" is not 5, 0 is not false.
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
                                         pattern=NO_NUL)]  # fmt: skip
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320,
@@ -40,6 +61,12 @@ class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class In(BaseModel):
+    """A request body: unknown fields are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 # --- callers and keys ------------------------------------------------------------------
 
 
@@ -50,11 +77,11 @@ class CallerOut(Out):
     agent_id: int | None
 
 
-class KeyIn(BaseModel):
+class KeyIn(In):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                            pattern=NO_NUL)]  # fmt: skip
     role: Literal["admin", "agent"]
-    agent_id: Id | None = None
+    agent_id: BodyId | None = None
 
 
 class KeyOut(Out):
@@ -75,27 +102,27 @@ class NewKeyOut(KeyOut):
 # --- agents ----------------------------------------------------------------------------
 
 
-class AgentIn(BaseModel):
+class AgentIn(In):
     name: Name
     email: Email
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] = Field(default_factory=list, max_length=50)
-    capacity: int = Field(5, ge=0, le=1000)
+    capacity: int = Field(5, ge=0, le=1000, strict=True)
     availability: Availability = Availability.AVAILABLE
 
 
-class AgentPatch(BaseModel):
+class AgentPatch(In):
     """Only the fields sent change; `slack_user_id: null` unlinks Slack."""
 
     name: Name | None = None
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] | None = Field(None, max_length=50)
-    capacity: int | None = Field(None, ge=0, le=1000)
+    capacity: int | None = Field(None, ge=0, le=1000, strict=True)
     availability: Availability | None = None
 
 
-class DeactivateIn(BaseModel):
-    reassign_to: Id | None = Field(
+class DeactivateIn(In):
+    reassign_to: BodyId | None = Field(
         None, description="Move the agent's open tickets to this agent first."
     )
 
@@ -163,27 +190,27 @@ class TicketDetail(TicketSummary):
     timeline: list[TimelineEntry]
 
 
-class AssignIn(BaseModel):
-    agent_id: Id
-    force: bool = Field(False, description="Skip the active and capacity checks.")
+class AssignIn(In):
+    agent_id: BodyId
+    force: StrictBool = Field(False, description="Skip the active and capacity checks.")
 
 
-class StatusIn(BaseModel):
+class StatusIn(In):
     status: Status
     reason: Reason = ""
 
 
-class PriorityIn(BaseModel):
+class PriorityIn(In):
     priority: Priority
 
 
-class NoteIn(BaseModel):
+class NoteIn(In):
     body: Body
 
 
-class ReplyIn(BaseModel):
+class ReplyIn(In):
     body: Body
-    agent_id: Id | None = Field(
+    agent_id: BodyId | None = Field(
         None,
         description="Who answers. Admin keys must name the agent; agent keys answer as "
         "their own agent.",
@@ -200,8 +227,8 @@ class MessageOut(Out):
     created_at: datetime
 
 
-class AutoAssignIn(BaseModel):
-    limit: int = Field(100, ge=1, le=1000)
+class AutoAssignIn(In):
+    limit: int = Field(100, ge=1, le=1000, strict=True)
 
 
 class Assignment(BaseModel):
@@ -214,8 +241,8 @@ class AutoAssignOut(BaseModel):
     assigned: list[Assignment]
 
 
-class AutoAssignSwitch(BaseModel):
-    enabled: bool
+class AutoAssignSwitch(In):
+    enabled: StrictBool
 
 
 # --- customers -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ async def new_key(body: KeyIn, _: AdminDep, uow: UowDep) -> NewKeyOut:
     return NewKeyOut.model_validate(created)
 
 
-@router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key")
+@router.delete("/keys/{key_id:int}", status_code=204, summary="Revoke an API key")
 async def delete_key(key_id: Id, _: AdminDep, uow: UowDep) -> Response:
     await revoke_key(uow.session, key_id)
     await uow.commit()

@@ -49,12 +49,12 @@ async def list_agents(_: CallerDep, uow: UowDep, active_only: bool = False) -> l
     return [await _out(uow, a, loads) for a in await uow.agents.list(active_only=active_only)]
 
 
-@router.get("/{agent_id}", response_model=AgentOut, summary="Get an agent")
+@router.get("/{agent_id:int}", response_model=AgentOut, summary="Get an agent")
 async def get_agent(agent_id: Id, _: CallerDep, uow: UowDep) -> AgentOut:
     return await _out(uow, await _agent(uow, agent_id))
 
 
-@router.patch("/{agent_id}", response_model=AgentOut, summary="Update an agent")
+@router.patch("/{agent_id:int}", response_model=AgentOut, summary="Update an agent")
 async def update_agent(agent_id: Id, body: AgentPatch, _: AdminDep, uow: UowDep) -> AgentOut:
     agent = await _agent(uow, agent_id)
     sent = body.model_fields_set
@@ -73,7 +73,7 @@ async def update_agent(agent_id: Id, body: AgentPatch, _: AdminDep, uow: UowDep)
 
 
 @router.post(
-    "/{agent_id}/deactivate",
+    "/{agent_id:int}/deactivate",
     response_model=AgentOut,
     summary="Deactivate an agent",
     description="Refused (422) while the agent holds open tickets, unless `reassign_to` names "
@@ -90,7 +90,7 @@ async def deactivate_agent(
     return await _out(uow, agent)
 
 
-@router.post("/{agent_id}/activate", response_model=AgentOut, summary="Reactivate an agent")
+@router.post("/{agent_id:int}/activate", response_model=AgentOut, summary="Reactivate an agent")
 async def activate_agent(agent_id: Id, _: AdminDep, uow: UowDep) -> AgentOut:
     agent = await _agent(uow, agent_id)
     agent.active = True

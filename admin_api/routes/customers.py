@@ -15,12 +15,12 @@ from core import services
 router = APIRouter(prefix="/customers", tags=["customers"])
 
 
-@router.get("/{customer_id}", response_model=CustomerOut, summary="Get a customer")
+@router.get("/{customer_id:int}", response_model=CustomerOut, summary="Get a customer")
 async def get_customer(customer_id: Id, _: CallerDep, uow: UowDep) -> CustomerOut:
     return CustomerOut.model_validate(await services.get_customer(uow, customer_id))
 
 
-@router.get("/{customer_id}/tickets", response_model=TicketPage, summary="A customer's tickets")
+@router.get("/{customer_id:int}/tickets", response_model=TicketPage, summary="A customer's tickets")
 async def customer_tickets(
     customer_id: Id,
     _: CallerDep,
@@ -36,7 +36,7 @@ async def customer_tickets(
 
 
 @router.get(
-    "/{customer_id}/export",
+    "/{customer_id:int}/export",
     response_model=dict[str, Any],
     summary="Export everything stored about a customer (data-subject access)",
 )
@@ -45,7 +45,7 @@ async def export_customer(customer_id: Id, _: AdminDep, uow: UowDep) -> dict[str
 
 
 @router.post(
-    "/{customer_id}/erase",
+    "/{customer_id:int}/erase",
     response_model=CustomerOut,
     summary="Erase a customer's personal data",
     description="Keeps anonymised ticket figures; closes the customer's open tickets.",

@@ -27,7 +27,7 @@ async def list_dead(
 
 
 @router.post(
-    "/{delivery_id}/retry",
+    "/{delivery_id:int}/retry",
     status_code=202,
     summary="Retry a dead letter",
     description="The delivery goes back to `failed`, due now, and its outbox event to "

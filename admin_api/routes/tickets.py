@@ -164,7 +164,7 @@ async def _detail_of(uow: AdminUnitOfWork, ticket: Ticket) -> TicketDetail:
     return _detail(ticket, entries)
 
 
-@router.get("/{ticket_id}", response_model=TicketDetail, summary="A ticket and its timeline")
+@router.get("/{ticket_id:int}", response_model=TicketDetail, summary="A ticket and its timeline")
 async def get_one(ticket_id: Id, _: CallerDep, uow: UowDep) -> TicketDetail:
     return await _detail_of(uow, await services.get_ticket(uow, ticket_id))
 
@@ -175,7 +175,7 @@ async def _done(uow: AdminUnitOfWork, ticket: Ticket) -> TicketDetail:
 
 
 @router.post(
-    "/{ticket_id}/assign",
+    "/{ticket_id:int}/assign",
     response_model=TicketDetail,
     summary="Assign or reassign a ticket",
     description="Checks the agent is active and below capacity unless `force` is true.",
@@ -187,14 +187,14 @@ async def assign(ticket_id: Id, body: AssignIn, caller: AdminDep, uow: UowDep) -
     return await _done(uow, ticket)
 
 
-@router.post("/{ticket_id}/unassign", response_model=TicketDetail, summary="Unassign a ticket")
+@router.post("/{ticket_id:int}/unassign", response_model=TicketDetail, summary="Unassign a ticket")
 async def unassign(ticket_id: Id, caller: AdminDep, uow: UowDep) -> TicketDetail:
     ticket = await services.unassign_ticket(uow, ticket_id, actor=caller.actor)
     return await _done(uow, ticket)
 
 
 @router.post(
-    "/{ticket_id}/claim",
+    "/{ticket_id:int}/claim",
     response_model=TicketDetail,
     summary="Take an unassigned ticket (agent keys)",
 )
@@ -207,7 +207,7 @@ async def claim(ticket_id: Id, caller: AgentDep, uow: UowDep) -> TicketDetail:
     return await _done(uow, ticket)
 
 
-@router.post("/{ticket_id}/status", response_model=TicketDetail, summary="Change the status")
+@router.post("/{ticket_id:int}/status", response_model=TicketDetail, summary="Change the status")
 async def change_status(
     ticket_id: Id, body: StatusIn, caller: CallerDep, uow: UowDep
 ) -> TicketDetail:
@@ -219,7 +219,9 @@ async def change_status(
     return await _done(uow, ticket)
 
 
-@router.post("/{ticket_id}/priority", response_model=TicketDetail, summary="Change the priority")
+@router.post(
+    "/{ticket_id:int}/priority", response_model=TicketDetail, summary="Change the priority"
+)
 async def change_priority(
     ticket_id: Id, body: PriorityIn, caller: AdminDep, uow: UowDep, sla: SlaDep
 ) -> TicketDetail:
@@ -230,7 +232,7 @@ async def change_priority(
 
 
 @router.post(
-    "/{ticket_id}/notes", status_code=201, response_model=MessageOut, summary="Internal note"
+    "/{ticket_id:int}/notes", status_code=201, response_model=MessageOut, summary="Internal note"
 )
 async def add_note(ticket_id: Id, body: NoteIn, caller: CallerDep, uow: UowDep) -> MessageOut:
     ticket = await services.get_ticket(uow, ticket_id)
@@ -243,7 +245,7 @@ async def add_note(ticket_id: Id, body: NoteIn, caller: CallerDep, uow: UowDep) 
 
 
 @router.post(
-    "/{ticket_id}/replies",
+    "/{ticket_id:int}/replies",
     status_code=201,
     response_model=MessageOut,
     summary="Reply to the customer",
