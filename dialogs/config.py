@@ -34,6 +34,8 @@ class DialogConfig:
     minutes_per_queued_ticket: int = 10
     #: Category of a ticket opened because the customer asked for a person.
     human_category: str = "other"
+    #: Newest tickets a turn knows about (status, reopen, rating, handover).
+    tickets_in_context: int = 50
     #: Tickets listed by "my tickets".
     status_list_size: int = 5
     #: Timeline entries shown for one ticket.

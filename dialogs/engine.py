@@ -25,8 +25,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from core import contact, services
 from core.db.database import Database
+from core.db.repositories import SqlDialogStore, TicketRecord
 from core.errors import Conflict, InvalidInput
-from core.model import Agent, ChannelIdentity, Conversation, Customer, Ticket, utcnow
+from core.model import Agent, Ticket, reference_of, utcnow
 from core.ports import ContactUnitOfWork
 from dialogs.catalogue import Catalogue
 from dialogs.config import DialogConfig
@@ -116,49 +117,71 @@ class DialogEngine:
         async with self.db.uow() as sql_uow:
             # SqlUnitOfWork has the protocol's shape; mypy's protocol attributes are invariant.
             uow = cast(ContactUnitOfWork, sql_uow)
-            customer, identity = await services.find_or_register_customer(
-                uow,
-                channel=said.channel,
-                external_id=said.user_id,
-                chat_id=said.chat_id,
-                display_name=said.display_name,
-                language=said.language,
-            )
-            assert customer.id is not None and identity.id is not None
-            conversation = await uow.conversations.get(identity.id)
-            if conversation is None:
-                conversation = await uow.conversations.add(
-                    Conversation(identity_id=identity.id, updated_at=now)
+            store = SqlDialogStore(sql_uow.session)
+            record = await store.load(said.channel, said.user_id)
+            if record is None or record.chat_id != said.chat_id:
+                await services.find_or_register_customer(
+                    uow,
+                    channel=said.channel,
+                    external_id=said.user_id,
+                    chat_id=said.chat_id,
+                    display_name=said.display_name,
+                    language=said.language,
                 )
-            seen = list(conversation.slots.get("seen", []))
+                record = await store.load(said.channel, said.user_id)
+                assert record is not None
+            if record.conversation_id is None:
+                conversation_id, version = await store.add_conversation(record.identity_id, now)
+                state = DialogState()
+            else:
+                conversation_id, version = record.conversation_id, record.version or 0
+                state = DialogState(
+                    record.state or "idle", dict(record.slots or {}), tuple(record.history or ())
+                )
+            seen = list(state.slot("seen", []))
             if said.message_id and not said.edited and said.message_id in seen:
                 return []  # a redelivery: it had its effect the first time
-            state = DialogState(
-                conversation.state, dict(conversation.slots), tuple(conversation.history)
-            )
-            tickets = await uow.tickets.for_customer(customer.id)
+            tickets = await store.tickets(record.customer_id, self.config.tickets_in_context)
             verification = None
             if state.name == "intake_code":
-                verification = await uow.email_verifications.latest_pending(customer.id)
+                verification = await uow.email_verifications.latest_pending(record.customer_id)
             ctx = Context(
                 now=now,
                 config=self.config,
                 customer=CustomerView(
-                    customer.display_name, customer.email, customer.can_receive_email
+                    record.customer_name,
+                    record.email,
+                    bool(record.email and record.email_verified and not record.email_blocked),
                 ),
                 tickets=tuple(_view(t) for t in tickets),
                 faq=self.faq,
                 verification=verification,
             )
             decision = decide(state, parse, said, ctx)
-            renderer = Renderer(self.catalogue, said.language or customer.language)
+            renderer = Renderer(self.catalogue, said.language or record.language)
             applied = _Applied()
             for action in decision.actions:
-                await self._apply(uow, action, customer, identity, said, renderer, now, applied)
+                await self._apply(
+                    uow,
+                    action,
+                    record.customer_id,
+                    record.identity_id,
+                    said,
+                    renderer,
+                    now,
+                    applied,
+                )
             replies = applied.replies
             if decision.says:
                 replies.append(renderer.reply(decision.says))
-            self._save(conversation, state, decision, said, replies, applied, seen, now)
+            saved = await store.save_conversation(
+                conversation_id,
+                version,
+                **self._next_state(state, decision, said, replies, applied, seen),
+                now=now,
+            )
+            if not saved:
+                raise Conflict("another turn of this conversation came first")
             await uow.commit()
         return replies
 
@@ -168,15 +191,13 @@ class DialogEngine:
         self,
         uow: ContactUnitOfWork,
         action: Action,
-        customer: Customer,
-        identity: ChannelIdentity,
+        customer_id: int,
+        identity_id: int,
         said: UserSaid,
         r: Renderer,
         now: datetime,
         applied: _Applied,
     ) -> None:
-        customer_id = customer.id
-        assert customer_id is not None
         if isinstance(action, OpenTicket):
             ticket = await services.open_ticket(
                 uow,
@@ -185,7 +206,7 @@ class DialogEngine:
                 category=action.category,
                 priority=action.priority,
                 channel=said.channel,
-                identity_id=identity.id,
+                identity_id=identity_id,
                 external_id=action.external_id,
                 attachments=[dict(a) for a in action.attachments],
                 sla=self.config.sla,
@@ -202,7 +223,7 @@ class DialogEngine:
         elif isinstance(action, AddToTicket):
             await self._add_to_ticket(uow, action, said, r, now, applied)
         elif isinstance(action, RequestHuman):
-            await self._request_human(uow, action, customer_id, identity, said, r, now, applied)
+            await self._request_human(uow, action, customer_id, identity_id, said, r, now, applied)
         elif isinstance(action, RateTicket):
             await services.rate_ticket(uow, action.ticket_id, action.score, action.comment, now=now)
         elif isinstance(action, ShowTicket):
@@ -265,7 +286,7 @@ class DialogEngine:
         uow: ContactUnitOfWork,
         action: RequestHuman,
         customer_id: int,
-        identity: ChannelIdentity,
+        identity_id: int,
         said: UserSaid,
         r: Renderer,
         now: datetime,
@@ -281,7 +302,7 @@ class DialogEngine:
                 subject=r.text("human.subject"),
                 category=self.config.human_category,
                 channel=said.channel,
-                identity_id=identity.id,
+                identity_id=identity_id,
                 sla=self.config.sla,
                 now=now,
             )
@@ -313,17 +334,15 @@ class DialogEngine:
 
     # --- saving the conversation -----------------------------------------------------------
 
-    def _save(
+    def _next_state(
         self,
-        conversation: Conversation,
         before: DialogState,
         decision: Decision,
         said: UserSaid,
         replies: Sequence[Reply],
         applied: _Applied,
         seen: list[str],
-        now: datetime,
-    ) -> None:
+    ) -> dict[str, Any]:
         after = decision.state if not applied.erased else DialogState()
         slots = dict(after.slots)
         if applied.ticket_id is not None:
@@ -337,10 +356,9 @@ class DialogEngine:
             slots["offered"] = [[c.label, c.value] for c in offered]
         if said.message_id and not said.edited and not applied.erased:
             slots["seen"] = [*seen, said.message_id][-self.config.seen_message_ids :]
-        history: list[dict[str, Any]] = (
-            [dict(h) for h in after.history] if not applied.erased else []
-        )
+        history: list[dict[str, Any]] = []
         if not applied.erased:
+            history = [dict(entry) for entry in after.history]
             customer_text = said.text.strip() or (f"[{said.choice}]" if said.choice else "")
             if said.attachments:
                 customer_text += f" [{len(said.attachments)} attachment(s)]"
@@ -348,12 +366,11 @@ class DialogEngine:
             bot_text = " / ".join(reply.text for reply in replies)
             if bot_text:
                 history.append({"who": "bot", "text": bot_text[:300]})
-        # New objects (not in-place edits) so the JSON columns are seen as changed; the
-        # timestamp changes on every turn, so every turn bumps the optimistic version.
-        conversation.state = after.name
-        conversation.slots = slots
-        conversation.history = history[-self.config.history_entries :]
-        conversation.updated_at = now
+        return {
+            "state": after.name,
+            "slots": slots,
+            "history": history[-self.config.history_entries :],
+        }
 
 
 _MINUTE = timedelta(minutes=1)
@@ -375,11 +392,10 @@ class _Applied:
         self.ticket_id = ticket.id
 
 
-def _view(ticket: Ticket) -> TicketView:
-    assert ticket.id is not None
+def _view(ticket: TicketRecord) -> TicketView:
     return TicketView(
         id=ticket.id,
-        reference=ticket.reference,
+        reference=reference_of(ticket.id),
         subject=ticket.subject,
         status=ticket.status,
         created_at=ticket.created_at,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -283,3 +285,116 @@ class SqlEmailVerificationRepository:
         await self.session.execute(
             delete(t.email_verifications).where(t.email_verifications.c.customer_id == customer_id)
         )
+
+
+# --- the dialog engine's per-turn reads and writes (dialog engine area) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A channel identity with its customer's contact facts and its conversation, if any."""
+
+    identity_id: int
+    customer_id: int
+    chat_id: str
+    customer_name: str
+    language: str
+    email: str | None
+    email_verified: bool
+    email_blocked: bool
+    conversation_id: int | None
+    state: str | None
+    slots: dict[str, Any] | None
+    history: list[dict[str, Any]] | None
+    version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRecord:
+    id: int
+    subject: str
+    status: Status
+    created_at: datetime
+    resolved_at: datetime | None
+    assignee_id: int | None
+    csat_score: int | None
+
+
+class SqlDialogStore:
+    """Core SQL for the hot path of a dialog turn: one read for who is writing and where the
+    conversation stands, one for their tickets, one versioned write. ORM objects are loaded
+    only when a turn changes the domain (opening a ticket, a message)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def load(self, channel: Channel, external_id: str) -> TurnRecord | None:
+        i, c, v = t.channel_identities.c, t.customers.c, t.conversations.c
+        stmt = (
+            select(
+                i.id,
+                i.customer_id,
+                i.chat_id,
+                c.display_name,
+                c.language,
+                c.email,
+                c.email_verified,
+                c.email_blocked,
+                v.id,
+                v.state,
+                v.slots,
+                v.history,
+                v.version,
+            )
+            .select_from(
+                t.channel_identities.join(t.customers, c.id == i.customer_id).outerjoin(
+                    t.conversations, v.identity_id == i.id
+                )
+            )
+            .where(i.channel == channel, i.external_id == external_id)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return TurnRecord(*list(row)) if row is not None else None
+
+    async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]:
+        k = t.tickets.c
+        stmt = (
+            select(
+                k.id, k.subject, k.status, k.created_at, k.resolved_at, k.assignee_id, k.csat_score
+            )
+            .where(k.customer_id == customer_id)
+            .order_by(k.id.desc())
+            .limit(limit)
+        )
+        return [TicketRecord(*row) for row in (await self.session.execute(stmt)).all()]
+
+    async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]:
+        """A fresh idle conversation; returns (id, version). A concurrent twin raises
+        IntegrityError (unique identity_id)."""
+        stmt = (
+            insert(t.conversations)
+            .values(identity_id=identity_id, state="idle", slots={}, history=[], updated_at=now,
+                    version=1)
+            .returning(t.conversations.c.id)
+        )  # fmt: skip
+        return int((await self.session.execute(stmt)).scalar_one()), 1
+
+    async def save_conversation(
+        self,
+        conversation_id: int,
+        version: int,
+        *,
+        state: str,
+        slots: dict[str, Any],
+        history: list[dict[str, Any]],
+        now: datetime,
+    ) -> bool:
+        """Write the state if nobody else did since `version` was read; False if they did."""
+        v = t.conversations.c
+        stmt = (
+            update(t.conversations)
+            .where(v.id == conversation_id, v.version == version)
+            .values(state=state, slots=slots, history=history, updated_at=now, version=version + 1)
+        )
+        result = await self.session.execute(stmt)
+        return bool(getattr(result, "rowcount", 0) == 1)
