@@ -107,7 +107,7 @@ def _with_problems(schema: dict[str, Any]) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     ref = {"$ref": "#/components/schemas/ProblemDetails"}
-    for path, operations in schema.get("paths", {}).items():
+    for operations in schema.get("paths", {}).values():
         for method, op in operations.items():
             statuses = [401, 403, 404, 422, 429, 500]
             if method in ("post", "put", "patch", "delete"):

@@ -114,3 +114,15 @@ def assert_problem(response: httpx.Response, status: int, code: str | None = Non
     if code is not None:
         assert body["code"] == code
     return body
+
+
+async def outbox_events(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    from sqlalchemy import select
+
+    from core.db import tables as t
+
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(t.outbox.c.event_type, t.outbox.c.payload).order_by(t.outbox.c.id)
+        )
+        return [(r[0], r[1]) for r in rows]
