@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dialogs.nlu.base import OUT_OF_SCOPE
 from dialogs.nlu.local import BACKENDS, DEFAULT_THRESHOLD, LocalNLU
 from dialogs.nlu.training import Example, TrainingDataError, import_watson_skill, load_examples
 
@@ -83,7 +82,6 @@ def _read(path: Path | None, *, skill: bool = False) -> list[Example]:
 def _train(examples: list[Example], backend: str, threshold: float) -> LocalNLU:
     if backend not in BACKENDS:
         raise typer.BadParameter(BACKEND_HELP, param_hint="--backend")
-    in_scope = [example for example in examples if example.intent != OUT_OF_SCOPE]
     columns = (
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -97,6 +95,6 @@ def _train(examples: list[Example], backend: str, threshold: float) -> LocalNLU:
             bar.update(task, description=stage, completed=done, total=total)
 
         try:
-            return LocalNLU.train(in_scope, backend=backend, threshold=threshold, progress=progress)
+            return LocalNLU.train(examples, backend=backend, threshold=threshold, progress=progress)
         except ImportError as error:
             raise typer.BadParameter(str(error), param_hint="--backend") from error

@@ -59,12 +59,15 @@ class LocalNLU:
         threshold: float = DEFAULT_THRESHOLD,
         progress: Progress | None = None,
     ) -> LocalNLU:
-        """Fit a classifier on labelled examples (any ``oos`` rows are left out)."""
+        """Fit a classifier on labelled examples.
+
+        ``oos`` rows are kept as a class of their own: examples of what to refuse help
+        more than the threshold alone.
+        """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-        rows = [example for example in examples if example.intent != OUT_OF_SCOPE]
-        texts = [_normalise(example.text) for example in rows]
-        labels = [example.intent for example in rows]
+        texts = [_normalise(example.text) for example in examples]
+        labels = [example.intent for example in examples]
         pipeline = _build_pipeline(backend, progress)
         if progress:
             progress(0, 1, "fitting")

@@ -49,7 +49,8 @@ def slow_watson_url() -> Iterator[str]:
 
 
 async def test_confident_watson_answer_is_kept(watson_mock: str, support_nlu: LocalNLU) -> None:
-    nlu = FallbackNLU(watson_at(watson_mock), support_nlu, min_confidence=0.5)
+    # Prism's first answer can take seconds (it compiles the spec): not what this tests.
+    nlu = FallbackNLU(watson_at(watson_mock), support_nlu, min_confidence=0.5, timeout=20)
 
     parse = await nlu.parse("I forgot my password")
 
@@ -57,7 +58,7 @@ async def test_confident_watson_answer_is_kept(watson_mock: str, support_nlu: Lo
 
 
 async def test_unsure_watson_falls_back_to_local(watson_mock: str, support_nlu: LocalNLU) -> None:
-    nlu = FallbackNLU(watson_at(watson_mock), support_nlu, min_confidence=0.95)
+    nlu = FallbackNLU(watson_at(watson_mock), support_nlu, min_confidence=0.95, timeout=20)
 
     parse = await nlu.parse("I forgot my password")
 
