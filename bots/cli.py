@@ -6,11 +6,15 @@ import asyncio
 
 import typer
 
+from bots.cli_chat import chat
 from bots.cli_nlu import nlu_app
+from bots.cli_telegram import telegram_app
 from core.config import Settings
 
 app = typer.Typer(help="Careline: a chat-first customer-support bot.", no_args_is_help=True)
+app.command("chat")(chat)
 app.add_typer(nlu_app, name="nlu")
+app.add_typer(telegram_app, name="telegram")
 
 
 @app.command()

@@ -17,11 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from itsdangerous import URLSafeSerializer
 from sqlalchemy.engine import make_url
 
+from admin_api.keys import ensure_bootstrap_admin_key
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
+from bots.webchat import (
+    Visitors,
+    WebChat,
+    WebChatChannel,
+    WebChatLines,
+    load_or_create_secret,
+    visitor_tickets,
+    webchat_router,
+)
 from core.config import Settings
 from core.db.database import Database
 from core.db.migrate import is_current, migrate
@@ -42,7 +53,13 @@ class Runtime:
     db: Database
     metrics: Metrics
     engine: Any = None  # the dialog engine (web roles)
-    telegram: Any = None  # bots.telegram.TelegramBot when Telegram is enabled
+    telegram: Any = None  # bots.telegram.TelegramBot once connected
+    telegram_bot: Any = None  # the same bot from start-up on (its channel works for the relay)
+    slack: Any = None  # bots.slack.Slack when Slack is enabled
+    webchat: Any = None  # bots.webchat.WebChat (web roles)
+    webchat_channel: Any = None  # bots.webchat.WebChatChannel
+    admin_key: str | None = None  # the bootstrap admin key, when this start created it
+    slack_socket: Any = None  # Socket Mode client (development)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -67,11 +84,27 @@ HandlersFactory = Callable[[Runtime], Any]
 
 
 def default_relay_handlers(runtime: Runtime) -> Any:
-    """LEAD: register the areas' handlers here (customer notices with the chat channels,
-    e.g. `{Channel.TELEGRAM: runtime.telegram.channel}`, the Slack desk, e-mail), and
-    return the `Handlers`. None: this process does not relay (outbox rows wait, none lost).
-    """
-    return None
+    """Every area's relay handlers: customer notices in chat and by email, the Slack desk."""
+    from bots.email import build_email
+    from bots.notices import CustomerNotices
+    from bots.relay import Handlers
+    from core.model import Channel
+
+    handlers = Handlers()
+    channels: dict[Channel, Any] = {Channel.WEBCHAT: runtime.webchat_channel}
+    if runtime.telegram_bot is not None:
+        channels[Channel.TELEGRAM] = runtime.telegram_bot.channel
+    if runtime.slack is not None:
+        channels[Channel.SLACK] = runtime.slack.channel
+    CustomerNotices(
+        runtime.db,
+        channels=channels,
+        email=build_email(runtime.settings),
+        reopen_days=runtime.settings.reopen_window_days,
+    ).register(handlers)
+    if runtime.slack is not None:
+        runtime.slack.desk.register(handlers)
+    return handlers
 
 
 def build_relay(runtime: Runtime, handlers_factory: HandlersFactory) -> RelayRunner | None:
@@ -97,22 +130,42 @@ def create_app(
     engine: Any = None,
     relay_handlers: HandlersFactory = default_relay_handlers,
 ) -> FastAPI:
-    """The Careline ASGI app. `engine` overrides the dialog engine (tests, benchmarks)."""
+    """The Careline ASGI app. `engine` overrides the dialog engine (tests, benchmarks).
+
+    Clients are built here without any I/O; the lifespan migrates, connects and starts them.
+    """
     metrics = Metrics()
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    runtime = Runtime(settings=settings, db=db, metrics=metrics)
+    web = serves_web(settings)
+    if settings.slack_enabled:
+        from bots.slack import build_slack
+
+        runtime.slack = build_slack(settings, db)
+    runtime.webchat = _build_webchat(settings, db)
+    runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.db_pool_size)
-        if settings.auto_migrate:
-            await migrate(db)
-        runtime = Runtime(settings=settings, db=db, metrics=metrics)
         app.state.runtime = runtime
         try:
-            if serves_web(settings):
-                runtime.engine = engine if engine is not None else build_engine(settings, db)
-                if settings.telegram_enabled:
-                    await _start_telegram(runtime)
-            # --- LEAD: Slack (bots.slack.slack_router(...)) and web chat start here. ---
+            if settings.auto_migrate:
+                await migrate(db)
+            if web:
+                runtime.engine = (
+                    engine
+                    if engine is not None
+                    else await asyncio.to_thread(build_engine, settings, db)
+                )
+                runtime.webchat.engine = runtime.engine
+                await _start_webchat(runtime)
+                runtime.admin_key = await ensure_bootstrap_admin_key(db)
+                if runtime.admin_key:
+                    print(_admin_key_notice(settings, runtime.admin_key), flush=True)
+            if settings.telegram_enabled:
+                await _start_telegram(runtime, connect_only=not web)
+            if runtime.slack is not None:
+                await _start_slack(runtime)
             if runs_relay(settings):
                 runner = build_relay(runtime, relay_handlers)
                 if runner is not None:
@@ -124,6 +177,7 @@ def create_app(
             await _stop(runtime)
 
     app = FastAPI(title="Careline", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
@@ -132,25 +186,25 @@ def create_app(
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        runtime: Runtime = app.state.runtime
         try:
-            await runtime.db.ping()
-            current = await is_current(runtime.db)
+            await db.ping()
+            current = await is_current(db)
         except Exception as exc:  # any database failure means "not ready"
             log.warning("readiness check failed: %s", type(exc).__name__)
             return JSONResponse({"status": "database unreachable"}, status_code=503)
         if not current:
             return JSONResponse({"status": "migrations pending"}, status_code=503)
+        if web and runtime.engine is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    if serves_web(settings) and settings.telegram_enabled and settings.telegram_mode == "webhook":
+    if web and settings.telegram_enabled and settings.telegram_mode == "webhook":
 
         async def telegram_webhook(request: Request) -> Response:
-            runtime: Runtime = request.app.state.runtime
             if runtime.telegram is None:  # Telegram was unreachable at start: try later
                 return Response(status_code=503)
             return await runtime.telegram.webhook(request)
@@ -158,20 +212,89 @@ def create_app(
         # A plain route: the body is read raw and checked by the adapter, no validation layer.
         app.router.add_route(TELEGRAM_WEBHOOK_PATH, telegram_webhook, methods=["POST"])
 
-    # --- LEAD: mount the other areas here ---
-    # if serves_web(settings):
-    #     app.mount(ADMIN_API_PATH, create_admin_app(settings, ...))      # admin_api
-    #     app.include_router(slack_router(...))                          # bots/slack.py
-    #     app.include_router(webchat_router(...))                        # web chat
+    if web:
+        from admin_api import create_admin_app
+        from bots.email import sendgrid_events_router
+
+        app.mount(ADMIN_API_PATH, create_admin_app(db, settings))
+        app.include_router(webchat_router(runtime.webchat))
+        app.include_router(sendgrid_events_router(db, settings.sendgrid_webhook_public_key))
+        if runtime.slack is not None:
+            from bots.slack import slack_router
+
+            app.include_router(slack_router(runtime.slack.inbound))
+
+        @app.get("/", include_in_schema=False)
+        async def home() -> RedirectResponse:
+            return RedirectResponse("/chat")
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> RedirectResponse:
+            return RedirectResponse(f"{ADMIN_API_PATH}/docs")
+
     return app
 
 
-async def _start_telegram(runtime: Runtime) -> None:
+def _build_webchat(settings: Settings, db: Database) -> WebChat:
+    from pathlib import Path
+
+    lines = WebChatLines(db)
+    return WebChat(
+        db=db,
+        engine=None,
+        lines=lines,
+        visitors=None,
+        uploads=Path(settings.data_dir) / "uploads",
+        max_upload_bytes=settings.max_upload_bytes,
+        max_text_chars=settings.max_text_chars,
+        # Several processes share PostgreSQL: notice lines other replicas stored.
+        poll_seconds=1.0 if db.is_postgres else None,
+        tickets_of=lambda visitor: visitor_tickets(db, visitor),
+    )
+
+
+async def _start_webchat(runtime: Runtime) -> None:
+    secret = runtime.settings.secret_key
+    key = await load_or_create_secret(
+        runtime.db, secret.get_secret_value() if secret is not None else None
+    )
+    runtime.webchat.visitors = Visitors(URLSafeSerializer(key, salt="careline-webchat"))
+
+
+async def _start_slack(runtime: Runtime) -> None:
+    slack = runtime.slack
+    slack.inbound.engine = runtime.engine
+    try:
+        await slack.inbound.replay_pending()
+    except Exception as exc:  # Slack or the database briefly down: replay on the next start
+        log.warning("could not replay pending Slack events (%s)", type(exc).__name__)
+    token = runtime.settings.slack_app_token
+    if token is not None and serves_web(runtime.settings):
+        from bots.slack import start_socket_mode
+
+        runtime.slack_socket = await start_socket_mode(slack.inbound, token.get_secret_value())
+
+
+def _admin_key_notice(settings: Settings, key: str) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    return (
+        f"\n  First start: an admin API key was created. It is shown only this once:\n"
+        f"    {key}\n"
+        f"  Try it:  curl -H 'Authorization: Bearer {key}' {base}{ADMIN_API_PATH}/tickets\n"
+        f"  Web chat: {base}/chat    API docs: {base}{ADMIN_API_PATH}/docs\n"
+    )
+
+
+async def _start_telegram(runtime: Runtime, *, connect_only: bool = False) -> None:
     from bots.telegram import TelegramBot
 
     bot = TelegramBot(runtime.settings, runtime.db, runtime.engine, runtime.metrics)
+    runtime.telegram_bot = bot
     try:
-        await bot.start()
+        if connect_only:  # the relay role only sends: no webhook, no polling
+            await bot.application.initialize()
+        else:
+            await bot.start()
     except Exception as exc:
         # Telegram down must not take the admin API and Slack down with it: keep trying.
         log.error("Telegram is unreachable (%s); retrying in the background", type(exc).__name__)
@@ -208,9 +331,12 @@ async def _stop(runtime: Runtime) -> None:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    if runtime.telegram is not None:
+    if runtime.telegram_bot is not None:
         with contextlib.suppress(Exception):
-            await runtime.telegram.stop()
+            await runtime.telegram_bot.stop()
+    if runtime.slack_socket is not None:
+        with contextlib.suppress(Exception):
+            await runtime.slack_socket.close_async()
     await runtime.db.dispose()
 
 

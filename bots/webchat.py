@@ -181,9 +181,9 @@ class SendBody(BaseModel):
 @dataclass
 class WebChat:
     db: Database
-    engine: TurnHandler
+    engine: TurnHandler | None  # set once the server has started it
     lines: WebChatLines
-    visitors: Visitors
+    visitors: Visitors | None  # set once the signing secret is loaded
     uploads: Path
     max_upload_bytes: int
     max_text_chars: int
@@ -207,10 +207,12 @@ class WebChat:
             chat_id=visitor_id,
             text=text,
             message_id=f"web:{body.client_id}" if body.client_id else None,
-            display_name="Web visitor",
+            display_name="",
             attachments=(attachment,) if attachment else (),
             choice=body.choice,
         )
+        if self.engine is None:
+            raise HTTPException(503, "the chat is starting; try again in a moment")
         for reply in await self.engine.handle_turn(said):
             await self.lines.add(visitor_id, "out", reply_body(reply))
 
@@ -219,9 +221,14 @@ def webchat_router(chat: WebChat) -> APIRouter:
     router = APIRouter(prefix="/chat", include_in_schema=False)
     page = (STATIC / "chat.html").read_text(encoding="utf-8")
 
+    def visitors() -> Visitors:
+        if chat.visitors is None:
+            raise HTTPException(503, "the chat is starting; try again in a moment")
+        return chat.visitors
+
     def visitor_or_401(request: Request) -> str:
         token = request.headers.get(HEADER) or request.cookies.get(COOKIE)
-        visitor = chat.visitors.visitor_of(token)
+        visitor = visitors().visitor_of(token)
         if visitor is None:
             raise HTTPException(401, "start a chat session first: POST /chat/api/session")
         return visitor
@@ -243,9 +250,9 @@ def webchat_router(chat: WebChat) -> APIRouter:
     @router.post("/api/session")
     async def session(request: Request, response: Response) -> dict[str, Any]:
         token = request.headers.get(HEADER) or request.cookies.get(COOKIE)
-        visitor = chat.visitors.visitor_of(token)
+        visitor = visitors().visitor_of(token)
         if visitor is None:
-            visitor, token = chat.visitors.new_token()
+            visitor, token = visitors().new_token()
         assert token is not None
         response.set_cookie(
             COOKIE,
@@ -310,7 +317,8 @@ def webchat_router(chat: WebChat) -> APIRouter:
 
     @router.websocket("/ws")
     async def socket(ws: WebSocket) -> None:
-        visitor = chat.visitors.visitor_of(ws.query_params.get("token") or ws.cookies.get(COOKIE))
+        token = ws.query_params.get("token") or ws.cookies.get(COOKIE)
+        visitor = chat.visitors.visitor_of(token) if chat.visitors is not None else None
         if visitor is None:
             await ws.close(code=4401, reason="no chat session")
             return
