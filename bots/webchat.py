@@ -329,13 +329,15 @@ def webchat_router(chat: WebChat) -> APIRouter:
             nonlocal last
             with chat.lines.waiter(visitor) as event:
                 while True:
+                    # Clear before reading: a line stored while we send still wakes us.
+                    event.clear()
                     lines = await chat.lines.since(visitor, last)
                     if lines:
                         last = lines[-1]["id"]
                         await ws.send_json(
                             {"lines": lines, "tickets": await chat.tickets_of(visitor)}
                         )
-                    event.clear()
+                        continue
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(event.wait(), timeout=chat.poll_seconds or 30)
 

@@ -1,0 +1,102 @@
+"""A customer in a real browser (headless Chromium) against the running server.
+
+The customer opens a ticket in the page, an admin assigns it over the API, the agent replies
+over the API, and the page shows the reply live. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bots.server import create_app
+from core.config import Settings
+from tests.support.live import LiveServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = next(
+    (
+        p
+        for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
+        if p and Path(p).exists()
+    ),
+    None,
+)
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = [
+    "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'careline.db'}",
+        data_dir=str(tmp_path / "var"),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    app = create_app(settings)
+    with LiveServer(app) as url:
+        key = app.state.runtime.admin_key
+        assert key, "the first start prints an admin key"
+        yield url, key
+
+
+def test_customer_opens_a_ticket_and_sees_the_agent_reply_live(server: tuple[str, str]) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is missing (apt-get install chromium)")
+        pytest.skip("Chromium is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, key = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    admin = httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {key}"})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 780})  # a phone
+        page.goto(f"{url}/chat")
+        log = page.locator("#log")
+        expect(log).to_contain_text("Report a problem", timeout=20_000)
+
+        page.get_by_role("button", name="Report a problem").click()
+        expect(log.locator(".line--out").last).to_contain_text("describe", ignore_case=True)
+        page.get_by_label("Your message").fill("The app crashes when I upload a photo")
+        page.get_by_role("button", name="Send").click()
+        page.get_by_role("button", name="Product").last.click()
+        page.get_by_role("button", name="High").last.click()
+        page.get_by_role("button", name="Skip").last.click()
+        page.get_by_role("button", name="Yes, open it").last.click()
+        expect(log).to_contain_text("CR-1001", timeout=10_000)
+        expect(page.locator("#tickets")).to_contain_text("CR-1001")
+        page.screenshot(path=str(ARTIFACTS / "webchat-ticket-opened.png"), full_page=True)
+
+        agent = admin.post("/agents", json={"name": "Grace Hopper", "email": "grace@example.com"})
+        assert agent.status_code == 201, agent.text
+        agent_id = agent.json()["id"]
+        ticket_id = admin.get("/tickets").json()["items"][0]["id"]
+        assigned = admin.post(f"/tickets/{ticket_id}/assign", json={"agent_id": agent_id})
+        assert assigned.status_code == 200, assigned.text
+        expect(log).to_contain_text("Grace Hopper", timeout=15_000)
+        expect(page.locator("#tickets")).to_contain_text("open", timeout=15_000)
+
+        reply = admin.post(
+            f"/tickets/{ticket_id}/replies",
+            json={"body": "Thanks! A fix ships tomorrow.", "agent_id": agent_id},
+        )
+        assert reply.status_code == 201, reply.text
+        expect(log).to_contain_text("Thanks! A fix ships tomorrow.", timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "webchat-agent-replied.png"), full_page=True)
+
+        # A reload restores the whole conversation.
+        page.reload()
+        expect(log).to_contain_text("Thanks! A fix ships tomorrow.", timeout=10_000)
+        expect(log).to_contain_text("The app crashes when I upload a photo")
+        browser.close()
