@@ -8,6 +8,7 @@ can quote personal data (a name, an email address), so it goes to the caller, ne
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -17,7 +18,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from core.errors import (
     AgentUnavailable,
@@ -131,11 +131,13 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> set[str]:
+    # From the OpenAPI paths (every path parameter here is an integer id): the routers
+    # nest, and Starlette only names the methods of the first route that matched.
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    for path, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{\w+\\\}", "[0-9]+", re.escape(path))
+        if re.fullmatch(pattern, request.url.path.removeprefix(request.scope.get("root_path", ""))):
+            methods |= {m.upper() for m in operations}
     return methods
 
 

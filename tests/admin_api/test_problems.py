@@ -1,0 +1,102 @@
+"""Every error is problem+json: domain errors, routing, validation, size, server errors."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from admin_api.problems import domain_status
+from core.errors import (
+    AgentUnavailable,
+    CapacityExceeded,
+    Conflict,
+    DomainError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+)
+from tests.admin_api.conftest import Api, assert_problem, build_app
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(NotFound, 404), (IllegalTransition, 409), (Conflict, 409), (CapacityExceeded, 409),
+     (AgentUnavailable, 409), (InvalidInput, 422), (DomainError, 422)],
+)  # fmt: skip
+def test_domain_errors_map_to_their_status(error: type[DomainError], status: int) -> None:
+    assert domain_status(error("x")) == status
+
+
+async def test_an_unknown_route_and_a_wrong_method_are_problems(api: Api) -> None:
+    assert_problem(await api.get("/nowhere"), 404)
+    assert_problem(await api.get("/tickets/abc"), 404)
+    wrong = await api.client.delete("/agents", headers=api.admin)
+    assert_problem(wrong, 405)
+    assert wrong.headers["allow"] == "GET, POST"
+
+
+async def test_validation_errors_list_each_field(api: Api) -> None:
+    response = await api.post("/agents", json={"name": "", "email": "nope", "capacity": "5"})
+    body = assert_problem(response, 422, "invalid_request")
+    assert {tuple(e["loc"]) for e in body["errors"]} == {
+        ("body", "name"),
+        ("body", "email"),
+        ("body", "capacity"),
+    }
+    nul = await api.post("/agents", json={"name": "A\u0000", "email": "a@example.com"})
+    assert_problem(nul, 422)
+    huge = await api.get("/tickets/9007199254740992")
+    assert_problem(huge, 422)
+
+
+async def test_bodies_over_the_limit_are_refused_with_413(api: Api) -> None:
+    app = build_app(api.db, max_body_bytes=1000)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        declared = await client.post("/tickets/1/notes", headers=api.admin,
+                                     json={"body": "x" * 2000})  # fmt: skip
+        assert_problem(declared, 413)
+
+        async def chunks():  # no Content-Length: the limit counts what streams in
+            for _ in range(20):
+                yield b"x" * 100
+
+        streamed = await client.post("/tickets/1/notes", headers=api.admin, content=chunks())
+        assert_problem(streamed, 413)
+
+
+async def test_an_unexpected_failure_is_a_500_problem_without_details(api: Api) -> None:
+    async def broken() -> None:
+        raise RuntimeError("secret internals: customer ada@example.com")
+
+    api.app.add_api_route("/broken", broken)
+    response = await api.get("/broken")
+    body = assert_problem(response, 500, "internal")
+    assert "secret" not in response.text and "ada@" not in body.get("detail", "")
+
+
+async def test_the_openapi_document_describes_problem_responses(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    assert "ProblemDetails" in spec["components"]["schemas"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    responses = spec["paths"]["/tickets/{ticket_id}/assign"]["post"]["responses"]
+    assert {"401", "403", "404", "409", "413", "422", "429"} <= set(responses)
+    assert "application/problem+json" in responses["409"]["content"]
+    assert (await api.client.get("/docs")).status_code == 200
+
+
+async def test_mounted_under_api_v1_the_routes_docs_and_allow_header_work(api: Api) -> None:
+    from fastapi import FastAPI
+
+    server = FastAPI()
+    server.mount("/api/v1", api.app)
+    transport = httpx.ASGITransport(app=server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        me = await client.get("/api/v1/me", headers=api.admin)
+        assert me.status_code == 200
+        docs = await client.get("/api/v1/docs")
+        assert docs.status_code == 200 and "/api/v1/openapi.json" in docs.text
+        assert (await client.get("/api/v1/openapi.json")).status_code == 200
+        wrong = await client.delete("/api/v1/agents/1", headers=api.admin)
+        assert_problem(wrong, 405)
+        assert wrong.headers["allow"] == "GET, PATCH"
