@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import tables as t
@@ -329,44 +330,15 @@ class SqlDialogStore:
         self.session = session
 
     async def load(self, channel: Channel, external_id: str) -> TurnRecord | None:
-        i, c, v = t.channel_identities.c, t.customers.c, t.conversations.c
-        stmt = (
-            select(
-                i.id,
-                i.customer_id,
-                i.chat_id,
-                c.display_name,
-                c.language,
-                c.email,
-                c.email_verified,
-                c.email_blocked,
-                v.id,
-                v.state,
-                v.slots,
-                v.history,
-                v.version,
-            )
-            .select_from(
-                t.channel_identities.join(t.customers, c.id == i.customer_id).outerjoin(
-                    t.conversations, v.identity_id == i.id
-                )
-            )
-            .where(i.channel == channel, i.external_id == external_id)
-        )
-        row = (await self.session.execute(stmt)).first()
+        stmt = _turn_query()
+        params = {"channel": channel.value, "external_id": external_id}
+        row = (await self.session.execute(stmt, params)).first()
         return TurnRecord(*list(row)) if row is not None else None
 
     async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]:
-        k = t.tickets.c
-        stmt = (
-            select(
-                k.id, k.subject, k.status, k.created_at, k.resolved_at, k.assignee_id, k.csat_score
-            )
-            .where(k.customer_id == customer_id)
-            .order_by(k.id.desc())
-            .limit(limit)
-        )
-        return [TicketRecord(*row) for row in (await self.session.execute(stmt)).all()]
+        stmt = _tickets_query()
+        params = {"customer_id": customer_id, "limit": limit}
+        return [TicketRecord(*row) for row in (await self.session.execute(stmt, params)).all()]
 
     async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]:
         """A fresh idle conversation; returns (id, version). A concurrent twin raises
@@ -398,3 +370,43 @@ class SqlDialogStore:
         )
         result = await self.session.execute(stmt)
         return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# Built once per process and reused: a turn then skips SQLAlchemy's statement construction.
+@functools.cache
+def _turn_query() -> Any:
+    i, c, v = t.channel_identities.c, t.customers.c, t.conversations.c
+    return (
+        select(
+            i.id,
+            i.customer_id,
+            i.chat_id,
+            c.display_name,
+            c.language,
+            c.email,
+            c.email_verified,
+            c.email_blocked,
+            v.id,
+            v.state,
+            v.slots,
+            v.history,
+            v.version,
+        )
+        .select_from(
+            t.channel_identities.join(t.customers, c.id == i.customer_id).outerjoin(
+                t.conversations, v.identity_id == i.id
+            )
+        )
+        .where(i.channel == bindparam("channel"), i.external_id == bindparam("external_id"))
+    )
+
+
+@functools.cache
+def _tickets_query() -> Any:
+    k = t.tickets.c
+    return (
+        select(k.id, k.subject, k.status, k.created_at, k.resolved_at, k.assignee_id, k.csat_score)
+        .where(k.customer_id == bindparam("customer_id"))
+        .order_by(k.id.desc())
+        .limit(bindparam("limit", literal_execute=False))
+    )

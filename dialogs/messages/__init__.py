@@ -1,0 +1,1 @@
+"""Bot texts, one YAML file per language (see dialogs/catalogue.py)."""
