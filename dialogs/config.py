@@ -26,6 +26,7 @@ class DialogConfig:
     min_confidence: float = 0.45
     reopen_window: timedelta = timedelta(days=7)
     max_text_chars: int = 4000
+    max_upload_bytes: int = 20 * 1024 * 1024
     #: Turns kept in the conversation, for the summary an agent gets on a handover.
     history_entries: int = 20
     #: Misunderstandings in a row before the bot offers a person.
@@ -59,5 +60,6 @@ class DialogConfig:
             min_confidence=float(getattr(settings, "nlu_threshold", 0.45)),
             reopen_window=timedelta(days=float(getattr(settings, "reopen_window_days", 7))),
             max_text_chars=int(getattr(settings, "max_text_chars", 4000)),
+            max_upload_bytes=int(getattr(settings, "max_upload_bytes", 20 * 1024 * 1024)),
             human_category=human,
         )

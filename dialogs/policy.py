@@ -90,6 +90,9 @@ def decide(state: DialogState, parse: Parse, said: UserSaid, ctx: Context) -> De
         return Decision(
             state, (Say("input.too_long", {"limit": ctx.config.max_text_chars}),), keep_options=True
         )
+    if any((a.size or 0) > ctx.config.max_upload_bytes for a in said.attachments):
+        limit = ctx.config.max_upload_bytes // (1024 * 1024)
+        return Decision(state, (Say("input.file_too_big", {"limit": limit}),), keep_options=True)
     if said.edited:
         return _edited(state, turn, ctx)
     if turn.command is not None:

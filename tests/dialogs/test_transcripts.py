@@ -630,3 +630,25 @@ async def test_replies_follow_the_customers_language_with_english_fallback(
             (Send("hi", language="fr"), "Hi Ada!"),
         ],
     )
+
+
+async def test_oversize_file_is_refused_politely(db: Database, engine: DialogEngine) -> None:
+    customer = await file_complaint(engine)
+    huge = Attachment(kind="video", file_id="v1", size=50 * 1024 * 1024)
+    await verify_dialog(
+        customer, [(Send("look", attachments=(huge,)), "too big for me (over 20 MB)")]
+    )
+    assert ("customer", "look") not in await messages_of(db, 1)
+
+
+async def test_an_nlu_failure_still_gets_an_answer(db: Database) -> None:
+    from dialogs.nlu import Parse
+    from tests.dialogs.conftest import make_engine
+
+    class BrokenNLU:
+        async def parse(self, text: str) -> Parse:
+            raise TimeoutError("the NLU service is down")
+
+    await verify_dialog(
+        make_engine(db, BrokenNLU()), [("hello", "didn't understand"), ("/new", "describe")]
+    )
