@@ -7,11 +7,12 @@
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS builder
-COPY requirements.lock /tmp/requirements.lock
-COPY build/wheelhouse/ /wheels/
+# The wheelhouse and the lock are bind-mounted, not copied: they never become a layer.
 # --no-index: everything comes from the wheelhouse, so the build runs with --network none.
 # pip is removed afterwards: the runtime never installs anything.
-RUN python3 -m venv /opt/venv \
+RUN --mount=type=bind,source=build/wheelhouse,target=/wheels \
+    --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
+    python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
         --constraint /tmp/requirements.lock /wheels/careline-*.whl \
     && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools
@@ -27,8 +28,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     CARELINE_DATA_DIR=/var/lib/careline \
     CARELINE_DATABASE_URL=sqlite+aiosqlite:////var/lib/careline/careline.db
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
-RUN groupadd --system --gid 10001 careline \
-    && useradd --system --uid 10001 --gid careline --no-log-init \
+RUN groupadd --gid 10001 careline \
+    && useradd --uid 10001 --gid careline --no-log-init --no-create-home \
         --home-dir /var/lib/careline --shell /usr/sbin/nologin careline \
     && install -d -o careline -g careline -m 0700 /var/lib/careline
 COPY --from=builder /opt/venv /opt/venv

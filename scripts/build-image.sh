@@ -10,9 +10,13 @@
 #   - only loopback may be a network target, so podman's default bridge (10.x addresses) is
 #     never used: the smoke test runs with --network host on a free loopback port.
 #
-# Environment: IMAGE (default localhost/careline:dev), BASE (default localhost/debian-py:bookworm;
-# any Python 3.11 image already in local storage works, e.g. python:3.11-slim-bookworm where it
-# can be pulled), PYTHON (a Python 3.11 with pip; default .venv/bin/python, else python3).
+# Environment (all optional):
+#   STORAGE_DRIVER  podman storage: overlay where the kernel allows it, else vfs
+#   IMAGE           the tag built (default localhost/careline:dev)
+#   BASE            the base image (default localhost/debian-py:bookworm, made here when
+#                   missing); any Python 3.11 image in local storage works, e.g.
+#                   python:3.11-slim-bookworm where it can be pulled
+#   PYTHON          a Python 3.11 with pip (default .venv/bin/python, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +26,6 @@ BASE=${BASE:-localhost/debian-py:bookworm}
 SUITE=bookworm
 WHEELHOUSE=build/wheelhouse
 UID_EXPECTED=10001
-PODMAN=(podman --runtime runc --storage-driver vfs)
 ULIMITS=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
 
 start=$(date +%s)
@@ -50,6 +53,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Native overlay storage where the kernel allows it (much faster), else vfs, which works
+# everywhere. A storage already set up with one driver refuses the other, so it keeps its own.
+if [ -z "${STORAGE_DRIVER:-}" ]; then
+  if podman --storage-driver overlay info >/dev/null 2>&1; then
+    STORAGE_DRIVER=overlay
+  else
+    STORAGE_DRIVER=vfs
+  fi
+fi
+PODMAN=(podman --runtime runc --storage-driver "$STORAGE_DRIVER")
+echo "podman storage: $STORAGE_DRIVER"
 
 # --- base image --------------------------------------------------------------------------------
 debian_mirror() { # the Debian mirrors apt uses for $SUITE (deb822 and one-line sources)
@@ -105,8 +120,12 @@ fi
 rm -rf "$WHEELHOUSE"
 # careline's own wheel plus every runtime dependency, at the lock's versions (sdists are built
 # into wheels here, where a compiler and the network are available).
+mkdir -p build
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WHEELHOUSE" \
-  --constraint requirements.lock .
+  --constraint requirements.lock . >build/wheelhouse.log 2>&1 || {
+  tail -n 40 build/wheelhouse.log >&2
+  exit 1
+}
 test -n "$(ls "$WHEELHOUSE"/careline-*.whl 2>/dev/null)" || {
   echo "the wheelhouse has no careline wheel" >&2
   exit 1
@@ -116,7 +135,7 @@ test -n "$(ls "$WHEELHOUSE"/careline-*.whl 2>/dev/null)" || {
 stage "build $IMAGE"
 "${PODMAN[@]}" build --quiet --pull=never --network none --format docker "${ULIMITS[@]}" \
   --build-arg BASE="$BASE" --tag "$IMAGE" --file Dockerfile . >/dev/null
-"${PODMAN[@]}" image prune --force >/dev/null # earlier builds' dangling layers
+"${PODMAN[@]}" image prune --force >/dev/null # an earlier build's image, now untagged
 
 # --- smoke test --------------------------------------------------------------------------------
 stage "smoke test"
@@ -127,12 +146,15 @@ trap cleanup EXIT
 # Like Kubernetes' readOnlyRootFilesystem + emptyDir: a read-only root (podman mounts /tmp as
 # tmpfs) and a writable tmpfs for the data directory.
 run_opts=(--read-only "${ULIMITS[@]}"
-  --tmpfs "/var/lib/careline:rw,size=64m,mode=0700,uid=$UID_EXPECTED,gid=$UID_EXPECTED")
+  --tmpfs "/var/lib/careline:rw,size=64m,U")
 
-"${PODMAN[@]}" run --rm --network none "${run_opts[@]}" "$IMAGE" migrate
+# Without systemd podman cannot schedule the HEALTHCHECK (we run it by hand below) and says so.
+without_systemd_noise() { "$@" 2> >(grep -v "unable to get systemd connection" >&2); }
+
+without_systemd_noise "${PODMAN[@]}" run --rm --network none "${run_opts[@]}" "$IMAGE" migrate
 
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"${PODMAN[@]}" run --detach --name "$name" --network host "${run_opts[@]}" \
+without_systemd_noise "${PODMAN[@]}" run --detach --name "$name" --network host "${run_opts[@]}" \
   -e CARELINE_HOST=127.0.0.1 -e CARELINE_PORT="$port" "$IMAGE" serve --role web >/dev/null
 
 "$PYTHON" - "$port" <<'PY' || { "${PODMAN[@]}" logs "$name" 2>&1 | tail -n 40 >&2; exit 1; }
