@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import tomllib
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 import typer.main
+from starlette.routing import Match
 from typer.exceptions import TyperException
 
 from bots.cli import app
@@ -24,6 +26,7 @@ from tests.deploy.dockerfile import exec_form, parse
 IMAGE = parse(REPO / "Dockerfile").final
 ENTRYPOINT = exec_form(IMAGE.last("ENTRYPOINT")) or []
 CMD = exec_form(IMAGE.last("CMD")) or []
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 
 
 def effective_argv(container: dict[str, Any]) -> list[str]:
@@ -94,15 +97,72 @@ def test_a_command_the_cli_does_not_have_is_caught(argv: list[str]) -> None:
         check_cli(argv)
 
 
+# What each Ingress path is for: the endpoints behind it (method, path, http or websocket).
+INGRESS_ENDPOINTS = {
+    "/telegram": [("POST", "/telegram/webhook", "http")],
+    "/slack": [("POST", "/slack/events", "http"), ("POST", "/slack/interactions", "http")],
+    "/sendgrid": [("POST", "/sendgrid/events", "http")],
+    "/chat": [("GET", "/chat", "http"), ("GET", "/chat/ws", "websocket")],
+    "/api": [("GET", "/api/v1/tickets", "http")],
+    "/docs": [("GET", "/docs", "http")],
+}
+
+
+def app_for(tmp_path: Path, role: str) -> Any:
+    """The app in `role` with every channel configured; nothing is started."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'careline.db'}",
+        role=role,
+        telegram_bot_token="1:token",
+        telegram_webhook_secret="secret",
+        slack_bot_token="xoxb-token",
+        slack_signing_secret="secret",
+    )
+    return create_app(settings)
+
+
+def serves(app: Any, method: str, path: str, kind: str = "http") -> bool:
+    """Whether the app's own router sends this request to a route (not to its 404)."""
+    scope: dict[str, Any] = {"type": kind, "path": path, "method": method, "root_path": ""}
+    scope |= {"headers": [], "path_params": {}, "app": app}
+    return any(route.matches(scope)[0] is not Match.NONE for route in app.routes)
+
+
+def test_route_check_tells_a_served_path_from_an_unknown_one(tmp_path: Path) -> None:
+    app = app_for(tmp_path, "web")
+    assert serves(app, "GET", "/healthz")
+    assert not serves(app, "GET", "/no-such-page")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_probe_path_is_served_by_the_app(
-    rendered: dict[str, list[dict[str, Any]]], overlay: str
+def test_every_probe_path_is_served_by_the_role_it_probes(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str, tmp_path: Path
 ) -> None:
-    server = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
-    routes = {getattr(route, "path", None) for route in server.routes}
     for workload, spec in pod_specs(rendered[overlay]).items():
         for container in spec["containers"]:
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                if probe in container:
-                    path = container[probe]["httpGet"]["path"]
-                    assert path in routes, f"{workload} {probe} asks {path}, not served"
+            probes = [container[p] for p in PROBES if p in container]
+            if not probes:
+                continue
+            argv = effective_argv(container)
+            role = argv[argv.index("--role") + 1] if "--role" in argv else "all"
+            app = app_for(tmp_path, role)
+            for probe in probes:
+                path = probe["httpGet"]["path"]
+                assert serves(app, "GET", path), f"{workload} probes {path}; {role} lacks it"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_ingress_path_leads_to_endpoints_web_serves(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str, tmp_path: Path
+) -> None:
+    app = app_for(tmp_path, "web")
+    for doc in rendered[overlay]:
+        if doc["kind"] != "Ingress":
+            continue
+        for rule in doc["spec"]["rules"]:
+            for entry in rule["http"]["paths"]:
+                prefix = entry["path"]
+                assert prefix in INGRESS_ENDPOINTS, f"what is {prefix} for? add its endpoints"
+                for method, path, kind in INGRESS_ENDPOINTS[prefix]:
+                    assert path.startswith(prefix)
+                    assert serves(app, method, path, kind), f"{prefix}: web lacks {path}"
