@@ -124,10 +124,11 @@ class Say:
 
 
 class Action:
-    """Something the engine does through the domain services in the turn's transaction."""
+    """Something the engine does through the domain services in the turn's transaction.
 
-    #: After the action the customer's messages go to its ticket (a human has it).
-    hands_over = False
+    OpenTicket, AddToTicket and RequestHuman hand the conversation over: the customer's
+    next messages go to that ticket until it is no longer active.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,6 @@ class OpenTicket(Action):
     priority: Priority
     attachments: tuple[Mapping[str, Any], ...] = ()
     external_id: str | None = None
-    hands_over = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,6 @@ class AddToTicket(Action):
     text: str
     attachments: tuple[Mapping[str, Any], ...] = ()
     external_id: str | None = None
-    hands_over = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +155,6 @@ class RequestHuman(Action):
     ticket_id: int | None
     summary: str
     description: str
-    hands_over = True
 
 
 @dataclass(frozen=True, slots=True)
