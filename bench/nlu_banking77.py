@@ -81,7 +81,7 @@ def bench_backend(
     full = accuracy(nlu, test)
     p50, p99 = latency_ms(nlu, [example.text for example in test[:1000]])
     few = [
-        accuracy(LocalNLU.train(few_shot(train, shots, seed), backend=backend), test)
+        accuracy(LocalNLU.train(few_shot(train, shots, seed), backend=backend, threshold=0.0), test)
         for seed in range(seeds)
     ]
     return {

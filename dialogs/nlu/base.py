@@ -23,8 +23,8 @@ class Entity:
 class Parse:
     """What a backend understood from one utterance.
 
-    ``intent`` is an intent name from the intents file, or ``OUT_OF_SCOPE``; for an
-    out-of-scope parse ``confidence`` is the score of the rejected best guess.
+    ``intent`` is an intent name from the intents file, or ``OUT_OF_SCOPE``: then
+    ``confidence`` is that of the rejected best guess, or of the trained ``oos`` class.
     """
 
     intent: str
