@@ -607,8 +607,12 @@ def _ask_score(state: DialogState, ticket: TicketView) -> Decision:
 
 
 def _rate_choice(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    # `rate:<ticket id or reference>[:<score>]`: the relay's resolution notice uses references.
     parts = (turn.choice or "").split(":")
-    ticket = ctx.ticket(int(parts[1])) if len(parts) > 1 and parts[1].isdigit() else None
+    ticket_id = None
+    if len(parts) > 1:
+        ticket_id = int(parts[1]) if parts[1].isdigit() else ticket_id_from_reference(parts[1])
+    ticket = ctx.ticket(ticket_id) if ticket_id is not None else None
     if ticket is None:
         return Decision(_reset(state), (Say("status.unknown_ticket"),))
     if len(parts) == 3 and parts[2] in {"1", "2", "3", "4", "5"}:

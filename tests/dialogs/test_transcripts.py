@@ -512,6 +512,18 @@ async def test_rating_button_from_the_resolution_notice_and_skip(
     assert (row["csat_score"], row["csat_comment"]) == (2, None)
 
 
+async def test_rating_buttons_the_relay_sends_are_understood(
+    db: Database, engine: DialogEngine
+) -> None:
+    from bots.notices import rating_choices
+
+    customer = await file_complaint(engine)
+    await resolve(db, 1)
+    four = next(c for c in rating_choices("CR-1001") if c.value.endswith(":4"))
+    await verify_dialog(customer, [(Press(four.value), "Anything"), (Press("skip"), "Thank you")])
+    assert (await ticket_row(db, 1))["csat_score"] == 4
+
+
 async def test_a_command_while_a_rating_waits_for_a_comment_keeps_the_score(
     db: Database, engine: DialogEngine
 ) -> None:
