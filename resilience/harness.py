@@ -1,0 +1,123 @@
+"""What every scenario shares: sizes, the run context, waiting, and the relay check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from core.db import tables as t
+from core.db.database import Database
+from resilience.procs import SECRET, TOKEN, Fake, Processes, Server, server_env
+from resilience.report import Result
+
+NO_RELAY = "no relay handlers registered"
+
+
+@dataclass(frozen=True)
+class Size:
+    """How hard each scenario pushes (`quick`, `full` or the short CI run)."""
+
+    updates: int
+    chats: int
+    kills: int
+    pg_updates: int
+    pg_chats: int
+    slack_events: int
+    fuzz_examples: int
+    schemathesis_examples: int
+
+    @classmethod
+    def named(cls, name: str) -> Size:
+        return SIZES[name]
+
+
+SIZES = {
+    "ci": Size(120, 12, 2, 120, 12, 20, 60, 0),
+    "quick": Size(600, 30, 4, 400, 20, 100, 300, 20),
+    "full": Size(10_000, 200, 12, 3_000, 100, 1_000, 2_000, 100),
+}
+
+
+@dataclass
+class Context:
+    procs: Processes
+    workdir: Path
+    size: Size
+    database: str = "sqlite"  # or a PostgreSQL URL (scenario 1 on PostgreSQL)
+    seed: int = 0
+
+    def sqlite_url(self, name: str) -> str:
+        return f"sqlite+aiosqlite:///{self.workdir / name}.db"
+
+    def folder(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def telegram_env(url: str, fake: Fake, workdir: Path, **extra: str) -> dict[str, str]:
+    return server_env(
+        url,
+        workdir,
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
+        TELEGRAM_API_BASE_URL=f"{fake.url}/bot",
+        **extra,
+    )
+
+
+async def wait_until(
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]], within: float, every: float = 0.05
+) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        outcome = check()
+        if isinstance(outcome, Awaitable):
+            outcome = await outcome
+        if outcome:
+            return True
+        await asyncio.sleep(every)
+    return False
+
+
+async def outbox_backlog(database_url: str) -> tuple[int, int]:
+    """(outbox rows not done, deliveries dead)."""
+    db = Database(database_url)
+    try:
+        async with db.engine.connect() as conn:
+            open_rows = await conn.scalar(
+                select(func.count()).select_from(t.outbox).where(t.outbox.c.status != "done")
+            )
+            dead = await conn.scalar(
+                select(func.count())
+                .select_from(t.outbox_deliveries)
+                .where(t.outbox_deliveries.c.status == "dead")
+            )
+    finally:
+        await db.dispose()
+    return int(open_rows or 0), int(dead or 0)
+
+
+async def check_relay(result: Result, server: Server, database_url: str, within: float) -> None:
+    """Notices: every outbox row done (each handler at least once), none dead."""
+    if NO_RELAY in server.log_text():
+        result.notes.append(
+            "relay notices not checked: the server registers no relay handlers "
+            "(bots/server.py default_relay_handlers returns None)"
+        )
+        return
+
+    async def drained() -> bool:
+        open_rows, _ = await outbox_backlog(database_url)
+        return open_rows == 0
+
+    await wait_until(drained, within, every=0.5)
+    open_rows, dead = await outbox_backlog(database_url)
+    if open_rows or dead:
+        result.lost += open_rows + dead
+        result.fail(f"outbox after {within:.0f} s: {open_rows} rows not done, {dead} dead")

@@ -1,0 +1,204 @@
+"""The processes the suite starts: the real server and the fakes, each on a free 127.0.0.1 port.
+
+Every process is started through a `Processes` registry and ended by its own pid in a
+`finally` block; nothing is ever killed by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOKEN = "123456:resilience-token"  # noqa: S105 - a fake bot token
+SECRET = "resilience-webhook-secret"  # noqa: S105 - local only
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Processes:
+    """The pids this run started; `close()` ends each of them (SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self._started: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+
+    def start(
+        self, argv: list[str], *, env: Mapping[str, str], log: Path
+    ) -> subprocess.Popen[bytes]:
+        handle = log.open("ab")
+        try:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                argv, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT
+            )
+        finally:
+            handle.close()
+        with self._lock:
+            self._started.append(process)
+        return process
+
+    def close(self) -> None:
+        with self._lock:
+            started, self._started = self._started, []
+        for process in started:
+            if process.poll() is None:
+                process.terminate()
+        for process in started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def base_env() -> dict[str, str]:
+    """Our environment without any Careline/platform settings a developer may have exported."""
+    prefixes = ("CARELINE_", "TELEGRAM_", "SLACK_", "SENDGRID_", "WATSON_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Fake:
+    """A fake platform server run as a subprocess (tests/fakes, control API under /_fake)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def calls(self) -> list[dict[str, object]]:
+        response = httpx.get(f"{self.url}/_fake/calls", timeout=60)
+        response.raise_for_status()
+        return list(response.json())
+
+    def fault(self, method: str, **spec: object) -> None:
+        httpx.post(f"{self.url}/_fake/faults", json={"method": method, **spec}, timeout=10)
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_fake/reset", timeout=10)
+
+
+def start_fake(procs: Processes, module: str, workdir: Path, timeout: float = 60.0) -> Fake:
+    """Start `python -m <module> --port 0` and read the URL it prints."""
+    log = workdir / f"{module.rsplit('.', 1)[-1]}.log"
+    process = procs.start([sys.executable, "-m", module, "--port", "0"], env=base_env(), log=log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{module} exited: {log.read_text(errors='replace')[-2000:]}")
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("listening on "):
+                return Fake(line.removeprefix("listening on ").strip(), process)
+        time.sleep(0.05)
+    raise TimeoutError(f"{module} did not start within {timeout} s")
+
+
+@dataclass
+class Server:
+    """The real `careline serve` as a subprocess that can be killed -9 and started again."""
+
+    procs: Processes
+    env: dict[str, str]
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "server.log"
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "bots.cli", "serve", "--host", "127.0.0.1"]
+        argv += ["--port", str(self.port)]
+        self.starts += 1
+        with self.log.open("a") as out:
+            out.write(f"\n===== start {self.starts} =====\n")
+        self.process = self.procs.start(argv, env=self.env, log=self.log)
+
+    def wait_ready(self, timeout: float = 180.0) -> float:
+        """Wait for /readyz; returns the seconds it took. Raises if the process died."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return time.monotonic() - started
+            time.sleep(0.1)
+        raise TimeoutError(f"the server was not ready within {timeout} s; see {self.log}")
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hooks, no flush, like a crashed or OOM-killed pod."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(40)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def server_env(database_url: str, workdir: Path, **settings: str) -> dict[str, str]:
+    """Environment of `careline serve` for the suite: the given database, local fakes only."""
+    env = base_env()
+    env.update(
+        {
+            "CARELINE_DATABASE_URL": database_url,
+            "CARELINE_DATA_DIR": str(workdir / "var"),
+            "CARELINE_LOG_LEVEL": "warning",
+            "CARELINE_NLU_BACKEND": "local",
+            # Never reach out: platforms default to the public APIs, so point them all home.
+            "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot",
+            "SLACK_API_URL": "http://127.0.0.1:9/api/",
+            "SENDGRID_API_HOST": "http://127.0.0.1:9",
+            "CARELINE_SHUTDOWN_GRACE_SECONDS": "5",
+        }
+    )
+    env.update(settings)
+    return env
+
+
+@contextlib.contextmanager
+def workspace(keep: bool = False) -> Iterator[Path]:
+    """A throwaway folder for databases and logs (kept with `keep`, e.g. to read the logs)."""
+    path = Path(tempfile.mkdtemp(prefix="careline-resilience-"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
