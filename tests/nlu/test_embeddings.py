@@ -50,3 +50,17 @@ def test_embeddings_model_saves_without_the_onnx_session(
     assert path.stat().st_size < 5_000_000  # the 22 MB ONNX model is not inside
     assert loaded.backend == "embeddings"
     assert loaded.classify("my order arrived damaged") == nlu.classify("my order arrived damaged")
+
+
+def test_cli_evaluates_the_embeddings_backend(small_intents_file: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bots.cli_nlu import nlu_app
+
+    data = str(small_intents_file)
+    result = CliRunner().invoke(
+        nlu_app, ["eval", "--train", data, "--test", data, "--backend", "embeddings"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "accuracy: 1.0000" in result.output
