@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.schema import CreateIndex
 
 from admin_api import create_admin_app, create_key
+from admin_api.queries import TicketFilter, list_tickets
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
@@ -163,7 +164,8 @@ def scenarios(n: int) -> dict[str, tuple[str, Params]]:
         "search: rare word": ("search", lambda r: {"q": r.choice(RARE)}),
         "search: two words": ("search", lambda r: {"q": f"{r.choice(COMMON)} "
                                                         f"{r.choice(COMMON)}"}),
-        "search: prefix": ("search", lambda r: {"q": r.choice(COMMON)[:4]}),
+        "search: common word + category": (
+            "search", lambda r: {"q": r.choice(COMMON), "category": r.choice(CATEGORIES)}),
         "search: rare word + status": (
             "search", lambda r: {"q": r.choice(RARE), "status": "closed"}),
         "search: reference": ("search", lambda r: {"q": f"CR-{1000 + r.randint(1, n)}"}),
@@ -215,6 +217,53 @@ async def measure(client: httpx.AsyncClient, headers: dict[str, str], requests: 
     return results
 
 
+def _filter(params: dict[str, Any]) -> tuple[TicketFilter, Any, str | None]:
+    from datetime import datetime
+
+    f = TicketFilter()
+    for key in ("status", "priority", "category"):
+        if key in params:
+            setattr(f, key, [params[key]])
+    for key in ("assignee_id", "customer_id"):
+        if key in params:
+            setattr(f, key, int(params[key]))
+    for key in ("unassigned", "sla_breached"):
+        if key in params:
+            setattr(f, key, params[key] == "true")
+    for key in ("created_from", "created_to"):
+        if key in params:
+            setattr(f, key, datetime.fromisoformat(params[key]))
+    f.q = params.get("q")
+    return f, params.get("sort", "-created_at"), params.get("cursor")
+
+
+async def measure_queries(db: Database, requests: int, n: int) -> dict[str, tuple[float, float]]:
+    """The same scenarios as direct queries (session + SQL, no HTTP, no JSON)."""
+    rng = random.Random(7)
+    results = {}
+    for name, (_kind, make) in scenarios(n).items():
+        latencies = []
+        for i in range(requests + 10):
+            params = _resolve(make(rng))
+            pages = params.pop("_pages", 1)
+            f, sort, _ = _filter(params)
+            cursor = None
+            async with db.uow() as uow:
+                for _ in range(pages - 1):
+                    _rows, cursor = await list_tickets(uow.session, f, postgres=True, sort=sort,
+                                                       cursor=cursor)  # fmt: skip
+            started = time.perf_counter()
+            async with db.uow() as uow:
+                await list_tickets(uow.session, f, postgres=True, sort=sort, cursor=cursor)
+            if i >= 10:
+                latencies.append((time.perf_counter() - started) * 1000)
+        latencies.sort()
+        results[name] = (statistics.median(latencies), latencies[int(len(latencies) * 0.95) - 1])
+        print(f"  {name:<40} p50 {results[name][0]:6.1f} ms   p95 {results[name][1]:6.1f} ms",
+              flush=True)  # fmt: skip
+    return results
+
+
 async def serve_and_measure(db: Database, requests: int, n: int) -> dict[str, Any]:
     async with db.uow() as uow:
         key = (await create_key(uow.session, name="bench", role="admin")).key
@@ -228,7 +277,20 @@ async def serve_and_measure(db: Database, requests: int, n: int) -> dict[str, An
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            return await measure(client, {"Authorization": f"Bearer {key}"}, requests, n)
+            headers = {"Authorization": f"Bearer {key}"}
+            baseline = []
+            for i in range(requests + 10):
+                started = time.perf_counter()
+                assert (await client.get("/me", headers=headers)).status_code == 200
+                if i >= 10:
+                    baseline.append((time.perf_counter() - started) * 1000)
+            baseline.sort()
+            print(
+                f"  {'baseline: GET /me (auth only)':<40} p50 {statistics.median(baseline):6.1f}"
+                f" ms   p95 {baseline[int(len(baseline) * 0.95) - 1]:6.1f} ms",
+                flush=True,
+            )
+            return await measure(client, headers, requests, n)
     finally:
         server.should_exit = True
         await task
@@ -260,7 +322,10 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"loaded in {time.perf_counter() - started:.0f} s; indexes:", flush=True)
         await add_admin_indexes(db)
         print(f"ready after {time.perf_counter() - started:.0f} s; {args.requests} requests "
-              "per scenario, over HTTP (uvicorn, 127.0.0.1):", flush=True)  # fmt: skip
+              "per scenario, one at a time", flush=True)  # fmt: skip
+        print("the same scenarios as direct queries (no HTTP):", flush=True)
+        await measure_queries(db, args.requests, args.tickets)
+        print("over HTTP (uvicorn on 127.0.0.1, httpx client):", flush=True)
         results = await serve_and_measure(db, args.requests, args.tickets)
         worst: dict[str, float] = {}
         for kind, _p50, p95, _items in results.values():
@@ -270,9 +335,11 @@ async def main_async(args: argparse.Namespace) -> None:
             verdict = "ok" if p95 <= targets[kind] else "OVER TARGET"
             print(f"worst p95 {kind:<7} {p95:6.1f} ms (target {targets[kind]:.0f}) {verdict}")
     finally:
-        await db.dispose()
-        if cluster is not None:
-            cluster.destroy()
+        try:
+            await db.dispose()
+        finally:  # even when the dispose is cancelled too
+            if cluster is not None:
+                cluster.destroy()
 
 
 async def _until_signalled(args: argparse.Namespace) -> None:

@@ -76,7 +76,10 @@ async def list_all(
         Query(
             max_length=200,
             pattern=NO_NUL,
-            description="Words in the subject or description, or a reference (CR-1042).",
+            description=(
+                "Words in the subject or description (all of them; whole words on "
+                "PostgreSQL), or a reference (CR-1042)."
+            ),
         ),
     ] = None,
     sort: Sort = "-created_at",
