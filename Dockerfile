@@ -9,13 +9,16 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS builder
 # The wheelhouse and the lock are bind-mounted, not copied: they never become a layer.
 # --no-index: everything comes from the wheelhouse, so the build runs with --network none.
-# pip is removed afterwards: the runtime never installs anything.
+# pip is removed afterwards (the runtime never installs anything), and so are the test suites
+# of the numeric libraries (~60 MB that nothing imports).
 RUN --mount=type=bind,source=build/wheelhouse,target=/wheels \
     --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
     python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
         --constraint /tmp/requirements.lock /wheels/careline-*.whl \
-    && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools \
+    && find /opt/venv/lib/python3*/site-packages/numpy /opt/venv/lib/python3*/site-packages/scipy \
+        /opt/venv/lib/python3*/site-packages/sklearn -depth -type d -name tests -exec rm -rf {} +
 
 FROM ${BASE}
 ENV PATH=/opt/venv/bin:$PATH \

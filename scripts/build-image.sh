@@ -94,8 +94,14 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
   rootfs=$(mktemp -d /tmp/careline-rootfs.XXXXXX)
   trap 'rm -rf --one-file-system "$rootfs"' EXIT
   echo "debootstrap $SUITE from the apt mirror into $rootfs"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    "$SUITE" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+  # Two stages, so dpkg can be told not to fsync each file of a throwaway tree (~1.5x faster).
+  {
+    debootstrap --foreign --variant=minbase --include=python3,python3-venv,ca-certificates \
+      "$SUITE" "$rootfs" "$mirror" &&
+      echo force-unsafe-io >"$rootfs/etc/dpkg/dpkg.cfg.d/careline-build" &&
+      chroot "$rootfs" /debootstrap/debootstrap --second-stage &&
+      rm "$rootfs/etc/dpkg/dpkg.cfg.d/careline-build"
+  } >"$rootfs.log" 2>&1 || {
     tail -n 30 "$rootfs.log" >&2
     exit 1
   }
@@ -104,7 +110,7 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
   rm -rf --one-file-system "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
     "$rootfs"/usr/share/locale/*
-  tar -C "$rootfs" -c . | "${PODMAN[@]}" import \
+  tar -C "$rootfs" -c . | "${PODMAN[@]}" import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["python3"]' - "$BASE" >/dev/null
   rm -rf --one-file-system "$rootfs"
