@@ -1,0 +1,116 @@
+"""Failures between two writes of the real server: nothing may be lost or said twice.
+
+Each test injects a real database fault (an SQLite trigger that aborts one kind of write)
+into the running `careline serve`, lifts it, and checks what the customer finally got.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from resilience.procs import SECRET
+from resilience.telegram_load import Sent
+from tests.resilience.conftest import Running
+
+pytestmark = pytest.mark.slow
+
+_chats = itertools.count(7_300_000_001)
+_updates = itertools.count(900_000_001)
+
+
+def post(running: Running, sent: Sent) -> httpx.Response:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    return httpx.post(running.webhook, json=sent.body(), headers=headers, timeout=60)
+
+
+def sends_to(running: Running, chat_id: int) -> list[str]:
+    return [
+        str(call["params"]["text"])  # type: ignore[index]
+        for call in running.fake.calls()
+        if call["method"] == "sendMessage"
+        and call["status"] == 200
+        and str(call["params"]["chat_id"]) == str(chat_id)  # type: ignore[index]
+    ]
+
+
+def wait_for(check: Any, seconds: float) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    return check()
+
+
+def test_reply_is_not_lost_when_storing_it_fails_after_the_turn_committed(
+    running: Running,
+) -> None:
+    """bots/telegram.py `_process`: the turn commits (the note is added to the ticket), then
+    `inbox.answered` fails (a crash or a database blip at that moment). Telegram redelivers;
+    dialogs/engine.py sees the message id as seen and returns no replies, so the update is
+    marked done and the customer never gets the answer, although the note was stored."""
+    chat = next(_chats)
+    opening = Sent(next(_updates), chat, 1, "/human", opens_ticket=True)
+    assert post(running, opening).status_code == 200
+    sent = Sent(next(_updates), chat, 2, f"note {chat} for the agent", opens_ticket=False)
+    running.sql(
+        "CREATE TRIGGER fail_answered BEFORE UPDATE ON inbox "
+        f"WHEN NEW.status = 'answered' AND NEW.key = '{sent.update_id}' "
+        "BEGIN SELECT RAISE(ABORT, 'injected: database went away'); END"
+    )
+    try:
+        first = post(running, sent)
+    finally:
+        running.sql("DROP TRIGGER fail_answered")
+    assert first.status_code >= 500  # Telegram will deliver it again
+
+    again = post(running, sent)
+    assert again.status_code == 200
+    stored = running.sql(f"SELECT count(*) FROM messages WHERE body = '{sent.text}'")
+    assert stored == [(1,)]  # the turn had its effect exactly once
+    answer = again.json().get("text", "") if again.content else ""
+    direct = [t for t in sends_to(running, chat) if "Added to" in t]
+    assert "Added to" in answer or direct, "the customer never got the answer to the note"
+
+
+def test_sent_notice_is_recorded_done_when_a_bookkeeping_write_failed_once(
+    running: Running,
+) -> None:
+    """bots/relay.py `_Journal._flush_forever`: when a group commit fails, `_fail` wakes the
+    waiters of `begins` and `settles` but drops `work.outcomes`, the `done` records of
+    messages already sent. Those deliveries stay `sending` until the 60 s lease expires, and
+    then the relay sends the notice again (seen as 12 of 12 notices duplicated in the suite's
+    PostgreSQL-restart scenario)."""
+    chat = next(_chats)
+    sent = Sent(next(_updates), chat, 1, "/human", opens_ticket=True)
+    running.sql(
+        "CREATE TRIGGER fail_done BEFORE UPDATE ON outbox_deliveries "
+        "WHEN NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'injected: database went away'); END"
+    )
+    try:
+        assert post(running, sent).status_code == 200
+        notice = wait_for(lambda: [t for t in sends_to(running, chat) if "queue" in t], 30)
+        assert notice, "the queue notice was never sent"
+        assert wait_for(lambda: "writing delivery records failed" in running.server.log_text(), 10)
+    finally:
+        running.sql("DROP TRIGGER fail_done")
+
+    def recorded() -> list[tuple[object, ...]]:
+        return running.sql(
+            "SELECT d.status FROM outbox_deliveries d JOIN outbox o ON o.id = d.event_id "
+            "JOIN tickets tk ON tk.id = json_extract(o.payload, '$.ticket_id') "
+            "JOIN channel_identities ci ON ci.id = tk.identity_id "
+            f"WHERE d.handler = 'customer_chat' AND ci.chat_id = '{chat}'"
+        )
+
+    assert wait_for(lambda: recorded() == [("done",)], 10) == [("done",)], (
+        f"the sent notice is still {recorded()} after the database came back: "
+        "it will be sent again when the lease expires"
+    )
+    assert len([t for t in sends_to(running, chat) if "queue" in t]) == 1
