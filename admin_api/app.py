@@ -72,7 +72,7 @@ def create_admin_app(
 _known_query: dict[int, frozenset[str]] = {}
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """422 for a query parameter the route does not take: `?statuss=open` must not quietly
     list every ticket."""
     route = request.scope.get("route")

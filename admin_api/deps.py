@@ -29,17 +29,17 @@ bearer = HTTPBearer(
 )
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sla(request: Request) -> SlaPolicy:
+async def get_sla(request: Request) -> SlaPolicy:
     sla: SlaPolicy = request.app.state.sla
     return sla
 
@@ -51,7 +51,10 @@ class AdminUnitOfWork(UnitOfWork, Protocol):
 
 
 async def get_uow(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AdminUnitOfWork]:
-    """One unit of work per request; routes commit what they change."""
+    """One unit of work per request; routes commit what they change.
+
+    Every dependency here is `async def`: FastAPI runs plain `def` ones in a thread pool,
+    a hop that costs more than the work they do."""
     async with db.uow() as uow:
         # SqlUnitOfWork fits the protocol; mypy cannot see it through the repositories'
         # invariant attribute types.
@@ -109,13 +112,13 @@ async def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require_admin(caller: CallerDep) -> Caller:
+async def require_admin(caller: CallerDep) -> Caller:
     if not caller.is_admin:
         raise Problem(403, "this needs an admin key", code="forbidden")
     return caller
 
 
-def require_agent(caller: CallerDep) -> Caller:
+async def require_agent(caller: CallerDep) -> Caller:
     if caller.role != "agent":
         raise Problem(403, "this needs an agent key", code="forbidden")
     return caller

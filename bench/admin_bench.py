@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.schema import CreateIndex
 
@@ -264,20 +263,43 @@ async def measure_queries(db: Database, requests: int, n: int) -> dict[str, tupl
     return results
 
 
+def bench_app() -> Any:
+    """The admin API for the server process (`uvicorn --factory bench.admin_bench:bench_app`)."""
+    import os
+
+    db = Database(os.environ["CARELINE_DATABASE_URL"], pool_size=4)
+    return create_admin_app(db, Settings(_env_file=None))  # type: ignore[call-arg]
+
+
 async def serve_and_measure(db: Database, requests: int, n: int) -> dict[str, Any]:
+    """Runs the API in its own uvicorn process, so client and server do not share a loop."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.pgcluster import free_port
+
     async with db.uow() as uow:
         key = (await create_key(uow.session, name="bench", role="admin")).key
         await uow.commit()
-    app = create_admin_app(db, Settings(_env_file=None))  # type: ignore[call-arg]
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    port = free_port()
+    env = {**os.environ,
+           "CARELINE_DATABASE_URL": db.url.render_as_string(hide_password=False)}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "bench.admin_bench:bench_app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--lifespan", "off", "--no-access-log"],
+        env=env,
+    )  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             headers = {"Authorization": f"Bearer {key}"}
+            for _ in range(200):
+                try:
+                    if (await client.get("/me", headers=headers)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
             baseline = []
             for i in range(requests + 10):
                 started = time.perf_counter()
@@ -292,8 +314,8 @@ async def serve_and_measure(db: Database, requests: int, n: int) -> dict[str, An
             )
             return await measure(client, headers, requests, n)
     finally:
-        server.should_exit = True
-        await task
+        server.terminate()
+        server.wait(10)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -325,7 +347,7 @@ async def main_async(args: argparse.Namespace) -> None:
               "per scenario, one at a time", flush=True)  # fmt: skip
         print("the same scenarios as direct queries (no HTTP):", flush=True)
         await measure_queries(db, args.requests, args.tickets)
-        print("over HTTP (uvicorn on 127.0.0.1, httpx client):", flush=True)
+        print("over HTTP (uvicorn process on 127.0.0.1, httpx client):", flush=True)
         results = await serve_and_measure(db, args.requests, args.tickets)
         worst: dict[str, float] = {}
         for kind, _p50, p95, _items in results.values():
