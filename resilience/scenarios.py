@@ -8,9 +8,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
+from resilience.fuzz import fuzzed_input
 from resilience.harness import Context, check_relay, telegram_env, wait_until
 from resilience.procs import SECRET, Server, start_fake
 from resilience.report import Result
+from resilience.slack_load import slack_redeliveries
 from resilience.telegram_load import Load, Verdict, judge, plan, read_effects
 from tests.support.pgcluster import PgCluster, find_bindir
 
@@ -205,4 +207,6 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Result]]]] = {
     "crash": _crash,
     "crash-postgres": _crash_postgres,
     "postgres-restart": _postgres_restart,
+    "slack": slack_redeliveries,
+    "fuzz": fuzzed_input,
 }
