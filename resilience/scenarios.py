@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
+from resilience.faults import platform_faults
 from resilience.fuzz import fuzzed_input
 from resilience.harness import Context, check_relay, telegram_env, wait_until
 from resilience.procs import SECRET, Server, start_fake
@@ -208,5 +209,6 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Result]]]] = {
     "crash-postgres": _crash_postgres,
     "postgres-restart": _postgres_restart,
     "slack": slack_redeliveries,
+    "faults": platform_faults,
     "fuzz": fuzzed_input,
 }
