@@ -1,4 +1,4 @@
-"""The real `careline serve` on SQLite against the fake Bot API, both as subprocesses."""
+"""The real `careline serve` on SQLite against the fake Bot API and Slack, as subprocesses."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from resilience.fuzz import SLACK_SECRET, SLACK_TOKEN
 from resilience.harness import telegram_env
 from resilience.procs import Fake, Processes, Server, start_fake, workspace
 
@@ -29,14 +30,22 @@ class Running:
             return list(conn.execute(statement).fetchall())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def running() -> Iterator[Running]:
     procs = Processes()
     with workspace() as workdir:
         try:
             fake = start_fake(procs, "tests.fakes.telegram_api", workdir)
+            slack = start_fake(procs, "tests.fakes.slack_api", workdir)
             database = workdir / "careline.db"
-            env = telegram_env(f"sqlite+aiosqlite:///{database}", fake, workdir)
+            env = telegram_env(
+                f"sqlite+aiosqlite:///{database}",
+                fake,
+                workdir,
+                SLACK_BOT_TOKEN=SLACK_TOKEN,
+                SLACK_SIGNING_SECRET=SLACK_SECRET,
+                SLACK_API_URL=f"{slack.url}/api/",
+            )
             server = Server(procs, env, workdir)
             server.start()
             server.wait_ready()
