@@ -36,6 +36,7 @@ from bots.webchat import (
 from core.config import Settings
 from core.db.database import Database
 from core.db.migrate import is_current, migrate
+from core.db.outbox import SqliteRelayLock
 
 log = logging.getLogger("careline.server")
 
@@ -148,6 +149,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime
+        sqlite_lock = _claim_sqlite(settings, db)
         try:
             if settings.auto_migrate:
                 await migrate(db)
@@ -175,6 +177,8 @@ def create_app(
             yield
         finally:
             await _stop(runtime)
+            if sqlite_lock is not None:
+                sqlite_lock.release()
 
     app = FastAPI(title="Careline", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
@@ -233,6 +237,23 @@ def create_app(
             return RedirectResponse(f"{ADMIN_API_PATH}/docs")
 
     return app
+
+
+def _claim_sqlite(settings: Settings, db: Database) -> SqliteRelayLock | None:
+    """SQLite serves one process: refuse split roles and a second server on the same file."""
+    if not db.is_sqlite:
+        return None
+    if settings.role != "all":
+        raise RuntimeError(
+            f"role {settings.role!r} needs PostgreSQL: on SQLite one process runs web and "
+            "relay together (role all). Set CARELINE_DATABASE_URL to a PostgreSQL URL."
+        )
+    path = db.sqlite_path
+    if path is None:
+        return None
+    lock = SqliteRelayLock(path, what="server")
+    lock.acquire()  # raises with a clear message when another server holds the file
+    return lock
 
 
 def _build_webchat(settings: Settings, db: Database) -> WebChat:
@@ -376,6 +397,12 @@ def banner(settings: Settings) -> str:
 def run(settings: Settings) -> None:
     """`careline serve`: uvicorn (uvloop, httptools); SIGTERM drains in-flight requests."""
     import uvicorn
+
+    if make_url(settings.database_url).get_backend_name() == "sqlite" and settings.role != "all":
+        raise SystemExit(
+            f"careline: role {settings.role!r} needs PostgreSQL: on SQLite one process runs web "
+            "and relay together (role all). Set CARELINE_DATABASE_URL to a PostgreSQL URL."
+        )
 
     secrets = [
         s.get_secret_value()

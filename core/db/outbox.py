@@ -94,10 +94,14 @@ async def retry_later(
 
 
 class SqliteRelayLock:
-    """Exclusive, crash-safe (the OS drops it on kill -9) lock for the one SQLite relay."""
+    """Exclusive, crash-safe (the OS drops it on kill -9) lock for the one SQLite relay.
 
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".relay.lock")
+    With `what="server"` it is the lock of the one `careline serve` process on a SQLite file.
+    """
+
+    def __init__(self, db_path: Path, what: str = "relay") -> None:
+        self.path = db_path.with_name(f"{db_path.name}.{what}.lock")
+        self.what = what
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
@@ -107,9 +111,10 @@ class SqliteRelayLock:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             handle.close()
+            database = self.path.name.removesuffix(f".{self.what}.lock")
             raise RelayLockHeld(
-                f"another process already runs the relay on {self.path.name[:-11]}; SQLite "
-                "allows one relay process (use PostgreSQL for several)"
+                f"another process already runs the {self.what} on {database}; SQLite "
+                f"allows one {self.what} process (use PostgreSQL for several)"
             ) from exc
         handle.seek(0)
         handle.truncate()

@@ -57,7 +57,7 @@ async def test_telegram_webhook_is_not_served_without_a_token(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("role", "relays"), [("all", True), ("relay", True), ("web", False)])
 async def test_role_decides_whether_this_process_relays_the_outbox(
-    tmp_path: Path, role: str, relays: bool
+    pg_db: Database, role: str, relays: bool
 ) -> None:
     seen: list[str] = []
 
@@ -70,7 +70,8 @@ async def test_role_decides_whether_this_process_relays_the_outbox(
         registry.add(events.NoteAdded, "record", record)
         return registry
 
-    settings = sqlite_settings(tmp_path, role=role)
+    url = pg_db.url.render_as_string(hide_password=False)
+    settings = Settings(database_url=url, role=role)  # type: ignore[arg-type]
     with running(settings, EchoEngine(), relay_handlers=handlers) as server:
         db = Database(settings.database_url)
         async with db.uow() as uow:
@@ -93,6 +94,33 @@ async def test_role_decides_whether_this_process_relays_the_outbox(
             webhook = await client.get("/healthz")
     assert webhook.status_code == 200
     assert bool(seen) is relays
+
+
+def serve_subprocess(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CARELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/careline.db",
+        "CARELINE_PORT": str(free_port()),
+        "CARELINE_DATA_DIR": str(tmp_path / "var"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", "serve", *args],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["web", "relay"])
+def test_sqlite_refuses_split_roles(tmp_path: Path, role: str) -> None:
+    result = serve_subprocess(tmp_path, "--role", role)
+    assert result.returncode != 0
+    assert "needs PostgreSQL" in result.stderr + result.stdout
+
+
+def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    with running(sqlite_settings(tmp_path), EchoEngine()):
+        result = serve_subprocess(tmp_path)
+    assert result.returncode != 0
+    assert "allows one server process" in result.stderr + result.stdout
 
 
 def test_banner_says_what_runs_and_where() -> None:
