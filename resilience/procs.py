@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -83,7 +84,7 @@ class Fake:
     url: str
     process: subprocess.Popen[bytes]
 
-    def calls(self) -> list[dict[str, object]]:
+    def calls(self) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.url}/_fake/calls", timeout=60)
         response.raise_for_status()
         return list(response.json())

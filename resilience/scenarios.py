@@ -71,14 +71,14 @@ async def crash_during_telegram_load(ctx: Context, *, database_url: str | None =
 
     async def killer() -> None:
         for threshold in thresholds:
-            if not await wait_until(lambda th=threshold: load.acked >= th, 600):  # type: ignore[misc]
+            if not await wait_until(lambda th=threshold: load.acked >= th, 600):
                 return
             await asyncio.sleep(rng.uniform(0, 0.3))  # a random moment, mid-request
             server.kill9()
             killed = time.monotonic()
             server.start()
             await asyncio.to_thread(server.wait_ready)
-            if await wait_until(lambda k=killed: load.last_ack_at > k, 120):  # type: ignore[misc]
+            if await wait_until(lambda k=killed: load.last_ack_at > k, 120):
                 recoveries.append(load.last_ack_at - killed)
 
     started = time.monotonic()

@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -95,7 +96,11 @@ async def slack_redeliveries(ctx: Context) -> list[Result]:
                 user, channel = f"U9{n:08d}", f"D9{n:08d}"
                 opening = events.body(events.direct_message("I need a person", user, channel))
                 await _post(client, endpoint, events, opening, 0)
-                if not await wait_until(lambda: _tickets_of(db, user), 90, every=0.2):
+
+                async def has_ticket() -> bool:
+                    return await _tickets_of(db, user) > 0
+
+                if not await wait_until(has_ticket, 90, every=0.2):
                     result.fail(f"{user}: no ticket opened")
                     return
                 for j in range(per_customer):
@@ -140,13 +145,9 @@ async def slack_redeliveries(ctx: Context) -> list[Result]:
     if not_acked:
         result.notes.append(f"{not_acked} deliveries not acknowledged with 2xx")
 
-    def answers() -> list[object]:
-        return [
-            c
-            for c in slack.calls()
-            if c.get("method") == "chat.postMessage"
-            and "Added to" in str((c.get("params") or {}).get("text", ""))  # type: ignore[union-attr]
-        ]
+    def answers() -> list[dict[str, Any]]:
+        posted = [c for c in slack.calls() if c.get("method") == "chat.postMessage"]
+        return [c for c in posted if "Added to" in str((c.get("params") or {}).get("text"))]
 
     # Answers in a DM are paced (about one message a second per channel): let them drain.
     await wait_until(lambda: len(answers()) >= len(sent), 120, every=1.0)

@@ -30,11 +30,11 @@ def post(running: Running, sent: Sent) -> httpx.Response:
 
 def sends_to(running: Running, chat_id: int) -> list[str]:
     return [
-        str(call["params"]["text"])  # type: ignore[index]
+        str(call["params"]["text"])
         for call in running.fake.calls()
         if call["method"] == "sendMessage"
         and call["status"] == 200
-        and str(call["params"]["chat_id"]) == str(chat_id)  # type: ignore[index]
+        and str(call["params"]["chat_id"]) == str(chat_id)
     ]
 
 

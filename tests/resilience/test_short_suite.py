@@ -14,7 +14,7 @@ import pytest
 
 from resilience.harness import Context, Size
 from resilience.procs import Processes, workspace
-from resilience.report import NOT_AVAILABLE, table
+from resilience.report import NOT_AVAILABLE, Result, table
 from resilience.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,10 @@ def context() -> Iterator[Context]:
 
 @pytest.mark.parametrize("name", CI_SCENARIOS)
 def test_scenario_loses_and_duplicates_nothing(name: str, context: Context) -> None:
-    results = asyncio.run(SCENARIOS[name](context))
+    async def run() -> list[Result]:
+        return await SCENARIOS[name](context)
+
+    results = asyncio.run(run())
     print(table(results))
     if all(r.status == NOT_AVAILABLE for r in results):
         pytest.skip("; ".join(n for r in results for n in r.notes))
