@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -f core/db/migrations/versions/0001_initial_schema.py
+mv core/db/migrations/versions/0002_postgres_ticket_search.py /tmp/careline-0002.py  # hand-written; regenerate 0001 alone
 .venv/bin/python - <<'PY'
 import asyncio, tempfile
 from alembic import command
@@ -22,3 +23,4 @@ async def main() -> None:
 
 asyncio.run(main())
 PY
+mv /tmp/careline-0002.py core/db/migrations/versions/0002_postgres_ticket_search.py

@@ -23,3 +23,15 @@ async def test_migrated_schema_matches_the_tables_in_code(db: Database) -> None:
 async def test_database_reports_current_revision(db: Database) -> None:
     assert head_revision() is not None
     assert await is_current(db)
+
+
+async def test_postgres_has_the_full_text_search_index(pg_db: Database) -> None:
+    from sqlalchemy import text
+
+    async with pg_db.engine.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tickets_search'")
+        )
+    assert found is not None
+    assert "gin" in found.lower()
+    assert "to_tsvector" in found

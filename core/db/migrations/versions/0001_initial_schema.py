@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:40:57.410176
+Create Date: 2026-11-22 01:28:00.054523
 """
 
 from __future__ import annotations
@@ -199,11 +199,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets'))
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.create_index('ix_tickets_active_created', ['created_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('new', 'open', 'waiting')"), sqlite_where=sa.text("status IN ('new', 'open', 'waiting')"))
+        batch_op.create_index('ix_tickets_assignee_created', ['assignee_id', 'created_at'], unique=False)
         batch_op.create_index('ix_tickets_assignee_status', ['assignee_id', 'status'], unique=False)
         batch_op.create_index('ix_tickets_category', ['category', 'created_at'], unique=False)
+        batch_op.create_index('ix_tickets_created_id', ['created_at', 'id'], unique=False)
         batch_op.create_index('ix_tickets_customer', ['customer_id', 'created_at'], unique=False)
         batch_op.create_index('ix_tickets_priority', ['priority', 'created_at'], unique=False)
         batch_op.create_index('ix_tickets_status_created', ['status', 'created_at'], unique=False)
+        batch_op.create_index('ix_tickets_updated_id', ['updated_at', 'id'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -264,11 +268,15 @@ def downgrade() -> None:
 
     op.drop_table('messages')
     with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_index('ix_tickets_updated_id')
         batch_op.drop_index('ix_tickets_status_created')
         batch_op.drop_index('ix_tickets_priority')
         batch_op.drop_index('ix_tickets_customer')
+        batch_op.drop_index('ix_tickets_created_id')
         batch_op.drop_index('ix_tickets_category')
         batch_op.drop_index('ix_tickets_assignee_status')
+        batch_op.drop_index('ix_tickets_assignee_created')
+        batch_op.drop_index('ix_tickets_active_created', postgresql_where=sa.text("status IN ('new', 'open', 'waiting')"), sqlite_where=sa.text("status IN ('new', 'open', 'waiting')"))
 
     op.drop_table('tickets')
     op.drop_table('conversations')
