@@ -25,7 +25,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    insert,
     not_,
     or_,
     select,
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.db import tables as t
+from core.db.flags import AUTO_ASSIGN, read_flag, write_flag  # noqa: F401  (used by routes)
 from core.errors import Conflict, InvalidInput, NotFound
 from core.lifecycle import ACTIVE_STATUSES, Status
 from core.model import Priority, reference_of, ticket_id_from_reference, utcnow
@@ -46,7 +46,7 @@ ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)
 
 Sort = Literal["-created_at", "created_at", "-updated_at", "updated_at"]
 MAX_SEARCH_WORDS = 8
-AUTO_ASSIGN_FLAG = "auto_assign"
+AUTO_ASSIGN_FLAG = AUTO_ASSIGN
 
 
 # --- cursors ---------------------------------------------------------------------------
@@ -227,25 +227,6 @@ def summary(row: Any, now: datetime | None = None) -> dict[str, Any]:
 
 
 # --- flags -----------------------------------------------------------------------------
-
-
-async def read_flag(session: AsyncSession, name: str, default: Any) -> Any:
-    value = await session.scalar(
-        select(t.settings_flags.c.value).where(t.settings_flags.c.name == name)
-    )
-    return default if value is None else value
-
-
-async def write_flag(session: AsyncSession, name: str, value: Any) -> None:
-    now = utcnow()
-    changed = await session.execute(
-        update(t.settings_flags)
-        .where(t.settings_flags.c.name == name)
-        .values(value=value, updated_at=now)
-    )
-    if not getattr(changed, "rowcount", 0):
-        await session.execute(insert(t.settings_flags).values(name=name, value=value,
-                                                              updated_at=now))  # fmt: skip
 
 
 # --- dead letters ----------------------------------------------------------------------

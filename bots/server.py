@@ -61,6 +61,7 @@ class Runtime:
     webchat_channel: Any = None  # bots.webchat.WebChatChannel
     admin_key: str | None = None  # the bootstrap admin key, when this start created it
     slack_socket: Any = None  # Socket Mode client (development)
+    housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -105,6 +106,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
+    if runtime.housekeeping is not None:
+        runtime.housekeeping.register(handlers)
     return handlers
 
 
@@ -169,6 +172,14 @@ def create_app(
             if runtime.slack is not None:
                 await _start_slack(runtime)
             if runs_relay(settings):
+                from bots.housekeeping import Housekeeping
+
+                runtime.housekeeping = Housekeeping(db, settings)
+                runtime.background.append(
+                    asyncio.create_task(
+                        runtime.housekeeping.run(runtime.stopping), name="housekeeping"
+                    )
+                )
                 runner = build_relay(runtime, relay_handlers)
                 if runner is not None:
                     runtime.background.append(

@@ -578,6 +578,35 @@ async def find_sla_breaches(
     return breaches
 
 
+async def announce_sla_breaches(
+    uow: UnitOfWork, *, now: datetime | None = None, limit: int = 200
+) -> list[SlaBreach]:
+    """Record each new SLA breach once (timeline + SlaBreached event for Slack and email)."""
+    now = now or utcnow()
+    announced = []
+    for ticket in await uow.tickets.unannounced_sla_breaches(now, limit):
+        assert ticket.id is not None
+        kinds = []
+        if (
+            ticket.first_response_at is None
+            and ticket.first_response_due is not None
+            and ticket.first_response_due <= now
+        ):
+            kinds.append(("first_response", ticket.first_response_due))
+        if ticket.resolution_due is not None and ticket.resolution_due <= now:
+            kinds.append(("resolution", ticket.resolution_due))
+        done = {
+            e.kind for e in await uow.tickets.timeline(ticket.id) if isinstance(e, TicketActivity)
+        }
+        for kind, due in kinds:
+            if f"sla_breached:{kind}" in done:
+                continue
+            await _note_activity(uow, ticket, f"sla_breached:{kind}", "system", now, due=due)
+            ticket.record(events.SlaBreached(ticket_id=ticket.id, kind=kind))
+            announced.append(SlaBreach(ticket, kind, due))
+    return announced
+
+
 # --- agents ----------------------------------------------------------------------------
 
 

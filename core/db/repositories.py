@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import tables as t
@@ -193,6 +193,25 @@ class SqlTicketRepository:
             .order_by(c.id)
             .limit(limit)
         )
+        return (await self.session.scalars(stmt)).all()
+
+    async def unannounced_sla_breaches(self, now: datetime, limit: int) -> Sequence[Ticket]:
+        c, a = t.tickets.c, t.ticket_activities.c
+
+        def announced(kind: str) -> Any:
+            return exists().where(a.ticket_id == c.id, a.kind == f"sla_breached:{kind}")
+
+        stmt = (
+            select(Ticket)
+            .where(
+                c.status.in_(_ACTIVE),
+                (c.first_response_at.is_(None) & (c.first_response_due <= now)
+                 & ~announced("first_response"))
+                | ((c.resolution_due <= now) & ~announced("resolution")),
+            )
+            .order_by(c.id)
+            .limit(limit)
+        )  # fmt: skip
         return (await self.session.scalars(stmt)).all()
 
     async def queue_position(self, ticket: Ticket) -> int:
