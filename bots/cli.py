@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 
+from bots.cli_admin import admin_app
 from bots.cli_chat import chat
 from bots.cli_nlu import nlu_app
 from bots.cli_telegram import telegram_app
@@ -13,6 +14,7 @@ from core.config import Settings
 
 app = typer.Typer(help="Careline: a chat-first customer-support bot.", no_args_is_help=True)
 app.command("chat")(chat)
+app.add_typer(admin_app, name="admin")
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(telegram_app, name="telegram")
 
