@@ -97,7 +97,7 @@ def test_sent_notice_is_recorded_done_when_a_bookkeeping_write_failed_once(
         assert post(running, sent).status_code == 200
         notice = wait_for(lambda: [t for t in sends_to(running, chat) if "queue" in t], 30)
         assert notice, "the queue notice was never sent"
-        assert wait_for(lambda: "writing delivery records failed" in running.server.log_text(), 10)
+        assert wait_for(lambda: "writing delivery records failed" in running.server.log_text(), 30)
     finally:
         running.sql("DROP TRIGGER fail_done")
 
