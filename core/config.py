@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     nlu_backend: Literal["auto", "local", "embeddings", "watson"] = Field(
         "auto", description="auto: Watson when configured, else the local classifier."
     )
-    nlu_threshold: float = Field(0.45, description="Below this confidence: out of scope.")
+    nlu_threshold: float = Field(0.3, description="Below this confidence: out of scope.")
     nlu_intents_file: str | None = Field(
         None, description="Training data (YAML or CSV); the shipped support intents if unset."
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from core.db.database import Database
@@ -10,21 +13,60 @@ from dialogs.config import DialogConfig
 from dialogs.engine import DialogEngine
 from dialogs.nlu.base import NLU
 
+log = logging.getLogger("careline.dialogs")
+
+
+def build_nlu(settings: Any) -> NLU:
+    """The NLU the settings ask for (core.config.Settings).
+
+    `auto` takes Watson when it is configured (an assistant id and `ASSISTANT_URL`), else
+    the local classifier. Watson always stands behind a fallback to the local classifier,
+    used on errors, timeouts and low confidence.
+    """
+    from dialogs.nlu import FallbackNLU, default_nlu
+
+    backend = settings.nlu_backend
+    watson_ready = bool(settings.watson_assistant_id and os.environ.get("ASSISTANT_URL"))
+    local_backend = "embeddings" if backend == "embeddings" else "local"
+    local = default_nlu(
+        settings.nlu_intents_file,
+        cache_dir=Path(settings.data_dir) / "nlu",
+        threshold=settings.nlu_threshold,
+        backend=local_backend,
+    )
+    if backend == "watson" or (backend == "auto" and watson_ready):
+        if not settings.watson_assistant_id or not settings.watson_environment_id:
+            raise ValueError(
+                "Watson needs CARELINE_WATSON_ASSISTANT_ID and CARELINE_WATSON_ENVIRONMENT_ID"
+            )
+        from dialogs.nlu.watson import WatsonNLU
+
+        watson = WatsonNLU.from_environment(
+            assistant_id=settings.watson_assistant_id,
+            environment_id=settings.watson_environment_id,
+            version=settings.watson_version,
+            timeout=settings.watson_timeout,
+        )
+        log.info("NLU: Watson Assistant, falling back to the local classifier")
+        return FallbackNLU(
+            watson,
+            local,
+            timeout=settings.watson_timeout,
+            min_confidence=settings.watson_min_confidence,
+        )
+    log.info("NLU: local %s classifier", local_backend)
+    return local
+
 
 def build_engine(settings: Any, db: Database, nlu: NLU | None = None) -> DialogEngine:
-    """The engine on `settings` (core.config.Settings); the local NLU when none is given.
+    """The engine on `settings`; the NLU from `build_nlu` when none is given.
 
-    Loads the message catalogue and FAQ file and, without `nlu`, trains or loads the cached
-    local classifier: call it at start-up, never per request.
+    Loads the message catalogue and FAQ file and trains or loads the cached classifier:
+    call it at start-up, never per request.
     """
     from dialogs.nlu import load_faq
 
     faq = load_faq(getattr(settings, "nlu_faq_file", None))
     if nlu is None:
-        from dialogs.nlu import default_nlu
-
-        nlu = default_nlu(
-            getattr(settings, "nlu_intents_file", None),
-            threshold=float(getattr(settings, "nlu_threshold", 0.45)),
-        )
+        nlu = build_nlu(settings)
     return DialogEngine(db, nlu, DialogConfig.from_settings(settings), load_catalogue(), faq=faq)
