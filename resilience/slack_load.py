@@ -147,7 +147,12 @@ async def slack_redeliveries(ctx: Context) -> list[Result]:
 
     def answers() -> list[dict[str, Any]]:
         posted = [c for c in slack.calls() if c.get("method") == "chat.postMessage"]
-        return [c for c in posted if "Added to" in str((c.get("params") or {}).get("text"))]
+        return [
+            c
+            for c in posted
+            if str((c.get("params") or {}).get("channel", "")).startswith("D9")  # the DMs
+            and "Added to" in str((c.get("params") or {}).get("text"))
+        ]
 
     # Answers in a DM are paced (about one message a second per channel): let them drain.
     await wait_until(lambda: len(answers()) >= len(sent), 120, every=1.0)
