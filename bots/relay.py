@@ -158,6 +158,7 @@ class _Journal:
         self.worker = worker
         self.lease = lease
         self._work = _Work()
+        self._unrecorded: list[dict[str, Any]] = []  # outcomes a failed flush did not write
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -174,6 +175,17 @@ class _Journal:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # Record what was already sent before going: otherwise those deliveries stay
+        # `sending` and are sent again once the lease expires.
+        leftover, self._work = self._work, _Work()
+        _fail(leftover, RuntimeError("the relay stopped"))
+        outcomes, self._unrecorded = [*self._unrecorded, *leftover.outcomes], []
+        if outcomes:
+            try:
+                await asyncio.wait_for(self._flush(_Work(outcomes=outcomes)), 5)
+            except Exception as exc:
+                log.warning("relay: %d delivery records not written at stop: %s",
+                            len(outcomes), exc)  # fmt: skip
 
     async def begin(self, event_id: int, handlers: list[str]) -> dict[str, _State]:
         future: asyncio.Future[dict[str, _State]] = asyncio.get_running_loop().create_future()
@@ -208,7 +220,14 @@ class _Journal:
 
     async def _flush_forever(self) -> None:
         while True:
-            await self._wake.wait()
+            if self._unrecorded:
+                # Retry recording sends that already happened, on their own: one write the
+                # database refuses must not hold back every other delivery.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                await self._record_unrecorded()
+            else:
+                await self._wake.wait()
             self._wake.clear()
             work, self._work = self._work, _Work()
             if not work:
@@ -216,11 +235,23 @@ class _Journal:
             try:
                 await self._flush(work)
             except asyncio.CancelledError:
+                self._unrecorded += work.outcomes
                 _fail(work, RuntimeError("the relay stopped"))
                 raise
             except Exception as exc:  # the database hiccupped: every waiter retries its row
                 log.warning("relay: writing delivery records failed: %s", exc)
+                # Messages already sent must still be recorded `done`, or they are sent again
+                # when their lease expires: keep their outcomes and retry them.
+                self._unrecorded += work.outcomes
                 _fail(work, exc)
+
+    async def _record_unrecorded(self) -> None:
+        pending, self._unrecorded = self._unrecorded, []
+        try:
+            await self._flush(_Work(outcomes=pending))
+        except Exception as exc:
+            log.warning("relay: %d delivery records still not written: %s", len(pending), exc)
+            self._unrecorded[:0] = pending
 
     async def _flush(self, work: _Work) -> None:
         now = utcnow()

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, cast
+from urllib.parse import parse_qs
 
 from aiohttp import ClientError
 from fastapi import APIRouter, Request, Response
@@ -1002,6 +1003,26 @@ def _attachments(event: dict[str, Any]) -> list[Attachment]:
 # --- serving -------------------------------------------------------------------------------
 
 
+def _malformed(body: bytes, content_type: str) -> str | None:
+    """Why a body can't be a Slack request, or None. Bolt assumes UTF-8 and JSON objects."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    if "json" in content_type or text.lstrip().startswith(("{", "[")):
+        candidates = [text]
+    else:  # form-encoded: interactivity sends its JSON in `payload`
+        candidates = parse_qs(text).get("payload", [])
+    for candidate in candidates:
+        try:
+            parsed = json.loads(candidate)
+        except ValueError:
+            return "the body is not valid JSON"
+        if not isinstance(parsed, dict):
+            return "the body is not a JSON object"
+    return None
+
+
 def slack_router(inbound: SlackInbound) -> APIRouter:
     """`/slack/events`, `/slack/interactions`, `/slack/commands` for the server to mount.
 
@@ -1011,6 +1032,9 @@ def slack_router(inbound: SlackInbound) -> APIRouter:
     router = APIRouter(prefix="/slack", include_in_schema=False)
 
     async def receive(request: Request) -> Response:
+        problem = _malformed(await request.body(), request.headers.get("content-type", ""))
+        if problem is not None:
+            return Response(problem, status_code=400, media_type="text/plain")
         return await handler.handle(request)
 
     for path in ("/events", "/interactions", "/commands"):

@@ -52,7 +52,7 @@ from dialogs.decisions import (
 )
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
 from dialogs.policy import decide
-from dialogs.turn import Reply, UserSaid
+from dialogs.turn import Choice, Reply, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
 log = logging.getLogger("careline.dialogs")
@@ -83,7 +83,11 @@ class DialogEngine:
         self.clock = clock
 
     async def handle_turn(self, said: UserSaid) -> list[Reply]:
-        """The bot's replies to one message; [] for a redelivered message."""
+        """The bot's replies to one message.
+
+        A redelivered message has no second effect; it gets the replies it got the first
+        time (when they are still remembered), so an answer lost in transit is not lost.
+        """
         parse = await self._parse(said)
         attempts = max(1, self.config.max_attempts)
         for attempt in range(1, attempts + 1):
@@ -140,7 +144,8 @@ class DialogEngine:
                 )
             seen = list(state.slot("seen", []))
             if said.message_id and not said.edited and said.message_id in seen:
-                return []  # a redelivery: it had its effect the first time
+                # A redelivery: it had its effect the first time; repeat what we answered.
+                return [_reply_from(r) for r in state.slot("answers", {}).get(said.message_id, [])]
             tickets = await store.tickets(record.customer_id, self.config.tickets_in_context)
             verification = None
             if state.name == "intake_code":
@@ -356,6 +361,10 @@ class DialogEngine:
             slots["offered"] = [[c.label, c.value] for c in offered]
         if said.message_id and not said.edited and not applied.erased:
             slots["seen"] = [*seen, said.message_id][-self.config.seen_message_ids :]
+            # The answers to the last few messages, for redeliveries (see handle_turn).
+            answers = dict(before.slot("answers", {}))
+            answers[said.message_id] = [_reply_to_dict(r) for r in replies]
+            slots["answers"] = dict(list(answers.items())[-ANSWERS_KEPT:])
         history: list[dict[str, Any]] = []
         if not applied.erased:
             history = [dict(entry) for entry in after.history]
@@ -415,3 +424,14 @@ async def _agents(uow: ContactUnitOfWork, ids: Sequence[Any]) -> dict[int, Agent
 
 
 __all__ = ["DialogEngine"]
+
+
+ANSWERS_KEPT = 5
+
+
+def _reply_to_dict(reply: Reply) -> dict[str, Any]:
+    return {"text": reply.text, "choices": [[c.label, c.value] for c in reply.choices]}
+
+
+def _reply_from(data: dict[str, Any]) -> Reply:
+    return Reply(data["text"], tuple(Choice(label, value) for label, value in data["choices"]))

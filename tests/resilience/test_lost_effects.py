@@ -109,7 +109,7 @@ def test_sent_notice_is_recorded_done_when_a_bookkeeping_write_failed_once(
             f"WHERE d.handler = 'customer_chat' AND ci.chat_id = '{chat}'"
         )
 
-    assert wait_for(lambda: recorded() == [("done",)], 10) == [("done",)], (
+    assert wait_for(lambda: recorded() == [("done",)], 10), (
         f"the sent notice is still {recorded()} after the database came back: "
         "it will be sent again when the lease expires"
     )
