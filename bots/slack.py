@@ -83,6 +83,9 @@ UNREACHABLE_ERRORS = {
     "user_not_found",
 }
 PACED_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
+# A delivery claimed longer ago than this is presumed lost (its listener never released it).
+IN_FLIGHT_TTL = 600.0
+IN_FLIGHT_LIMIT = 1000
 REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
 
 
@@ -641,6 +644,10 @@ class SlackInbound:
         self.engine = engine
         self.customers = customers or SlackChannel(api)
         self._names: dict[str, str] = {}
+        # Inbox keys whose listener is running in this process (key -> monotonic start). A
+        # redelivery arriving while the first delivery is still being worked (its ACK was lost)
+        # must not run it twice.
+        self._in_flight: dict[str, float] = {}
         # process_before_response=False: bolt acks at once and runs the listener after the
         # ack (https://tools.slack.dev/bolt-python/concepts/acknowledge).
         self.app = AsyncApp(
@@ -663,15 +670,43 @@ class SlackInbound:
         if body.get("type") != "event_callback":
             return await next()
         key = _inbox_key(body)
-        async with self.db.uow() as uow:
-            first = await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
-            status = "pending" if first else await inbox.status_of(uow.session, INBOX_SOURCE, key)
-            await uow.commit()
+        # Claimed before the first await, so two copies arriving together can't both pass.
+        if not self._claim(key):
+            log.info("slack delivery %s is being handled; ignoring the redelivery", key)
+            return BoltResponse(status=200, body="")
+        try:
+            async with self.db.uow() as uow:
+                first = await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
+                status = (
+                    "pending" if first else await inbox.status_of(uow.session, INBOX_SOURCE, key)
+                )
+                await uow.commit()
+        except BaseException:
+            self._release(key)
+            raise
         if status in ("done", "parked"):
             log.info("slack delivery %s already handled; ignoring the redelivery", key)
+            self._release(key)
             return BoltResponse(status=200, body="")
-        context["inbox_key"] = key
+        context["inbox_key"] = key  # the listener finishes it and releases the claim
         return await next()
+
+    def _claim(self, key: str) -> bool:
+        """Mark a delivery as running here; False if it already is."""
+        now = time.monotonic()
+        if len(self._in_flight) > IN_FLIGHT_LIMIT:  # keys no listener released (no listener)
+            self._in_flight = {
+                k: at for k, at in self._in_flight.items() if now - at < IN_FLIGHT_TTL
+            }
+        started = self._in_flight.get(key)
+        if started is not None and now - started < IN_FLIGHT_TTL:
+            return False
+        self._in_flight[key] = now
+        return True
+
+    def _release(self, key: str | None) -> None:
+        if key is not None:
+            self._in_flight.pop(key, None)
 
     async def _finish(self, key: str | None, error: str | None = None) -> None:
         if key is None:
@@ -679,6 +714,7 @@ class SlackInbound:
         async with self.db.uow() as uow:
             await inbox.mark(uow.session, INBOX_SOURCE, key, "parked" if error else "done", error)
             await uow.commit()
+        self._release(key)
 
     async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
         """Run again the deliveries a crash left pending (acked, never processed)."""
@@ -701,8 +737,8 @@ class SlackInbound:
         return len(rows)
 
     # -- events --------------------------------------------------------------------------------
-    async def _on_ignored(self) -> None:
-        return None
+    async def _on_ignored(self, context: Any) -> None:
+        await self._finish(context.get("inbox_key"))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
         key = context.get("inbox_key")
@@ -710,11 +746,12 @@ class SlackInbound:
             await self._handle_message(event, str(body.get("team_id") or ""))
         except DomainError as error:
             await self._finish(key, str(error))
-            return
         except RetryLater:
             log.warning("slack delivery %s left pending for a retry", key)
-            return
-        await self._finish(key)
+        else:
+            await self._finish(key)
+        finally:
+            self._release(key)  # also when it failed: a redelivery may run it again
 
     async def _handle_message(self, event: dict[str, Any], team_id: str) -> None:
         if event.get("bot_id") or event.get("subtype") not in (None, "file_share"):
@@ -1047,7 +1084,14 @@ async def start_socket_mode(inbound: SlackInbound, app_token: str) -> Any:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     handler = AsyncSocketModeHandler(inbound.app, app_token)
-    await handler.connect_async()
+    try:
+        # The SDK's connect() retries a refused apps.connections.open forever, so a wrong token
+        # (e.g. the xoxb- bot token) would hang start-up; ask once here and fail loudly instead.
+        handler.client.wss_uri = await handler.client.issue_new_wss_url()
+        await handler.connect_async()
+    except BaseException:
+        await handler.close_async()  # its aiohttp session and message processor
+        raise
     return handler
 
 

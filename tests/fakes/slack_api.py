@@ -14,6 +14,8 @@ Slack's error code (``invalid_arguments``, ``no_text``, ``invalid_blocks``, ...)
 in ``fake.violations``. Faults: ``fake.fail_rate_limited("chat.postMessage", 3)`` (429 +
 Retry-After), ``fake.fail_server_error(...)``, ``fake.delay(method, seconds)``.
 Seed state with ``fake.add_user(...)`` and ``fake.add_message(...)``.
+Socket Mode: set ``fake.socket_url`` to a local WebSocket server; ``apps.connections.open``
+answers it to an app-level token (``xapp-``) and refuses bot tokens as Slack does.
 As a subprocess: ``python -m tests.fakes.slack_api --port 0``.
 """
 
@@ -209,6 +211,7 @@ class FakeSlack(FakeServer):
         self.team_id, self.bot_user_id, self.bot_id = team_id, bot_user_id, bot_id
         self.users: dict[str, dict[str, Any]] = {}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.socket_url: str | None = None  # what apps.connections.open hands out
         self._state = threading.Lock()
         self._ts = itertools.count(100)
 
@@ -298,6 +301,9 @@ class FakeSlack(FakeServer):
             return self._fail(method, params, started, "not_authed", contract=False)
         if self.token and token != self.token:
             return self._fail(method, params, started, "invalid_auth", contract=False)
+        if (method == "apps.connections.open") != token.startswith("xapp-"):
+            # App-level tokens only open Socket Mode connections, and only they can.
+            return self._fail(method, params, started, "not_allowed_token_type", contract=False)
         problem = self._validate(method, params)
         if problem is not None:
             error, messages = problem
@@ -407,6 +413,10 @@ class FakeSlack(FakeServer):
                 }
             case "chat.postEphemeral":
                 return {"message_ts": self.next_ts()}
+            case "apps.connections.open":
+                if self.socket_url is None:
+                    raise _SlackError("socket_mode_not_enabled")
+                return {"url": self.socket_url}
             case "reactions.add":
                 if (params["channel"], params["timestamp"]) not in self.messages:
                     raise _SlackError("message_not_found")
