@@ -98,7 +98,8 @@ def serve_careline(port: int, fake_url: str, database_url: str, engine_kind: str
         telegram_webhook_secret=SECRET,  # type: ignore[arg-type]
         telegram_api_base_url=f"{fake_url}/bot",
         db_pool_size=20,
-        role="web",
+        # SQLite runs web and relay in one process; on PostgreSQL measure the web role alone.
+        role="all" if database_url.startswith("sqlite") else "web",
         log_level="warning",
     )
     app = create_app(settings, engine=EchoEngine() if engine_kind == "echo" else None)
