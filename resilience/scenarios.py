@@ -17,7 +17,6 @@ from resilience.slack_load import slack_redeliveries
 from resilience.telegram_load import Load, Verdict, judge, plan, read_effects
 from tests.support.pgcluster import PgCluster, find_bindir
 
-
 SMALL_RUN = 5_000  # messages; below this one repeat is already more than 0.1%
 
 
