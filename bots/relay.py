@@ -21,23 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import ARRAY, BigInteger, Insert, Text, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bots.channels import PermanentFailure, RetryLater, Unreachable
 from core.db import tables as t
 from core.db.database import OUTBOX_CHANNEL, Database
 from core.db.outbox import OutboxRow, SqliteRelayLock, claim
+from core.db.types import UTCDateTime
 from core.events import Event
 from core.model import utcnow
 
@@ -47,6 +50,8 @@ d = t.outbox_deliveries.c
 o = t.outbox.c
 
 FINAL = frozenset({"done", "skipped", "dead"})
+
+T = TypeVar("T")
 
 
 class Skip(Exception):
@@ -157,6 +162,7 @@ class _Journal:
         self.db = db
         self.worker = worker
         self.lease = lease
+        self._link = _Link(db)
         self._work = _Work()
         self._unrecorded: list[dict[str, Any]] = []  # outcomes a failed flush did not write
         self._wake = asyncio.Event()
@@ -186,6 +192,7 @@ class _Journal:
             except Exception as exc:
                 log.warning("relay: %d delivery records not written at stop: %s",
                             len(outcomes), exc)  # fmt: skip
+        await self._link.close()
 
     async def begin(self, event_id: int, handlers: list[str]) -> dict[str, _State]:
         future: asyncio.Future[dict[str, _State]] = asyncio.get_running_loop().create_future()
@@ -254,36 +261,7 @@ class _Journal:
             self._unrecorded[:0] = pending
 
     async def _flush(self, work: _Work) -> None:
-        now = utcnow()
-        async with self.db.engine.begin() as conn:
-            states = await self._begin_all(conn, work, now) if work.begins else {}
-            if work.outcomes:
-                await conn.execute(
-                    update(t.outbox_deliveries)
-                    .where(d.event_id == bindparam("e_id"), d.handler == bindparam("h_name"))
-                    .values(
-                        status=bindparam("b_status"),
-                        provider_id=bindparam("b_provider"),
-                        last_error=bindparam("b_error"),
-                        next_attempt_at=bindparam("b_next"),
-                        updated_at=now,
-                    ),
-                    work.outcomes,
-                )
-            if work.settles:
-                await conn.execute(
-                    update(t.outbox)
-                    .where(o.id == bindparam("r_id"), o.locked_by == self.worker)
-                    .values(
-                        status=bindparam("b_status"),
-                        available_at=bindparam("b_at"),
-                        last_error=bindparam("b_error"),
-                        processed_at=now,
-                        locked_by=None,
-                        locked_until=None,
-                    ),
-                    [values for values, _ in work.settles],
-                )
+        states = await self._link.transaction(functools.partial(self._write, work))
         for event_id, _, future in work.begins:
             if not future.done():
                 future.set_result(states.get(event_id, {}))
@@ -291,49 +269,172 @@ class _Journal:
             if not settled.done():
                 settled.set_result(None)
 
-    async def _begin_all(
-        self, conn: AsyncConnection, work: _Work, now: datetime
-    ) -> dict[int, dict[str, _State]]:
-        """Mark every due delivery `sending` in one statement; read the others' state."""
-        pairs = {(event_id, name) for event_id, names, _ in work.begins for name in names}
+    async def _write(self, work: _Work, conn: AsyncConnection) -> dict[int, dict[str, _State]]:
+        now = utcnow()
+        states: dict[int, dict[str, _State]] = {}
+        if work.begins:
+            pairs = [(event_id, name) for event_id, names, _ in work.begins for name in names]
+            states = await begin_deliveries(conn, self.db.is_postgres, pairs, now, self.lease)
+        if work.outcomes:
+            await conn.execute(
+                update(t.outbox_deliveries)
+                .where(d.event_id == bindparam("e_id"), d.handler == bindparam("h_name"))
+                .values(
+                    status=bindparam("b_status"),
+                    provider_id=bindparam("b_provider"),
+                    last_error=bindparam("b_error"),
+                    next_attempt_at=bindparam("b_next"),
+                    updated_at=now,
+                ),
+                work.outcomes,
+            )
+        if work.settles:
+            await conn.execute(
+                update(t.outbox)
+                .where(o.id == bindparam("r_id"), o.locked_by == self.worker)
+                .values(
+                    status=bindparam("b_status"),
+                    available_at=bindparam("b_at"),
+                    last_error=bindparam("b_error"),
+                    processed_at=now,
+                    locked_by=None,
+                    locked_until=None,
+                ),
+                [values for values, _ in work.settles],
+            )
+        return states
+
+
+async def begin_deliveries(
+    conn: AsyncConnection,
+    is_postgres: bool,
+    pairs: Sequence[tuple[int, str]],
+    now: datetime,
+    lease: timedelta,
+) -> dict[int, dict[str, _State]]:
+    """Mark every due (event, handler) `sending`; read the state of those that are not due.
+
+    A pair comes back `ours` when this call marked it: only then may its handler run. Not
+    due: already done/skipped/dead, a retry not yet due, or `sending` by a live relay.
+    """
+    pairs = sorted(set(pairs))  # one lock order for every relay
+    params: dict[str, Any] = {
+        "b_now": now,
+        "b_stale": now - lease,
+    }  # an older `sending`: its relay died
+    if is_postgres:
+        params |= {"b_events": [e for e, _ in pairs], "b_handlers": [h for _, h in pairs]}
+        result = await conn.execute(_begin_statement_pg(), params)
+    else:
         rows = [
             {"event_id": e, "handler": h, "status": "sending", "attempts": 1, "updated_at": now}
-            for e, h in sorted(pairs)
+            for e, h in pairs
         ]
-        insert = postgresql.insert if self.db.is_postgres else sqlite.insert
-        stmt = insert(t.outbox_deliveries).values(rows)
-        excluded = stmt.excluded
-        stale = now - self.lease  # a `sending` this old belongs to a relay that died
-        due = or_(
-            and_(
-                d.status == "failed",
-                or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
-            ),
-            and_(d.status == "sending", d.updated_at < stale),
+        stmt = sqlite.insert(t.outbox_deliveries).values(rows)
+        result = await conn.execute(_on_conflict_take_due(stmt), params)
+    states: dict[int, dict[str, _State]] = {}
+    for event_id, handler, attempts in result.all():
+        states.setdefault(int(event_id), {})[handler] = _State(
+            "sending", attempts, None, now, None, ours=True
         )
-        upsert = stmt.on_conflict_do_update(
-            index_elements=[d.event_id, d.handler],
-            set_={
-                "status": excluded.status,
-                "attempts": d.attempts + 1,
-                "updated_at": excluded.updated_at,
-            },
-            where=due,
-        ).returning(d.event_id, d.handler)
-        ours = {(int(e), h) for e, h in (await conn.execute(upsert)).all()}
-        event_ids = sorted({event_id for event_id, _, _ in work.begins})
+    others = sorted({e for e, h in pairs if h not in states.get(e, {})})
+    if others:  # rare: retries, redeliveries, a relay that died
         result = await conn.execute(
             select(
                 d.event_id, d.handler, d.status, d.attempts, d.next_attempt_at, d.updated_at,
                 d.last_error,
-            ).where(d.event_id.in_(event_ids))
+            ).where(d.event_id.in_(others))
         )  # fmt: skip
-        states: dict[int, dict[str, _State]] = {}
         for event_id, handler, status, attempts, next_at, updated_at, error in result.all():
-            states.setdefault(int(event_id), {})[handler] = _State(
-                status, attempts, next_at, updated_at, error, ours=(int(event_id), handler) in ours
-            )
-        return states
+            named = states.setdefault(int(event_id), {})
+            if handler not in named:
+                named[handler] = _State(status, attempts, next_at, updated_at, error)
+    return states
+
+
+def _on_conflict_take_due(stmt: Any) -> Any:
+    excluded = stmt.excluded
+    due = or_(
+        and_(
+            d.status == "failed",
+            or_(d.next_attempt_at.is_(None), d.next_attempt_at <= bindparam("b_now")),
+        ),
+        and_(d.status == "sending", d.updated_at < bindparam("b_stale")),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[d.event_id, d.handler],
+        set_={
+            "status": excluded.status,
+            "attempts": d.attempts + 1,
+            "updated_at": excluded.updated_at,
+        },
+        where=due,
+    ).returning(d.event_id, d.handler, d.attempts)
+
+
+@functools.cache
+def _begin_statement_pg() -> Insert:
+    # Two arrays instead of a VALUES list: one statement text for any batch size, so
+    # SQLAlchemy compiles it once and asyncpg reuses its prepared statement.
+    pairs = (
+        func.unnest(
+            bindparam("b_events", type_=ARRAY(BigInteger)),
+            bindparam("b_handlers", type_=ARRAY(Text)),
+        )
+        .table_valued("event_id", "handler")
+        .render_derived(name="pairs")
+    )
+    rows = select(
+        pairs.c.event_id,
+        pairs.c.handler,
+        bindparam("b_status", "sending"),
+        bindparam("b_one", 1),
+        bindparam("b_now", type_=UTCDateTime()),
+    )
+    columns = ["event_id", "handler", "status", "attempts", "updated_at"]
+    stmt = postgresql.insert(t.outbox_deliveries).from_select(columns, rows)
+    return _on_conflict_take_due(stmt)
+
+
+class _Link:
+    """The connection a relay keeps for its own transactions (PostgreSQL).
+
+    A pool checkout per transaction costs a pre-ping round trip; holding the connection
+    saves it. A connection gone stale (the server restarted) fails one attempt, which is
+    retried at once on a new connection; every transaction the relay runs is safe to repeat.
+    SQLite (one pooled connection shared with the web part) checks out per transaction.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: AsyncConnection | None = None
+
+    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if not self.db.is_postgres:
+            async with self.db.engine.begin() as conn:
+                return await work(conn)
+        while True:
+            fresh = self._conn is None
+            if self._conn is None:
+                self._conn = await self.db.engine.connect()
+            conn = self._conn
+            try:
+                async with conn.begin():
+                    return await work(conn)
+            except BaseException as exc:
+                await self.close(discard=True)
+                stale = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if fresh or not stale:
+                    raise
+                log.info("relay: database connection lost (%s); reconnecting", exc)
+
+    async def close(self, *, discard: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if discard:  # its state after a failure is unknown: never reuse it
+                    await conn.invalidate()
+                await conn.close()
 
 
 def _fail(work: _Work, exc: BaseException) -> None:
@@ -383,6 +484,7 @@ class Relay:
         self.grace_seconds = grace_seconds
         self.on_handler_start = on_handler_start  # the benchmark measures pickup with it
         self._journal = _Journal(db, self.worker, lease)
+        self._claims = _Link(db)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tails: dict[Hashable, asyncio.Task[None]] = {}
@@ -408,14 +510,42 @@ class Relay:
         """Claim one batch and work it to the end; returns how many rows were claimed."""
         started = self._journal.start()
         try:
-            rows = await claim(self.db, self.worker, limit=self.batch, lease=self.lease)
-            tasks = [self._spawn(row) for row in rows]
+            claimed = await self._claim(self.batch)
+            tasks = [self._spawn(row, states) for row, states in claimed]
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            return len(rows)
+            return len(claimed)
         finally:
             if started:
                 await self._journal.stop()
+                await self._claims.close()
+
+    async def _claim(self, limit: int) -> list[tuple[OutboxRow, dict[str, _State] | None]]:
+        """Lease rows and, in the same transaction, mark `sending` what can start at once.
+
+        A row queued behind an earlier one about the same ticket is marked only when its
+        turn comes (`_Journal.begin`): a mark must not age towards the lease while it waits.
+        """
+
+        async def work(conn: AsyncConnection) -> list[tuple[OutboxRow, dict[str, _State] | None]]:
+            rows = await claim(self.db, self.worker, limit=limit, lease=self.lease, conn=conn)
+            queued: set[Hashable] = {key for key, task in self._tails.items() if not task.done()}
+            now_pairs: list[tuple[int, str]] = []
+            for row in rows:
+                key = _order_key(row)
+                if key is None or key not in queued:
+                    now_pairs += [(row.id, name) for name in self.handlers.names(row.event_type)]
+                if key is not None:
+                    queued.add(key)
+            states: dict[int, dict[str, _State]] = {}
+            if now_pairs:
+                states = await begin_deliveries(
+                    conn, self.db.is_postgres, now_pairs, utcnow(), self.lease
+                )
+            marked = {e for e, _ in now_pairs}
+            return [(row, states.get(row.id, {}) if row.id in marked else None) for row in rows]
+
+        return await self._claims.transaction(work)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work the outbox until `stop` is set; in-flight rows get `grace_seconds` to finish."""
@@ -428,23 +558,26 @@ class Relay:
             log.info("relay %s started", self.worker)
             while not stop.is_set():
                 room = self.max_in_flight - len(self._tasks)
-                claimed = 0
-                if room > 0:
+                # Saturated: claim again once a batch's worth of room is free, not a few rows
+                # per transaction as single slots free up.
+                if room >= min(self.batch, self.max_in_flight):
                     self._wake.clear()
                     limit = min(self.batch, room)
                     try:
-                        rows = await claim(self.db, self.worker, limit=limit, lease=self.lease)
+                        claimed = await self._claim(limit)
                     except Exception as exc:  # database away: keep trying, do not die
                         log.warning("relay: claiming outbox rows failed: %s", exc)
-                        rows = []
+                        claimed = []
                         await _sleep_or_stop(stop, 1.0)
-                    for row in rows:
-                        self._spawn(row)
-                    claimed = len(rows)
-                    if claimed == limit:
+                    for row, states in claimed:
+                        self._spawn(row, states)
+                    if len(claimed) == limit:
                         await asyncio.sleep(0)  # let the tasks start before claiming more
                         continue
-                await self._wait_for_work(stop, saturated=room <= 0)
+                    saturated = False
+                else:
+                    saturated = True
+                await self._wait_for_work(stop, saturated=saturated)
             await self._finish_in_flight()
         finally:
             if listener is not None:
@@ -454,6 +587,7 @@ class Relay:
             for task in list(self._tasks):
                 task.cancel()
             await self._journal.stop()
+            await self._claims.close()
             if lock is not None:
                 lock.release()
 
@@ -507,10 +641,10 @@ class Relay:
 
     # --- one row --------------------------------------------------------------------------
 
-    def _spawn(self, row: OutboxRow) -> asyncio.Task[None]:
+    def _spawn(self, row: OutboxRow, states: dict[str, _State] | None) -> asyncio.Task[None]:
         key = _order_key(row)
         before = self._tails.get(key) if key is not None else None
-        task = asyncio.create_task(self._work_row(row, before), name=f"relay-row-{row.id}")
+        task = asyncio.create_task(self._work_row(row, states, before), name=f"relay-row-{row.id}")
         self._tasks.add(task)
         if key is not None:
             self._tails[key] = task
@@ -523,27 +657,37 @@ class Relay:
             del self._tails[key]
         self._slot_freed.set()
 
-    async def _work_row(self, row: OutboxRow, before: asyncio.Task[None] | None) -> None:
+    async def _work_row(
+        self,
+        row: OutboxRow,
+        states: dict[str, _State] | None,
+        before: asyncio.Task[None] | None,
+    ) -> None:
         if before is not None and not before.done():
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.shield(before)  # rows about one ticket go out in order
         try:
-            await self._carry_out(row)
+            await self._carry_out(row, states)
         except asyncio.CancelledError:
             raise
         except Exception:  # the lease expires and the row is claimed again
             log.exception("relay: outbox row %s could not be worked", row.id)
 
-    async def _carry_out(self, row: OutboxRow) -> None:
+    async def _carry_out(self, row: OutboxRow, states: dict[str, _State] | None) -> None:
         named = self.handlers.for_event(row.event_type)
         if not named:
             await self._journal.settle(row.id, "done", utcnow(), "")
             return
-        states = await self._journal.begin(row.id, [name for name, _ in named])
+        if states is None:  # not marked at claim time: it waited for its turn
+            states = await self._journal.begin(row.id, [name for name, _ in named])
         mine = [(name, fn) for name, fn in named if name in states and states[name].ours]
-        results = await asyncio.gather(
-            *(self._run_handler(row, n, fn, states[n]) for n, fn in mine)
-        )
+        if len(mine) == 1:  # the usual case: no gather (two tasks) per row
+            name, fn = mine[0]
+            results = [await self._run_handler(row, name, fn, states[name])]
+        else:
+            results = await asyncio.gather(
+                *(self._run_handler(row, n, fn, states[n]) for n, fn in mine)
+            )
         for result in results:
             self._journal.outcome(row.id, result)
             states[result.handler] = _State(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db import tables as t
 from core.db.database import Database
@@ -38,9 +39,18 @@ class RelayLockHeld(RuntimeError):
 
 
 async def claim(
-    db: Database, worker: str, *, limit: int = 50, lease: timedelta = timedelta(seconds=60)
+    db: Database,
+    worker: str,
+    *,
+    limit: int = 50,
+    lease: timedelta = timedelta(seconds=60),
+    conn: AsyncConnection | None = None,
 ) -> list[OutboxRow]:
-    """Lease up to `limit` due rows to `worker`; an expired lease makes a row claimable again."""
+    """Lease up to `limit` due rows to `worker`; an expired lease makes a row claimable again.
+
+    With `conn` the claim joins the caller's open transaction (the relay marks the claimed
+    rows' deliveries `sending` in the same one); otherwise it commits on its own.
+    """
     now = utcnow()
     due = and_(
         o.status == "pending",
@@ -56,9 +66,11 @@ async def claim(
         .values(locked_by=worker, locked_until=now + lease, attempts=o.attempts + 1)
         .returning(o.id, o.event_type, o.payload, o.attempts, o.created_at)
     )
-    async with db.engine.begin() as conn:
-        result = await conn.execute(stmt)
-        rows = [OutboxRow(*r) for r in result.all()]
+    if conn is not None:
+        rows = [OutboxRow(*r) for r in (await conn.execute(stmt)).all()]
+    else:
+        async with db.engine.begin() as own:
+            rows = [OutboxRow(*r) for r in (await own.execute(stmt)).all()]
     rows.sort(key=lambda r: r.id)
     return rows
 
