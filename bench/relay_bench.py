@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing as mp
+import queue
 import statistics
 import time
 from collections import defaultdict
@@ -131,21 +132,52 @@ def _start_relays(url: str, relays: int, gap: float) -> tuple[list[Any], Any, An
     ]
     for proc in procs:
         proc.start()
-    for ready in readies:
-        ready.wait(60)
+    for ready, proc in zip(readies, procs, strict=True):
+        if not ready.wait(60) or not proc.is_alive():
+            _stop_all(procs, stop)
+            raise RuntimeError(f"relay process {proc.pid} did not start (exit {proc.exitcode})")
     return procs, stop, results
+
+
+def _stop_all(procs: list[Any], stop: Any) -> None:
+    stop.set()
+    for proc in procs:
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()  # our own child, by handle
+            proc.join(5)
+
+
+async def _wait_until_done(db: Database, procs: list[Any], target: int, seconds: float) -> None:
+    """Poll the outbox until `target` rows are done; fail (never hang) on a dead relay."""
+    deadline = time.monotonic() + seconds
+    while await _count_done(db) < target:
+        dead = [p.pid for p in procs if not p.is_alive()]
+        if dead:
+            raise RuntimeError(f"relay process(es) {dead} died")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{await _count_done(db)} of {target} done after {seconds:.0f} s")
+        await asyncio.sleep(0.02)
 
 
 def _collect(procs: list[Any], stop: Any, results: Any) -> tuple[list[tuple[str, float]], list]:
     stop.set()
     sends: list[tuple[str, float]] = []
     latencies: list[float] = []
-    for _ in procs:
-        s, lat = results.get(timeout=120)
-        sends += s
-        latencies += lat
-    for proc in procs:
-        proc.join(30)
+    deadline = time.monotonic() + 60
+    try:
+        for _ in procs:  # read before joining: a child blocks on exit until its queue drains
+            while True:
+                try:
+                    s, lat = results.get(timeout=1)
+                    break
+                except queue.Empty:
+                    if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
+                        raise RuntimeError("a relay process never reported") from None
+            sends += s
+            latencies += lat
+    finally:
+        _stop_all(procs, stop)
     return sends, latencies
 
 
@@ -166,8 +198,7 @@ async def throughput(url: str, relays: int, notices: int, chats: int, gap: float
     procs, stop, results = _start_relays(url, relays, gap)
     try:
         started = await _bulk_insert(db, notices, chats)
-        while await _count_done(db) < notices:
-            await asyncio.sleep(0.02)
+        await _wait_until_done(db, procs, notices, max(60.0, notices / 50))
         elapsed = time.monotonic() - started
     finally:
         sends, _ = _collect(procs, stop, results)
@@ -202,8 +233,7 @@ async def pickup(url: str, relays: int, events: int, rate: float) -> dict:
                 await conn.execute(insert(t.outbox), [row])
                 await conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
             await asyncio.sleep(1 / rate)
-        while await _count_done(db) < events:
-            await asyncio.sleep(0.02)
+        await _wait_until_done(db, procs, events, 60.0)
     finally:
         _, latencies = _collect(procs, stop, results)
     await db.dispose()
