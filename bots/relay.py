@@ -10,8 +10,13 @@ Each handler succeeds, retries (exponential backoff with jitter, at least what t
 asked for in `RetryLater.seconds`) or is parked as a dead letter on its own; a row is done
 when all its handlers are. Rows are worked concurrently, one task each, so a chat that a
 channel adapter is pacing never holds up other chats; rows about the same ticket are worked
-in order within a relay. Writes to `outbox_deliveries` are group-committed: whatever the
-running tasks need written is flushed together in one transaction.
+in order within a relay. A claim marks the claimed rows' deliveries `sending` in the same
+transaction (a row waiting behind an earlier one about its ticket is marked when its turn
+comes); the results (`done`, retries) and the rows' release are group-committed: whatever
+the running tasks need written is flushed together in one transaction. On PostgreSQL the
+relay keeps one connection for claims and one for the journal (no pool checkout and
+pre-ping per transaction; a stale one after a server restart is replaced and the
+transaction retried at once).
 
 Pickup is prompt: LISTEN/NOTIFY on PostgreSQL (channel `careline_outbox`), a short poll on
 SQLite, where only one relay process may run (`SqliteRelayLock`).
