@@ -161,7 +161,7 @@ without_systemd_noise "${PODMAN[@]}" run --rm --network none "${run_opts[@]}" "$
 
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 without_systemd_noise "${PODMAN[@]}" run --detach --name "$name" --network host "${run_opts[@]}" \
-  -e CARELINE_HOST=127.0.0.1 -e CARELINE_PORT="$port" "$IMAGE" serve --role web >/dev/null
+  -e CARELINE_HOST=127.0.0.1 -e CARELINE_PORT="$port" "$IMAGE" serve --role all >/dev/null  # SQLite: one process
 
 "$PYTHON" - "$port" <<'PY' || { "${PODMAN[@]}" logs "$name" 2>&1 | tail -n 40 >&2; exit 1; }
 import sys, time, urllib.error, urllib.request
