@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +63,10 @@ class Database:
         if self.is_sqlite:
             _tune_sqlite(self.engine, busy_timeout_ms)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: units of work take turns in arrival order. The pool alone is not fair: a
+        # task that just released the connection can take it straight back, and a waiter
+        # starves for seconds under load (asyncio.Lock queues newcomers behind waiters).
+        self._turn: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -71,7 +76,7 @@ class Database:
         return Path(db)
 
     def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.sessions, notify=self.is_postgres)
+        return SqlUnitOfWork(self.sessions, notify=self.is_postgres, turn=self._turn)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -91,12 +96,26 @@ class SqlUnitOfWork:
 
     session: AsyncSession
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, notify: bool) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        notify: bool,
+        turn: asyncio.Lock | None = None,
+    ) -> None:
+        self._turn = turn
         self._sessions = sessions
         self._notify = notify
 
     async def __aenter__(self) -> SqlUnitOfWork:
-        self.session = self._sessions()
+        if self._turn is not None:
+            await self._turn.acquire()
+        try:
+            self.session = self._sessions()
+        except BaseException:
+            if self._turn is not None:
+                self._turn.release()
+            raise
         # The session holds clean objects only weakly; keep every aggregate alive until
         # commit so that events recorded on it cannot be garbage-collected away.
         self._aggregates: dict[int, Aggregate] = {}
@@ -118,7 +137,11 @@ class SqlUnitOfWork:
     ) -> None:
         # close() rolls back whatever was not committed and detaches objects without
         # expiring them, so callers can still read what they loaded.
-        await self.session.close()
+        try:
+            await self.session.close()
+        finally:
+            if self._turn is not None:
+                self._turn.release()
 
     async def commit(self) -> None:
         rows = self._pending_outbox_rows()
