@@ -230,10 +230,8 @@ async def add_customer_message(
     Waiting tickets go back to the agent; a resolved ticket reopens within the reopen window.
     """
     now = now or utcnow()
-    if external_id is not None:
-        seen = await uow.tickets.message_by_external_id(channel, external_id)
-        if seen is not None:
-            return seen
+    if (seen := await _recorded(uow, channel, external_id)) is not None:
+        return seen  # a redelivery of a platform message
     _check_body(body, attachments)
     ticket = await get_ticket(uow, ticket_id)
     if ticket.status == Status.CLOSED:
@@ -275,10 +273,8 @@ async def add_agent_reply(
 ) -> Message:
     """An agent answered the customer. The first reply claims an unassigned ticket."""
     now = now or utcnow()
-    if external_id is not None:
-        seen = await uow.tickets.message_by_external_id(channel, external_id)
-        if seen is not None:
-            return seen
+    if (seen := await _recorded(uow, channel, external_id)) is not None:
+        return seen  # a redelivery of a platform message
     _check_body(body, attachments)
     ticket = await get_ticket(uow, ticket_id)
     agent = await _active_agent(uow, agent_id)
@@ -322,10 +318,8 @@ async def add_internal_note(
 ) -> Message:
     """A note for agents only; it never reaches the customer."""
     now = now or utcnow()
-    if external_id is not None:
-        seen = await uow.tickets.message_by_external_id(channel, external_id)
-        if seen is not None:
-            return seen
+    if (seen := await _recorded(uow, channel, external_id)) is not None:
+        return seen  # a redelivery of a platform message
     _check_body(body, None)
     ticket = await get_ticket(uow, ticket_id)
     message = await uow.tickets.add_message(
@@ -664,6 +658,12 @@ async def deactivate_agent(
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+async def _recorded(uow: UnitOfWork, channel: Channel, external_id: str | None) -> Message | None:
+    if external_id is None:
+        return None
+    return await uow.tickets.message_by_external_id(channel, external_id)
 
 
 def _check_body(body: str, attachments: list[dict[str, Any]] | None) -> None:
