@@ -717,6 +717,14 @@ class TelegramBot:
         if not replies or inbound.chat_id is None:
             await self.inbox.done(key)
             return Outcome(200, "ok" if inbound.said else "ignored")
+        if webhook and self.reply_in_answer and inbound.said is not None and len(replies) == 1:
+            answer = self.channel.webhook_answer(inbound.chat_id, replies[0])
+            if answer is not None:
+                # No `answered` write on this hot path: if the answer never reaches Telegram
+                # it redelivers, the turn runs again, and the engine gives the answer it
+                # remembers for that message id without a second effect.
+                self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
+                return Outcome(200, "ok", answer)
         await self.inbox.answered(key, replies)
         answered = Delivery(Stage.ANSWERED, delivery.attempts, tuple(replies), 0)
         return await self._deliver(key, inbound, answered, webhook, "ok")
