@@ -27,6 +27,7 @@ from core.db.repositories import (
     SqlEmailVerificationRepository,
     SqlTicketRepository,
 )
+from core.db.sqlite_inline import inline_creator
 from core.errors import Conflict
 from core.model import Aggregate, utcnow
 
@@ -52,7 +53,11 @@ class Database:
         options: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             self._ensure_sqlite_folder()
-            options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+            options["async_creator"] = inline_creator(
+                self.url.database or ":memory:",
+                timeout=busy_timeout_ms / 1000,
+                uri=self.url.query.get("uri") == "true",
+            )
             # SQLite has one writer at a time. One pooled connection queues transactions
             # fairly in-process instead of spinning in SQLite's busy handler (second-long
             # tails). So never open a unit of work while holding another on SQLite.
@@ -187,8 +192,10 @@ def _dumps(value: Any) -> str:
 def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below).
-        dbapi_connection.isolation_level = None
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below);
+        # the inline driver opens its connections that way already.
+        if dbapi_connection.isolation_level is not None:
+            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
