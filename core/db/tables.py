@@ -199,6 +199,8 @@ inbox = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("received_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    # Claimed by a worker until then (a lease; Slack's overlapping redeliveries, replicas).
+    Column("claimed_until", UTCDateTime),
     UniqueConstraint("source", "key"),
 )
 
