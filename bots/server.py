@@ -296,10 +296,15 @@ async def _start_webchat(runtime: Runtime) -> None:
 async def _start_slack(runtime: Runtime) -> None:
     slack = runtime.slack
     slack.inbound.engine = runtime.engine
-    try:
-        await slack.inbound.replay_pending()
-    except Exception as exc:  # Slack or the database briefly down: replay on the next start
-        log.warning("could not replay pending Slack events (%s)", type(exc).__name__)
+    if serves_web(runtime.settings):  # where the events are received and the engine runs
+        try:
+            await slack.inbound.replay_pending()
+        except Exception as exc:  # Slack or the database briefly down: the loop retries
+            log.warning("could not replay pending Slack events (%s)", type(exc).__name__)
+        # Also later: a delivery whose process died, or that failed after Slack's last retry.
+        runtime.background.append(
+            asyncio.create_task(slack.inbound.replay_forever(runtime.stopping), name="slack-replay")
+        )
     token = runtime.settings.slack_app_token
     if token is not None and serves_web(runtime.settings):
         from bots.slack import start_socket_mode

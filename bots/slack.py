@@ -24,16 +24,24 @@ API), or whose ``users.info`` email matches an agent's email on their first desk
 id is then linked). Anyone else gets an ephemeral refusal.
 
 **Redeliveries.** Every Events API delivery is recorded in ``inbox`` (source ``slack``) under
-``channel:ts`` for messages, else the ``event_id``, before the ack. A retry
-(``X-Slack-Retry-Num``) of a finished delivery is a no-op; of an unfinished one it runs again
-(the services dedupe on ``channel:ts``), and :meth:`SlackInbound.replay_pending` re-runs
-deliveries a crash left pending. Bolt drops the bot's own events (``bot_id`` / bot user), and
-the message listener ignores every other bot too, so nothing loops.
+``channel:ts`` for messages, else the ``event_id``, before the ack, and claimed there for
+``CLAIM_LEASE`` by a conditional UPDATE: one copy at a time does the work, whichever process
+(replica) it reached. A retry (``X-Slack-Retry-Num``) of a finished delivery, or one arriving
+while another copy holds the claim, is a no-op; of an unfinished, unclaimed one (the first
+attempt failed and let go, or its process died and the lease ran out) it runs again: the
+services dedupe on ``channel:ts`` and the dialog engine gives a redelivered DM the answer it
+remembers. Each answer in a DM is posted under a marker (``answer:<channel:ts>:<n>``), so
+when an earlier attempt already posted it (and died before recording the delivery done), the
+marker is found in the DM and nothing is posted twice. :meth:`SlackInbound.replay_pending`
+re-runs deliveries left pending (at start and every ``REPLAY_EVERY`` seconds), up to
+``MAX_ATTEMPTS``. Bolt drops the bot's own events (``bot_id`` / bot user), and the message
+listener ignores every other bot too, so nothing loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -51,7 +59,8 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bots import slack_blocks as kit
 from bots.channels import PermanentFailure, RetryLater, Unreachable
@@ -83,9 +92,15 @@ UNREACHABLE_ERRORS = {
     "user_not_found",
 }
 PACED_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
-# A delivery claimed longer ago than this is presumed lost (its listener never released it).
-IN_FLIGHT_TTL = 600.0
-IN_FLIGHT_LIMIT = 1000
+# How long a delivery's claim holds: far longer than a turn and its paced answers take. A claim
+# that outlives it is presumed dead (its process crashed); a redelivery or replay takes over.
+CLAIM_LEASE = timedelta(seconds=45)
+# Attempts (claims) of one delivery before it is parked for a human.
+MAX_ATTEMPTS = 8
+# Event types a listener finishes; others are not recorded (nothing would ever finish them).
+INBOX_EVENTS = frozenset({"message", "app_mention"})
+REPLAY_EVERY = 30.0  # seconds between looks for deliveries left pending
+REPLAY_BATCH = 100
 REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
 
 
@@ -613,9 +628,12 @@ class SlackChannel:
     def __init__(self, api: SlackApi) -> None:
         self.api = api
 
-    async def send(self, chat_id: str, reply: Reply) -> str:
+    async def send(self, chat_id: str, reply: Reply, *, marker: str | None = None) -> str:
+        """Post `reply`; with a marker, at most once (see `SlackApi.post`)."""
         try:
-            return await self.api.post(chat_id, reply.as_plain_text(), kit.reply_blocks(reply))
+            return await self.api.post(
+                chat_id, reply.as_plain_text(), kit.reply_blocks(reply, marker), marker=marker
+            )
         except SlackApiError as error:
             code = _slack_error(error)
             if code in UNREACHABLE_ERRORS:
@@ -644,10 +662,6 @@ class SlackInbound:
         self.engine = engine
         self.customers = customers or SlackChannel(api)
         self._names: dict[str, str] = {}
-        # Inbox keys whose listener is running in this process (key -> monotonic start). A
-        # redelivery arriving while the first delivery is still being worked (its ACK was lost)
-        # must not run it twice.
-        self._in_flight: dict[str, float] = {}
         # process_before_response=False: bolt acks at once and runs the listener after the
         # ack (https://tools.slack.dev/bolt-python/concepts/acknowledge).
         self.app = AsyncApp(
@@ -669,44 +683,23 @@ class SlackInbound:
     ) -> Any:
         if body.get("type") != "event_callback":
             return await next()
+        if (body.get("event") or {}).get("type") not in INBOX_EVENTS:
+            return await next()  # no listener: bolt answers it, nothing to record
         key = _inbox_key(body)
-        # Claimed before the first await, so two copies arriving together can't both pass.
-        if not self._claim(key):
-            log.info("slack delivery %s is being handled; ignoring the redelivery", key)
+        async with self.db.uow() as uow:
+            await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
+            attempt = await claim(uow.session, key)
+            await uow.commit()
+        if attempt is None:
+            # Finished, parked, or another copy (maybe on another replica) is working on it.
+            log.info("slack delivery %s is handled or being handled; ignoring the copy", key)
             return BoltResponse(status=200, body="")
-        try:
-            async with self.db.uow() as uow:
-                first = await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
-                status = (
-                    "pending" if first else await inbox.status_of(uow.session, INBOX_SOURCE, key)
-                )
-                await uow.commit()
-        except BaseException:
-            self._release(key)
-            raise
-        if status in ("done", "parked"):
-            log.info("slack delivery %s already handled; ignoring the redelivery", key)
-            self._release(key)
+        if attempt > MAX_ATTEMPTS:
+            log.error("slack delivery %s parked after %d attempts", key, attempt - 1)
+            await self._finish(key, f"gave up after {attempt - 1} attempts")
             return BoltResponse(status=200, body="")
-        context["inbox_key"] = key  # the listener finishes it and releases the claim
+        context["inbox_key"] = key  # the listener finishes the delivery or lets go of it
         return await next()
-
-    def _claim(self, key: str) -> bool:
-        """Mark a delivery as running here; False if it already is."""
-        now = time.monotonic()
-        if len(self._in_flight) > IN_FLIGHT_LIMIT:  # keys no listener released (no listener)
-            self._in_flight = {
-                k: at for k, at in self._in_flight.items() if now - at < IN_FLIGHT_TTL
-            }
-        started = self._in_flight.get(key)
-        if started is not None and now - started < IN_FLIGHT_TTL:
-            return False
-        self._in_flight[key] = now
-        return True
-
-    def _release(self, key: str | None) -> None:
-        if key is not None:
-            self._in_flight.pop(key, None)
 
     async def _finish(self, key: str | None, error: str | None = None) -> None:
         if key is None:
@@ -714,27 +707,58 @@ class SlackInbound:
         async with self.db.uow() as uow:
             await inbox.mark(uow.session, INBOX_SOURCE, key, "parked" if error else "done", error)
             await uow.commit()
-        self._release(key)
+
+    async def _let_go(self, key: str | None) -> None:
+        """Give the claim back after a failed attempt, so that a redelivery runs it again."""
+        if key is None:
+            return
+        try:
+            async with self.db.uow() as uow:
+                await uow.session.execute(
+                    update(t.inbox)
+                    .where(_i.source == INBOX_SOURCE, _i.key == key, _i.status == "pending")
+                    .values(claimed_until=None)
+                )
+                await uow.commit()
+        except Exception as error:  # the lease runs out by itself
+            log.warning("could not let go of slack delivery %s: %s", key, type(error).__name__)
 
     async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
-        """Run again the deliveries a crash left pending (acked, never processed)."""
-        i = t.inbox.c
+        """Run again the deliveries left pending (a crash, a failed attempt nobody retried)."""
+        now = utcnow()
         async with self.db.uow() as uow:
             rows = (
                 await uow.session.execute(
-                    select(i.payload).where(
-                        i.source == INBOX_SOURCE,
-                        i.status == "pending",
-                        i.received_at < utcnow() - older_than,
+                    select(_i.payload)
+                    .where(
+                        _i.source == INBOX_SOURCE,
+                        _i.status == "pending",
+                        _i.received_at < now - older_than,
+                        or_(_i.claimed_until.is_(None), _i.claimed_until < now),
                     )
+                    .order_by(_i.id)
+                    .limit(REPLAY_BATCH)
                 )
             ).all()
         for (payload,) in rows:
             # Socket Mode requests skip the signature check: these were verified on arrival.
+            # The gate claims each one as for a redelivery.
             await self.app.async_dispatch(
                 AsyncBoltRequest(body=json.dumps(payload), mode="socket_mode")
             )
         return len(rows)
+
+    async def replay_forever(self, stop: asyncio.Event, every: float = REPLAY_EVERY) -> None:
+        """`replay_pending` every `every` seconds until `stop` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set():
+                return
+            try:
+                await self.replay_pending()
+            except Exception as error:  # the database briefly down: the next round retries
+                log.warning("could not replay pending Slack events (%s)", type(error).__name__)
 
     # -- events --------------------------------------------------------------------------------
     async def _on_ignored(self, context: Any) -> None:
@@ -742,16 +766,25 @@ class SlackInbound:
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
         key = context.get("inbox_key")
+        error: str | None = None
         try:
             await self._handle_message(event, str(body.get("team_id") or ""))
-        except DomainError as error:
-            await self._finish(key, str(error))
-        except RetryLater:
-            log.warning("slack delivery %s left pending for a retry", key)
-        else:
-            await self._finish(key)
-        finally:
-            self._release(key)  # also when it failed: a redelivery may run it again
+        except (DomainError, PermanentFailure, Unreachable) as failure:
+            error = str(failure)  # the same input would fail the same way: park it
+        except RetryLater as failure:
+            log.warning("slack delivery %s left pending for a retry: %s", key, failure)
+            await self._let_go(key)
+            return
+        except BaseException:
+            await self._let_go(key)  # a redelivery (or the replay) runs it again
+            raise
+        try:
+            await self._finish(key, error)
+        except BaseException:
+            # Not recorded as done: running it again has no second effect (the services and
+            # the engine dedupe, answers are posted under markers), so let a redelivery do it.
+            await self._let_go(key)
+            raise
 
     async def _handle_message(self, event: dict[str, Any], team_id: str) -> None:
         if event.get("bot_id") or event.get("subtype") not in (None, "file_share"):
@@ -811,9 +844,15 @@ class SlackInbound:
         await self._answer(said)
 
     async def _answer(self, said: UserSaid) -> None:
+        """Run the turn and post its answers, each at most once whatever is redelivered.
+
+        A redelivered message gets the answers the engine remembers for it; each goes under a
+        marker derived from the message, so one an earlier attempt already posted is found in
+        the DM instead of being posted again.
+        """
         assert self.engine is not None
-        for reply in await self.engine.handle_turn(said):
-            await self.customers.send(said.chat_id, reply)
+        for n, reply in enumerate(await self.engine.handle_turn(said)):
+            await self.customers.send(said.chat_id, reply, marker=answer_marker(said, n))
 
     async def _on_customer_choice(
         self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
@@ -1011,6 +1050,36 @@ def _inbox_key(body: dict[str, Any]) -> str:
     if message and event.get("channel") and event.get("ts"):
         return f"{event['channel']}:{event['ts']}"
     return str(body.get("event_id") or f"{event.get('type')}:{event.get('event_ts')}")
+
+
+_i = t.inbox.c
+
+
+async def claim(session: AsyncSession, key: str) -> int | None:
+    """Claim an unfinished Slack delivery for `CLAIM_LEASE`: its attempt number, or None.
+
+    One conditional UPDATE, so of two copies racing (in this process or on another replica)
+    exactly one wins; None when the delivery is finished or another copy holds the claim.
+    """
+    now = utcnow()
+    stmt = (
+        update(t.inbox)
+        .where(
+            _i.source == INBOX_SOURCE,
+            _i.key == key,
+            _i.status == "pending",
+            or_(_i.claimed_until.is_(None), _i.claimed_until < now),
+        )
+        .values(claimed_until=now + CLAIM_LEASE, attempts=_i.attempts + 1)
+        .returning(_i.attempts)
+    )
+    attempt = (await session.execute(stmt)).scalar_one_or_none()
+    return int(attempt) if attempt is not None else None
+
+
+def answer_marker(said: UserSaid, n: int) -> str:
+    """The marker of the `n`-th answer to a customer's message (the same for every copy)."""
+    return f"answer:{said.message_id}:{n}"
 
 
 def _reference_in(action: dict[str, Any]) -> str | None:

@@ -207,9 +207,12 @@ def customer_message_text(customer: str, body: str, attachments: list[dict[str, 
     return "\n".join(lines)
 
 
-def reply_blocks(reply: Reply) -> list[Block]:
-    """A customer-facing reply: its text, and its choices as buttons."""
-    blocks: list[Block] = [{"type": "section", "text": _mrkdwn(escape(reply.text))}]
+def reply_blocks(reply: Reply, marker: str | None = None) -> list[Block]:
+    """A customer-facing reply: its text, and its choices as buttons (the marker finds it)."""
+    section: Block = {"type": "section", "text": _mrkdwn(escape(reply.text))}
+    if marker:
+        section["block_id"] = marker_block_id(marker)
+    blocks: list[Block] = [section]
     if reply.choices:
         blocks.append(
             {

@@ -85,6 +85,7 @@ REQUIRED: dict[str, list[str | tuple[str, ...]]] = {
     "users.lookupByEmail": ["email"],
     "conversations.open": [("channel", "users")],
     "conversations.replies": ["channel", "ts"],
+    "conversations.history": ["channel"],
     "views.open": ["view", ("trigger_id", "interactivity_pointer")],
 }
 
@@ -461,6 +462,22 @@ class FakeSlack(FakeServer):
                 return {
                     "messages": [parent, *replies],
                     "has_more": False,
+                    "response_metadata": {"next_cursor": ""},
+                }
+            case "conversations.history":
+                # Top-level messages, newest first (thread replies are not in the history).
+                found = [
+                    m
+                    for (ch, ts), m in sorted(self.messages.items(), reverse=True)
+                    if ch == params["channel"] and m.get("thread_ts") in (None, ts)
+                ]
+                limit = int(params.get("limit") or 100)
+                return {
+                    "messages": found[:limit],
+                    "has_more": len(found) > limit,
+                    "pin_count": 0,
+                    "channel_actions_ts": None,
+                    "channel_actions_count": 0,
                     "response_metadata": {"next_cursor": ""},
                 }
             case "views.open":

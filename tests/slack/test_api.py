@@ -82,10 +82,11 @@ async def test_timed_out_root_post_is_not_repeated_when_slack_cannot_say(
 ) -> None:
     api = SlackApi(client(fake, timeout=1), db=db, interval=0.0)
     fake.delay("chat.postMessage", 1.5)
+    fake.fail_server_error("conversations.history", times=2)
     with pytest.raises(RetryLater):
         await api.post("C1", "root", kit.note_blocks("root", "m-2"), marker="m-2")
     await asyncio.sleep(0.8)
-    # The fake has no conversations.history: the desk refuses to guess (a visible dead letter).
+    # Slack cannot say whether it is there: the desk refuses to guess (a visible dead letter).
     with pytest.raises(PermanentFailure, match="not posting again"):
         await api.post("C1", "root", kit.note_blocks("root", "m-2"), marker="m-2")
     assert len(fake.posted("C1")) == 1
