@@ -56,17 +56,39 @@ async def find_or_register_customer(
         if identity.chat_id != chat_id:
             identity.chat_id = chat_id
         return customer, identity
-    customer = await uow.customers.add(
-        Customer(display_name=display_name[:200], language=(language or "en")[:16])
+    customer, identity = first_contact(
+        channel=channel,
+        external_id=external_id,
+        chat_id=chat_id,
+        display_name=display_name,
+        language=language,
     )
-    identity = await uow.customers.add_identity(
-        ChannelIdentity(
-            channel=channel,
-            external_id=external_id,
-            chat_id=chat_id,
-            display_name=display_name[:200],
-            customer_id=customer.id,
-        )
+    customer = await uow.customers.add(customer)
+    identity.customer_id = customer.id
+    identity = await uow.customers.add_identity(identity)
+    return customer, identity
+
+
+def first_contact(
+    *,
+    channel: Channel,
+    external_id: str,
+    chat_id: str,
+    display_name: str = "",
+    language: str = "en",
+    now: datetime | None = None,
+) -> tuple[Customer, ChannelIdentity]:
+    """A new customer and their first channel identity, not yet stored."""
+    moment = now or utcnow()
+    customer = Customer(
+        display_name=display_name[:200], language=(language or "en")[:16], created_at=moment
+    )
+    identity = ChannelIdentity(
+        channel=channel,
+        external_id=external_id,
+        chat_id=chat_id,
+        display_name=display_name[:200],
+        created_at=moment,
     )
     return customer, identity
 

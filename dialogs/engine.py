@@ -123,7 +123,18 @@ class DialogEngine:
             uow = cast(ContactUnitOfWork, sql_uow)
             store = SqlDialogStore(sql_uow.session)
             record = await store.load(said.channel, said.user_id)
-            if record is None or record.chat_id != said.chat_id:
+            first_contact = record is None
+            if record is None:
+                customer, identity = services.first_contact(
+                    channel=said.channel,
+                    external_id=said.user_id,
+                    chat_id=said.chat_id,
+                    display_name=said.display_name,
+                    language=said.language,
+                    now=now,
+                )
+                record = await store.register(customer, identity, now)
+            elif record.chat_id != said.chat_id:
                 await services.find_or_register_customer(
                     uow,
                     channel=said.channel,
@@ -146,7 +157,11 @@ class DialogEngine:
             if said.message_id and not said.edited and said.message_id in seen:
                 # A redelivery: it had its effect the first time; repeat what we answered.
                 return [_reply_from(r) for r in state.slot("answers", {}).get(said.message_id, [])]
-            tickets = await store.tickets(record.customer_id, self.config.tickets_in_context)
+            tickets = (
+                []
+                if first_contact
+                else await store.tickets(record.customer_id, self.config.tickets_in_context)
+            )
             verification = None
             if state.name == "intake_code":
                 verification = await uow.email_verifications.latest_pending(record.customer_id)

@@ -354,6 +354,58 @@ class SqlDialogStore:
         row = (await self.session.execute(stmt, params)).first()
         return TurnRecord(*list(row)) if row is not None else None
 
+    async def register(
+        self, customer: Customer, identity: ChannelIdentity, now: datetime
+    ) -> TurnRecord:
+        """First contact: store the customer, their identity and an idle conversation with
+        three prepared inserts (the ORM's flushes cost several times more on the hot path).
+        A concurrent first message of the same identity raises IntegrityError."""
+        customer_id = (
+            await self.session.execute(
+                _insert_customer(),
+                {
+                    "display_name": customer.display_name,
+                    "language": customer.language,
+                    "email": customer.email,
+                    "email_verified": customer.email_verified,
+                    "email_blocked": customer.email_blocked,
+                    "phone": customer.phone,
+                    "notify": customer.notify,
+                    "created_at": customer.created_at,
+                },
+            )
+        ).scalar_one()
+        identity_id = (
+            await self.session.execute(
+                _insert_identity(),
+                {
+                    "customer_id": customer_id,
+                    "channel": identity.channel,
+                    "external_id": identity.external_id,
+                    "chat_id": identity.chat_id,
+                    "display_name": identity.display_name,
+                    "reachable": identity.reachable,
+                    "created_at": identity.created_at,
+                },
+            )
+        ).scalar_one()
+        conversation_id, version = await self.add_conversation(identity_id, now)
+        return TurnRecord(
+            identity_id=identity_id,
+            customer_id=customer_id,
+            chat_id=identity.chat_id,
+            customer_name=customer.display_name,
+            language=customer.language,
+            email=customer.email,
+            email_verified=customer.email_verified,
+            email_blocked=customer.email_blocked,
+            conversation_id=conversation_id,
+            state="idle",
+            slots={},
+            history=[],
+            version=version,
+        )
+
     async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]:
         stmt = _tickets_query()
         params = {"customer_id": customer_id, "limit": limit}
@@ -362,13 +414,15 @@ class SqlDialogStore:
     async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]:
         """A fresh idle conversation; returns (id, version). A concurrent twin raises
         IntegrityError (unique identity_id)."""
-        stmt = (
-            insert(t.conversations)
-            .values(identity_id=identity_id, state="idle", slots={}, history=[], updated_at=now,
-                    version=1)
-            .returning(t.conversations.c.id)
-        )  # fmt: skip
-        return int((await self.session.execute(stmt)).scalar_one()), 1
+        params = {
+            "identity_id": identity_id,
+            "state": "idle",
+            "slots": {},
+            "history": [],
+            "updated_at": now,
+            "version": 1,
+        }
+        return int((await self.session.execute(_insert_conversation(), params)).scalar_one()), 1
 
     async def save_conversation(
         self,
@@ -381,13 +435,16 @@ class SqlDialogStore:
         now: datetime,
     ) -> bool:
         """Write the state if nobody else did since `version` was read; False if they did."""
-        v = t.conversations.c
-        stmt = (
-            update(t.conversations)
-            .where(v.id == conversation_id, v.version == version)
-            .values(state=state, slots=slots, history=history, updated_at=now, version=version + 1)
-        )
-        result = await self.session.execute(stmt)
+        params = {
+            "b_id": conversation_id,
+            "b_version": version,
+            "state": state,
+            "slots": slots,
+            "history": history,
+            "updated_at": now,
+            "version": version + 1,
+        }
+        result = await self.session.execute(_save_conversation(), params)
         return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -428,4 +485,35 @@ def _tickets_query() -> Any:
         .where(k.customer_id == bindparam("customer_id"))
         .order_by(k.id.desc())
         .limit(bindparam("limit", literal_execute=False))
+    )
+
+
+@functools.cache
+def _insert_customer() -> Any:
+    return insert(t.customers).returning(t.customers.c.id)
+
+
+@functools.cache
+def _insert_identity() -> Any:
+    return insert(t.channel_identities).returning(t.channel_identities.c.id)
+
+
+@functools.cache
+def _insert_conversation() -> Any:
+    return insert(t.conversations).returning(t.conversations.c.id)
+
+
+@functools.cache
+def _save_conversation() -> Any:
+    v = t.conversations.c
+    return (
+        update(t.conversations)
+        .where(v.id == bindparam("b_id"), v.version == bindparam("b_version"))
+        .values(
+            state=bindparam("state"),
+            slots=bindparam("slots"),
+            history=bindparam("history"),
+            updated_at=bindparam("updated_at"),
+            version=bindparam("version"),
+        )
     )
