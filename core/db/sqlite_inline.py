@@ -118,6 +118,10 @@ class InlineConnection:
         cursor = InlineCursor(self._conn.cursor())
         return await cursor.execute(sql, parameters)
 
+    def begin_immediate(self) -> None:
+        """Take the write lock now (called from SQLAlchemy's synchronous "begin" event)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+
     async def commit(self) -> None:
         self._conn.commit()
 
