@@ -43,10 +43,14 @@ async def test_a_failed_transaction_rolls_back_and_the_connection_is_reused(
 ) -> None:
     async with sqlite_db.engine.begin() as conn:
         await conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-    with pytest.raises(IntegrityError):
+
+    async def twice() -> None:
         async with sqlite_db.engine.begin() as conn:
             await conn.execute(text("INSERT INTO t VALUES (1)"))
             await conn.execute(text("INSERT INTO t VALUES (1)"))
+
+    with pytest.raises(IntegrityError):
+        await twice()
     async with sqlite_db.engine.begin() as conn:
         await conn.execute(text("INSERT INTO t VALUES (2)"))
     async with sqlite_db.engine.connect() as conn:
