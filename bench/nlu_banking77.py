@@ -1,11 +1,17 @@
 """Banking77 accuracy and latency of each local NLU backend.
 
     python -m bench.nlu_banking77 [--data DIR] [--backends local,embeddings] [--seeds 3]
+    python -m bench.nlu_banking77 --validate [--seeds 6]
 
 For each backend: test accuracy after training on the full training set, mean accuracy
 over ``--seeds`` runs that train on ``--shots`` examples per intent, and per-utterance
 latency (p50/p99 of single ``classify`` calls on test utterances). A backend whose extra is
 not installed is reported as skipped.
+
+``--validate`` is how hyper-parameters are chosen: it never reads test.csv. The full regime
+trains on a stratified 80% of train.csv and scores the other 20%; the few-shot regime draws
+``--seeds`` samples of ``--shots`` examples per intent from train.csv (seeds 101, 102, ...,
+not the benchmark's 0, 1, 2) and scores 2,000 other training rows for each.
 """
 
 from __future__ import annotations
@@ -32,6 +38,42 @@ def few_shot(examples: list[Example], shots: int, seed: int) -> list[Example]:
     return [e for intent in sorted(by_intent) for e in rng.sample(by_intent[intent], shots)]
 
 
+def validation_splits(
+    train: list[Example], shots: int, seeds: int
+) -> list[tuple[str, list[Example], list[Example]]]:
+    """(name, fit on, score on) pairs drawn from the training set alone (see ``--validate``)."""
+    by_intent: dict[str, list[Example]] = defaultdict(list)
+    for example in train:
+        by_intent[example.intent].append(example)
+    rng = random.Random(1234)
+    fit, held_out = [], []
+    for intent in sorted(by_intent):
+        rows = by_intent[intent][:]
+        rng.shuffle(rows)
+        cut = max(1, round(len(rows) * 0.2))
+        held_out += rows[:cut]
+        fit += rows[cut:]
+    splits = [("full", fit, held_out)]
+    for seed in range(101, 101 + seeds):
+        rng = random.Random(seed)
+        sample = [e for intent in sorted(by_intent) for e in rng.sample(by_intent[intent], shots)]
+        chosen = set(map(id, sample))
+        rest = [e for e in train if id(e) not in chosen]
+        rng.shuffle(rest)
+        splits.append((f"{shots}-shot seed {seed}", sample, rest[:2000]))
+    return splits
+
+
+def validate(backend: str, train: list[Example], shots: int, seeds: int) -> None:
+    scores = {}
+    for name, fit, held_out in validation_splits(train, shots, seeds):
+        scores[name] = accuracy(LocalNLU.train(fit, backend=backend, threshold=0.0), held_out)
+        print(f"{backend:<11} {name:<18} {scores[name]:.2%}", flush=True)
+    few = [score for name, score in scores.items() if name != "full"]
+    mean_few = statistics.mean(few)
+    print(f"{backend:<11} validation: full {scores['full']:.2%}, {shots}-shot {mean_few:.2%}")
+
+
 def accuracy(nlu: LocalNLU, test: list[Example]) -> float:
     predicted = nlu.predict([example.text for example in test])
     return sum(p.intent == e.intent for p, e in zip(predicted, test, strict=True)) / len(test)
@@ -48,7 +90,7 @@ def latency_ms(nlu: LocalNLU, texts: list[str]) -> tuple[float, float]:
     return statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.99))]
 
 
-def remember_embeddings() -> None:
+def remember_embeddings(threads: int = 0) -> None:
     """Embed each text once per run in batches: few-shot sets are subsets of the training
     set, and the test set is classified four times."""
     from dialogs.nlu import embeddings
@@ -69,7 +111,7 @@ def remember_embeddings() -> None:
                 return np.zeros((0, 2 * self.dimensions), dtype=np.float32)
             return np.vstack([self.memo[t] for t in texts])
 
-    embeddings.use_encoder(Remembering())
+    embeddings.use_encoder(Remembering(threads))
 
 
 def bench_backend(
@@ -101,9 +143,21 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="onnxruntime threads (0: one per core)"
+    )
+    parser.add_argument(
+        "--validate", action="store_true", help="score on held-out training rows, not test.csv"
+    )
     args = parser.parse_args()
 
     train = load_examples(args.data / "train.csv")
+    if args.validate:
+        for backend in args.backends.split(","):
+            if backend == "embeddings":
+                remember_embeddings(args.threads)
+            validate(backend, train, args.shots, args.seeds)
+        return
     test = load_examples(args.data / "test.csv")
     print(
         f"Banking77: {len(train)} train, {len(test)} test, {len({e.intent for e in train})} intents"
@@ -116,7 +170,7 @@ def main() -> None:
     for backend in args.backends.split(","):
         if backend == "embeddings":
             try:
-                remember_embeddings()
+                remember_embeddings(args.threads)
             except ImportError as error:
                 print(f"{backend:<11} skipped: {error}")
                 continue
