@@ -3,6 +3,9 @@
     python -m bench.nlu_banking77 [--data DIR] [--backends local,embeddings] [--seeds 3]
     python -m bench.nlu_banking77 --validate [--seeds 6]
 
+Backend ``embeddings+ft`` is the embeddings backend with its encoder fine-tuned on the
+training examples first (extra ``careline[finetune]``; minutes per training run).
+
 For each backend: test accuracy after training on the full training set, mean accuracy
 over ``--seeds`` runs that train on ``--shots`` examples per intent, and per-utterance
 latency (p50/p99 of single ``classify`` calls on test utterances). A backend whose extra is
@@ -26,6 +29,18 @@ from typing import Any
 
 from dialogs.nlu.local import BACKENDS, LocalNLU
 from dialogs.nlu.training import Example, load_examples
+
+#: The fine-tuned configuration's row name: the embeddings backend with a tuned encoder.
+TUNED = "embeddings+ft"
+
+
+def train_nlu(examples: list[Example], backend: str) -> LocalNLU:
+    if backend == TUNED:
+        from dialogs.nlu.finetune import FineTuning
+
+        return LocalNLU.train(examples, backend="embeddings", threshold=0.0, finetune=FineTuning())
+    return LocalNLU.train(examples, backend=backend, threshold=0.0)
+
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 
@@ -67,7 +82,7 @@ def validation_splits(
 def validate(backend: str, train: list[Example], shots: int, seeds: int) -> None:
     scores = {}
     for name, fit, held_out in validation_splits(train, shots, seeds):
-        scores[name] = accuracy(LocalNLU.train(fit, backend=backend, threshold=0.0), held_out)
+        scores[name] = accuracy(train_nlu(fit, backend), held_out)
         print(f"{backend:<11} {name:<18} {scores[name]:.2%}", flush=True)
     few = [score for name, score in scores.items() if name != "full"]
     mean_few = statistics.mean(few)
@@ -118,13 +133,12 @@ def bench_backend(
     backend: str, train: list[Example], test: list[Example], shots: int, seeds: int
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    nlu = LocalNLU.train(train, backend=backend, threshold=0.0)
+    nlu = train_nlu(train, backend)
     train_seconds = time.perf_counter() - started
     full = accuracy(nlu, test)
     p50, p99 = latency_ms(nlu, [example.text for example in test[:1000]])
     few = [
-        accuracy(LocalNLU.train(few_shot(train, shots, seed), backend=backend, threshold=0.0), test)
-        for seed in range(seeds)
+        accuracy(train_nlu(few_shot(train, shots, seed), backend), test) for seed in range(seeds)
     ]
     return {
         "full": full,
@@ -139,7 +153,7 @@ def bench_backend(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="train.csv + test.csv")
-    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--backends", default=",".join([*BACKENDS, TUNED]), help="comma-separated")
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
@@ -153,7 +167,7 @@ def main() -> None:
     train = load_examples(args.data / "train.csv")
     if args.validate:
         for backend in args.backends.split(","):
-            if backend == "embeddings":
+            if backend in {"embeddings", TUNED}:
                 remember_embeddings(args.threads)
             validate(backend, train, args.shots, args.seeds)
         return
@@ -167,9 +181,13 @@ def main() -> None:
     )
     print(header)
     for backend in args.backends.split(","):
-        if backend == "embeddings":
+        if backend in {"embeddings", TUNED}:
             try:
                 remember_embeddings(args.threads)
+                if backend == TUNED:
+                    from dialogs.nlu.finetune import require_finetune
+
+                    require_finetune()
             except ImportError as error:
                 print(f"{backend:<11} skipped: {error}")
                 continue

@@ -16,6 +16,10 @@ nlu_app = typer.Typer(help="Train and evaluate the local NLU.", no_args_is_help=
 console = Console()
 
 BACKEND_HELP = f"Classifier backend: {', '.join(BACKENDS)}."
+FINETUNE_HELP = (
+    "Tune the sentence encoder on the examples first (embeddings backend, extra "
+    "careline[finetune]; a few minutes on CPU). Serving still needs no torch."
+)
 
 
 @nlu_app.command("train")
@@ -29,12 +33,13 @@ def train_command(
     ),
     backend: str = typer.Option("local", help=BACKEND_HELP),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Out of scope below this."),
+    finetune: bool = typer.Option(False, "--finetune", help=FINETUNE_HELP),
 ) -> None:
     """Train a classifier and save it."""
     if (data is None) == (watson_skill is None):
         raise typer.BadParameter("give either DATA or --watson-skill FILE")
     examples = _read(watson_skill, skill=True) if watson_skill else _read(data)
-    nlu = _train(examples, backend, threshold)
+    nlu = _train(examples, backend, threshold, finetune=finetune)
     nlu.save(out)
     console.print(
         f"trained [bold]{backend}[/] on {len(examples)} examples, "
@@ -48,11 +53,12 @@ def eval_command(
     test: Path = typer.Option(..., "--test", help="Labelled test data; 'oos' rows allowed."),
     backend: str = typer.Option("local", help=BACKEND_HELP),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Out of scope below this."),
+    finetune: bool = typer.Option(False, "--finetune", help=FINETUNE_HELP),
 ) -> None:
     """Train on TRAIN, classify TEST, and print accuracy, macro-F1 and a per-intent report."""
     from dialogs.nlu.evaluation import evaluate
 
-    nlu = _train(_read(train), backend, threshold)
+    nlu = _train(_read(train), backend, threshold, finetune=finetune)
     result = evaluate(nlu, _read(test))
     table = Table("intent", "precision", "recall", "F1", "support", title="Per intent")
     for intent, score in sorted(result.per_intent.items()):
@@ -79,9 +85,20 @@ def _read(path: Path | None, *, skill: bool = False) -> list[Example]:
         raise typer.BadParameter(str(error)) from error
 
 
-def _train(examples: list[Example], backend: str, threshold: float) -> LocalNLU:
+def _train(
+    examples: list[Example], backend: str, threshold: float, *, finetune: bool = False
+) -> LocalNLU:
     if backend not in BACKENDS:
         raise typer.BadParameter(BACKEND_HELP, param_hint="--backend")
+    tuning = None
+    if finetune:
+        if backend != "embeddings":
+            raise typer.BadParameter(
+                "--finetune needs --backend embeddings", param_hint="--finetune"
+            )
+        from dialogs.nlu.finetune import FineTuning
+
+        tuning = FineTuning()
     columns = (
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -95,6 +112,8 @@ def _train(examples: list[Example], backend: str, threshold: float) -> LocalNLU:
             bar.update(task, description=stage, completed=done, total=total)
 
         try:
-            return LocalNLU.train(examples, backend=backend, threshold=threshold, progress=progress)
+            return LocalNLU.train(
+                examples, backend=backend, threshold=threshold, progress=progress, finetune=tuning
+            )
         except ImportError as error:
             raise typer.BadParameter(str(error), param_hint="--backend") from error

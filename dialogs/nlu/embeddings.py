@@ -43,14 +43,15 @@ class MiniLMEncoder:
 
     dimensions = 384
 
-    def __init__(self, threads: int = 0) -> None:
-        onnxruntime, tokenizers, model, tokenizer_file = require_embeddings()
+    def __init__(self, threads: int = 0, model: bytes | None = None) -> None:
+        """``model``: an ONNX encoder of the same shape (a fine-tuned one), else the shipped."""
+        onnxruntime, tokenizers, shipped, tokenizer_file = require_embeddings()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime picks the core count
         # Spinning worker threads starve everything else on a small, busy machine.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
-            str(model), options, providers=["CPUExecutionProvider"]
+            str(shipped) if model is None else model, options, providers=["CPUExecutionProvider"]
         )
         self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
@@ -214,12 +215,15 @@ class EmbeddingsBlend:
         neighbour_share: float = NEIGHBOUR_SHARE,
         C: float | None = None,
         progress: Any = None,
+        finetune: Any = None,
     ) -> None:
         self.text_model = text_model
         self.weight = weight  # share of the embedding classifier in the non-neighbour part
         self.neighbour_share = neighbour_share
         self.C = C  # None: chosen from the examples per intent (``regularisation_for``)
         self.progress = progress
+        self.finetune = finetune  # a ``FineTuning``: tune the encoder on the examples first
+        self.encoder_model: bytes | None = None  # the tuned ONNX encoder, saved with the model
         self.vector_model: Any = None
         self.neighbours: NearestExamples | None = None
         self.classes_: Any = None
@@ -237,7 +241,21 @@ class EmbeddingsBlend:
         import numpy as np
 
         phrases, phrase_labels = intent_phrases(labels)
-        vectors = shared_encoder().encode([*texts, *phrases], report, with_max=True)
+        if self.finetune is not None:
+            from dialogs.nlu.finetune import tune_encoder
+
+            tuning = None
+            if self.progress is not None:
+                outer = self.progress
+
+                def tuning(done: int, total: int) -> None:
+                    outer(done, total, "tuning")
+
+            self.__dict__.pop("_encoder", None)
+            self.encoder_model = tune_encoder(
+                [*texts, *phrases], [*labels, *phrase_labels], self.finetune, tuning
+            )
+        vectors = self.encoder().encode([*texts, *phrases], report, with_max=True)
         C = regularisation_for(labels) if self.C is None else self.C
         all_labels = np.concatenate([np.asarray(labels, dtype=object), phrase_labels])
         self.vector_model = LogisticRegression(C=C, max_iter=3000).fit(vectors, all_labels)
@@ -250,6 +268,16 @@ class EmbeddingsBlend:
         )
         return self
 
+    def encoder(self) -> MiniLMEncoder:
+        """The tuned encoder (one ONNX session per loaded model), else the shared one."""
+        model = self.__dict__.get("encoder_model")  # absent from models saved before tuning
+        if model is None:
+            return shared_encoder()
+        encoder = self.__dict__.get("_encoder")
+        if encoder is None:
+            encoder = self.__dict__["_encoder"] = MiniLMEncoder(model=model)
+        return encoder
+
     def _blend(self, by_meaning: Any, by_wording: Any, vectors: Any) -> Any:
         blended = self.weight * by_meaning + (1 - self.weight) * by_wording
         # Models saved before the neighbours existed blend the two classifiers only.
@@ -259,7 +287,7 @@ class EmbeddingsBlend:
         return (1 - share) * blended + share * neighbours.probabilities(vectors)
 
     def predict_proba(self, texts: Sequence[str]) -> Any:
-        vectors = shared_encoder().encode(list(texts), with_max=True)
+        vectors = self.encoder().encode(list(texts), with_max=True)
         return self._blend(
             self.vector_model.predict_proba(vectors), self.text_model.predict_proba(texts), vectors
         )
@@ -277,7 +305,7 @@ class EmbeddingsBlend:
             by_wording = self.text_model.predict_proba([text])[0]
         else:
             by_wording = scorer.probabilities(text)
-        vectors = shared_encoder().encode([text], with_max=True)
+        vectors = self.encoder().encode([text], with_max=True)
         scores = self.vector_model.coef_ @ vectors[0] + self.vector_model.intercept_
         scores = np.exp(scores - scores.max())
         by_meaning = scores / scores.sum()
@@ -285,6 +313,6 @@ class EmbeddingsBlend:
 
     def __getstate__(self) -> dict[str, Any]:
         # A progress callback belongs to one training run; the fast scorer is rebuilt.
-        state = {k: v for k, v in self.__dict__.items() if k != "_scorer"}
+        state = {k: v for k, v in self.__dict__.items() if k not in {"_scorer", "_encoder"}}
         state["progress"] = None
         return state

@@ -58,17 +58,22 @@ class LocalNLU:
         backend: str = "local",
         threshold: float = DEFAULT_THRESHOLD,
         progress: Progress | None = None,
+        finetune: Any = None,
     ) -> LocalNLU:
         """Fit a classifier on labelled examples.
 
         ``oos`` rows are kept as a class of their own: examples of what to refuse help
-        more than the threshold alone.
+        more than the threshold alone. ``finetune`` (a ``dialogs.nlu.finetune.FineTuning``,
+        ``embeddings`` backend only, extra ``careline[finetune]``) first tunes the sentence
+        encoder on the examples; the tuned encoder is saved with the model.
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        if finetune is not None and backend != "embeddings":
+            raise ValueError("fine-tuning needs the embeddings backend")
         texts = [_normalise(example.text) for example in examples]
         labels = [example.intent for example in examples]
-        pipeline = _build_pipeline(backend, progress)
+        pipeline = _build_pipeline(backend, progress, finetune)
         if progress:
             progress(0, 1, "fitting")
         from threadpoolctl import threadpool_limits
@@ -284,7 +289,7 @@ def _normalise(text: str) -> str:
     return " ".join(text[:MAX_CHARS].split())
 
 
-def _build_pipeline(backend: str, progress: Progress | None) -> Any:
+def _build_pipeline(backend: str, progress: Progress | None, finetune: Any = None) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
@@ -312,5 +317,5 @@ def _build_pipeline(backend: str, progress: Progress | None) -> Any:
     if backend == "embeddings":
         from dialogs.nlu.embeddings import EmbeddingsBlend
 
-        return EmbeddingsBlend(wording, progress=progress)
+        return EmbeddingsBlend(wording, progress=progress, finetune=finetune)
     return wording
