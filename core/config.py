@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     nlu_backend: Literal["auto", "local", "embeddings", "watson"] = Field(
         "auto", description="auto: Watson when configured, else the local classifier."
     )
+    nlu_finetune: bool = Field(
+        False,
+        description="Fine-tune the embeddings backend's encoder on the intents when it trains "
+        "(extra careline[finetune]; minutes on CPU, then cached).",
+    )
     nlu_threshold: float = Field(0.3, description="Below this confidence: out of scope.")
     nlu_intents_file: str | None = Field(
         None, description="Training data (YAML or CSV); the shipped support intents if unset."

@@ -33,6 +33,7 @@ def build_nlu(settings: Any) -> NLU:
         cache_dir=Path(settings.data_dir) / "nlu",
         threshold=settings.nlu_threshold,
         backend=local_backend,
+        finetune=bool(getattr(settings, "nlu_finetune", False)),
     )
     if backend == "watson" or (backend == "auto" and watson_ready):
         if not settings.watson_assistant_id or not settings.watson_environment_id:

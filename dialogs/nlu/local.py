@@ -182,13 +182,18 @@ def default_nlu(
     cache_dir: str | Path | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     backend: str = "local",
+    finetune: bool = False,
 ) -> LocalNLU:
     """The local NLU on the shipped support intents, trained at first use and cached.
 
     The cache key covers the intents file's content and the scikit-learn version, so an
     edited file or an upgrade retrains (well under a second for the shipped set).
+    ``finetune`` tunes the embeddings backend's encoder first (minutes, once: it is cached).
     """
     import sklearn
+
+    if finetune and backend != "embeddings":
+        raise ValueError("fine-tuning needs the embeddings backend (CARELINE_NLU_BACKEND)")
 
     if intents_file is None:
         from dialogs.data import INTENTS_FILE
@@ -196,15 +201,21 @@ def default_nlu(
         intents_file = INTENTS_FILE
     data = Path(intents_file).read_bytes()
     key = hashlib.sha256(
-        data + f"|{MODEL_FORMAT}|{sklearn.__version__}|{backend}".encode()
+        data + f"|{MODEL_FORMAT}|{sklearn.__version__}|{backend}|{finetune}".encode()
     ).hexdigest()[:16]
-    cached = Path(cache_dir or default_cache_dir()) / f"nlu-{backend}-{key}.joblib"
+    name = f"{backend}-ft" if finetune else backend
+    cached = Path(cache_dir or default_cache_dir()) / f"nlu-{name}-{key}.joblib"
     if cached.exists():
         try:
             return LocalNLU.load(cached, threshold=threshold)
         except Exception:  # noqa: S110 - a broken or stale cache is simply rebuilt
             pass
-    nlu = LocalNLU.from_file(intents_file, threshold=threshold, backend=backend)
+    tuning = None
+    if finetune:
+        from dialogs.nlu.finetune import FineTuning
+
+        tuning = FineTuning()
+    nlu = LocalNLU.from_file(intents_file, threshold=threshold, backend=backend, finetune=tuning)
     with contextlib.suppress(OSError):  # a read-only home still gets a working model
         nlu.save(cached)
     return nlu

@@ -40,3 +40,8 @@ def test_auto_with_watson_configured_puts_watson_first_with_a_local_fallback(
 def test_watson_backend_without_ids_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="WATSON_ASSISTANT_ID"):
         build_nlu(settings(tmp_path, nlu_backend="watson"))
+
+
+def test_fine_tuning_without_the_embeddings_backend_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="embeddings backend"):
+        build_nlu(settings(tmp_path, nlu_backend="local", nlu_finetune=True))

@@ -140,3 +140,23 @@ def test_cli_trains_a_tuned_model(intents_file: Path, tmp_path: Path) -> None:
     assert refused.exit_code != 0
     assert result.exit_code == 0, result.output
     assert LocalNLU.load(out)._pipeline.encoder_model is not None
+
+
+def test_settings_select_a_tuned_model_and_cache_it(intents_file: Path, tmp_path: Path) -> None:
+    from core.config import Settings
+    from dialogs.factory import build_nlu
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=str(tmp_path),
+        nlu_backend="embeddings",
+        nlu_finetune=True,
+        nlu_intents_file=str(intents_file),
+    )
+    nlu = build_nlu(settings)
+    assert isinstance(nlu, LocalNLU)
+    assert nlu._pipeline.encoder_model is not None
+    cached = list((tmp_path / "nlu").glob("nlu-embeddings-ft-*.joblib"))
+    assert len(cached) == 1
+    again = build_nlu(settings)  # loaded from the cache, not tuned again
+    assert again._pipeline.encoder_model == nlu._pipeline.encoder_model
