@@ -192,10 +192,6 @@ def _dumps(value: Any) -> str:
 def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below);
-        # the inline driver opens its connections that way already.
-        if dbapi_connection.isolation_level is not None:
-            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -207,8 +203,7 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Any) -> None:
         # Take the write lock up front: a deferred read that later writes can fail with
         # SQLITE_BUSY without waiting (https://sqlite.org/lang_transaction.html).
-        driver = conn.connection.driver_connection
-        if isinstance(driver, InlineConnection):
-            driver.begin_immediate()  # straight to sqlite3: a statement's whole path costs more
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to sqlite3: a statement's whole path through SQLAlchemy costs more. The
+        # inline driver opens connections in autocommit mode, so only this starts a transaction.
+        driver: InlineConnection = conn.connection.driver_connection
+        driver.begin_immediate()

@@ -23,18 +23,15 @@ from typing import Any
 
 
 class InlineCursor:
-    """aiosqlite's `Cursor` interface, answered synchronously."""
+    """The part of aiosqlite's `Cursor` that SQLAlchemy uses, answered synchronously."""
 
     __slots__ = ("_cursor",)
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
 
-    async def __aenter__(self) -> InlineCursor:
+    async def __aenter__(self) -> InlineCursor:  # SQLAlchemy opens cursors this way
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._cursor.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
         if parameters is None:
@@ -80,26 +77,8 @@ class InlineCursor:
         self._cursor.arraysize = value
 
 
-class _CursorOpener:
-    """What `connection.cursor()` returns: awaitable, and an async context manager."""
-
-    __slots__ = ("_open",)
-
-    def __init__(self, open_: Callable[[], InlineCursor]) -> None:
-        self._open = open_
-
-    def __await__(self) -> Any:
-        return self.__aenter__().__await__()
-
-    async def __aenter__(self) -> InlineCursor:
-        return self._open()
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
 class InlineConnection:
-    """aiosqlite's `Connection` interface over a plain `sqlite3.Connection`."""
+    """The part of aiosqlite's `Connection` that SQLAlchemy uses, over `sqlite3.Connection`."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         # `_connection` is what SQLAlchemy's adapter tests to know the connection is open.
@@ -111,12 +90,8 @@ class InlineConnection:
             raise ValueError("no active connection")
         return self._connection
 
-    def cursor(self) -> _CursorOpener:
-        return _CursorOpener(lambda: InlineCursor(self._conn.cursor()))
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
-        cursor = InlineCursor(self._conn.cursor())
-        return await cursor.execute(sql, parameters)
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self._conn.cursor())
 
     def begin_immediate(self) -> None:
         """Take the write lock now (called from SQLAlchemy's synchronous "begin" event)."""
@@ -149,10 +124,6 @@ class InlineConnection:
     @isolation_level.setter
     def isolation_level(self, value: Any) -> None:
         self._conn.isolation_level = value
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
 
 
 def inline_creator(path: str, *, timeout: float, uri: bool = False) -> Callable[[], Any]:

@@ -192,9 +192,6 @@ def default_nlu(
     """
     import sklearn
 
-    if finetune and backend != "embeddings":
-        raise ValueError("fine-tuning needs the embeddings backend (CARELINE_NLU_BACKEND)")
-
     if intents_file is None:
         from dialogs.data import INTENTS_FILE
 
