@@ -177,8 +177,16 @@ async def platform_faults(ctx: Context) -> list[Result]:
                 return {str(s): int(n) for s, n in rows}
 
         async def settled() -> bool:
+            # Every outbox row, not only the email deliveries: a blocked chat's notice goes
+            # out by email from its customer_chat delivery, which may still be retrying.
             states = await deliveries()
-            return bool(states) and set(states) <= {"done", "skipped", "dead"}
+            if not states or not set(states) <= {"done", "skipped", "dead"}:
+                return False
+            async with db.engine.connect() as conn:
+                open_rows = await conn.scalar(
+                    select(func.count()).where(t.outbox.c.status == "pending")
+                )
+            return not open_rows
 
         await wait_until(settled, 240, every=1.0)
         recovered = time.monotonic() - sendgrid.healthy_at
