@@ -1,9 +1,14 @@
-"""Ticket upkeep that runs beside the relay: auto-assignment, SLA breaches, auto-close.
+"""Upkeep that runs beside the relay: auto-assignment, SLA breaches, auto-close, retention.
 
 Every relay process runs it; on PostgreSQL each job takes a transaction-level advisory lock
 first, so with several relays one does the work and the others skip that round. Each job is
 one unit of work: its changes and the events they cause (notices, Slack updates) commit
 together.
+
+Retention keeps the reliable-messaging tables from growing without end: once an hour, inbox
+rows and sent outbox events older than `retention_days` are deleted in small batches (their
+platforms stopped redelivering long before). Parked deliveries and dead notices stay until
+a human deals with them.
 """
 
 from __future__ import annotations
@@ -11,24 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Table, delete, func, select, text
 
 from bots.relay import Delivery, Handlers
 from core import events, services
 from core.config import Settings
+from core.db import tables as t
 from core.db.database import Database, SqlUnitOfWork
 from core.db.flags import AUTO_ASSIGN, read_flag
 from core.errors import Conflict
+from core.model import utcnow
 from core.policy import SlaPolicy
 
 log = logging.getLogger("careline.housekeeping")
 
 # Arbitrary but fixed advisory-lock keys, one per job.
 LOCKS = {"auto_assign": 7_301_001, "sla": 7_301_002, "auto_close": 7_301_003}
+
+PRUNE_EVERY = 3600.0  # seconds between retention rounds
+PRUNE_BATCH = 1000  # rows per delete: short transactions, turns run in between
 
 
 class Housekeeping:
@@ -37,6 +48,7 @@ class Housekeeping:
         self.settings = settings
         self.interval = interval
         self.sla = SlaPolicy.from_hours(settings.sla_hours)
+        self._pruned_at: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -52,6 +64,7 @@ class Housekeeping:
             "assigned": await self.auto_assign(),
             "sla_breaches": await self._job("sla", self._announce),
             "auto_closed": await self._job("auto_close", self._close),
+            **await self._prune_hourly(),
         }
 
     async def auto_assign(self) -> int:
@@ -68,6 +81,42 @@ class Housekeeping:
     async def _close(self, uow: SqlUnitOfWork) -> int:
         after = timedelta(days=self.settings.auto_close_days)
         return len(await services.auto_close_resolved(uow, after=after))
+
+    async def _prune_hourly(self) -> dict[str, int]:
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return {}
+        self._pruned_at = now
+        return await self.prune()
+
+    async def prune(self) -> dict[str, int]:
+        """Delete inbox rows and sent notices older than `retention_days`; how many of each."""
+        if self.settings.retention_days <= 0:
+            return {"inbox_pruned": 0, "outbox_pruned": 0}
+        cutoff = utcnow() - timedelta(days=self.settings.retention_days)
+        i, o = t.inbox.c, t.outbox.c
+        # SQLite reuses the largest rowid once it is deleted, and an event id is part of its
+        # notices' idempotency keys: the newest event always stays.
+        newest = select(func.max(o.id)).scalar_subquery()
+        inbox = await self._prune(t.inbox, (i.received_at < cutoff) & (i.status != "parked"))
+        outbox = await self._prune(
+            t.outbox, (o.status == "done") & (o.available_at < cutoff) & (o.id < newest)
+        )
+        if inbox or outbox:
+            log.info("retention: deleted %d inbox rows and %d sent events", inbox, outbox)
+        return {"inbox_pruned": inbox, "outbox_pruned": outbox}
+
+    async def _prune(self, table: Table, old: ColumnElement[bool]) -> int:
+        """Delete the rows matching `old`, a batch per transaction (deliveries cascade)."""
+        total = 0
+        while True:
+            batch = select(table.c.id).where(old).order_by(table.c.id).limit(PRUNE_BATCH)
+            async with self.db.engine.begin() as conn:
+                result = await conn.execute(delete(table).where(table.c.id.in_(batch)))
+            total += result.rowcount
+            if result.rowcount < PRUNE_BATCH:
+                return total
+            await asyncio.sleep(0)  # let waiting turns in between batches
 
     async def _job(self, name: str, work: Callable[[SqlUnitOfWork], Awaitable[int]]) -> int:
         try:

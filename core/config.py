@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     )
     auto_assign: bool = Field(True, description="Assign new tickets to available agents.")
     auto_close_days: float = Field(7, description="Close resolved tickets after N silent days.")
+    retention_days: float = Field(
+        30,
+        description="Forget handled platform deliveries and sent notices after N days "
+        "(parked and dead ones stay for a human; 0 keeps everything).",
+    )
     reopen_window_days: float = Field(
         7, description="A resolved ticket reopens when the customer writes within N days."
     )

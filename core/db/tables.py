@@ -202,6 +202,7 @@ inbox = Table(
     # Claimed by a worker until then (a lease; Slack's overlapping redeliveries, replicas).
     Column("claimed_until", UTCDateTime),
     UniqueConstraint("source", "key"),
+    Index("ix_inbox_received_at", "received_at"),  # retention deletes the oldest rows
 )
 
 # Domain events written in the same transaction as the change that caused them.

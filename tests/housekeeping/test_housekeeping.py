@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, insert, select
 
+from bots import housekeeping
 from bots.housekeeping import Housekeeping
 from bots.relay import Handlers, Relay
 from core import services
@@ -110,3 +112,80 @@ async def test_several_relays_announce_a_breach_once(pg_db: Database) -> None:
         for db in others:
             await db.dispose()
     assert [n for n in await event_names(pg_db) if n == "SlaBreached"] == ["SlaBreached"] * 2
+
+
+# --- retention ---------------------------------------------------------------------------
+
+
+async def seed_reliable_messaging(db: Database) -> None:
+    """Inbox rows and outbox events, old (40 days) and recent, in every state."""
+    old, recent = utcnow() - timedelta(days=40), utcnow() - timedelta(days=1)
+    inbox = [
+        {"source": "telegram", "key": f"{age}-{status}-{n}", "status": status,
+         "received_at": at, "done_at": at if status != "pending" else None, "attempts": 1}
+        for age, at in (("old", old), ("recent", recent))
+        for status in ("done", "pending", "answered", "parked")
+        for n in range(3)
+    ]  # fmt: skip
+    outbox = [
+        {"event_type": f"{age}-{status}", "payload": {}, "status": status,
+         "created_at": at, "available_at": at}
+        for age, at in (("old", old), ("recent", recent))
+        for status in ("done", "dead", "pending")
+        for _ in range(3)
+    ]  # fmt: skip
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(t.inbox), inbox)
+        await conn.execute(insert(t.outbox), outbox)
+        ids = (await conn.execute(select(t.outbox.c.id))).scalars().all()
+        await conn.execute(
+            insert(t.outbox_deliveries),
+            [{"event_id": i, "handler": "customer_email", "status": "done", "updated_at": old}
+             for i in ids],
+        )  # fmt: skip
+
+
+async def remaining(db: Database) -> tuple[list[str], list[str], int]:
+    async with db.engine.connect() as conn:
+        keys = (await conn.execute(select(t.inbox.c.key).order_by(t.inbox.c.key))).scalars()
+        events = (await conn.execute(select(t.outbox.c.event_type))).scalars()
+        deliveries = await conn.scalar(select(func.count()).select_from(t.outbox_deliveries))
+        return [k.rsplit("-", 1)[0] for k in keys], sorted(set(events)), int(deliveries or 0)
+
+
+async def test_retention_forgets_old_handled_deliveries_and_sent_events(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(housekeeping, "PRUNE_BATCH", 2)  # several batches per table
+    await seed_reliable_messaging(db)
+    async with db.engine.begin() as conn:  # the newest event is old and sent, but stays
+        await conn.execute(insert(t.outbox).values(
+            event_type="newest", payload={}, status="done",
+            created_at=utcnow() - timedelta(days=50), available_at=utcnow() - timedelta(days=50),
+        ))  # fmt: skip
+    keeper = Housekeeping(db, settings(retention_days=30))
+
+    assert await keeper.prune() == {"inbox_pruned": 9, "outbox_pruned": 3}
+
+    keys, events, deliveries = await remaining(db)
+    assert sorted(set(keys)) == [
+        "old-parked", "recent-answered", "recent-done", "recent-parked", "recent-pending",
+    ]  # fmt: skip
+    assert events == ["newest", "old-dead", "old-pending", "recent-dead", "recent-done",
+                      "recent-pending"]  # fmt: skip
+    assert deliveries == 15  # the pruned events' deliveries went with them
+    assert await keeper.prune() == {"inbox_pruned": 0, "outbox_pruned": 0}
+
+
+async def test_retention_zero_keeps_everything_and_rounds_are_hourly(db: Database) -> None:
+    await seed_reliable_messaging(db)
+    before = await remaining(db)
+    assert await Housekeeping(db, settings(retention_days=0)).prune() == {
+        "inbox_pruned": 0, "outbox_pruned": 0,
+    }  # fmt: skip
+    assert await remaining(db) == before
+
+    keeper = Housekeeping(db, settings(retention_days=30, auto_assign=False))
+    first, second = await keeper.tick(), await keeper.tick()
+    assert (first["inbox_pruned"], first["outbox_pruned"]) == (9, 3)
+    assert "inbox_pruned" not in second  # the next round waits an hour
