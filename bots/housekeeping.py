@@ -86,8 +86,9 @@ class Housekeeping:
         now = time.monotonic()
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return {}
+        pruned = await self.prune()  # a failed round (database down) is retried next tick
         self._pruned_at = now
-        return await self.prune()
+        return pruned
 
     async def prune(self) -> dict[str, int]:
         """Delete inbox rows and sent notices older than `retention_days`; how many of each."""

@@ -59,8 +59,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert, or_, select
 
 from bots import slack_blocks as kit
 from bots.channels import PermanentFailure, RetryLater, Unreachable
@@ -101,6 +100,7 @@ MAX_ATTEMPTS = 8
 INBOX_EVENTS = frozenset({"message", "app_mention"})
 REPLAY_EVERY = 30.0  # seconds between looks for deliveries left pending
 REPLAY_BATCH = 100
+_i = t.inbox.c
 REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
 
 
@@ -688,7 +688,7 @@ class SlackInbound:
         key = _inbox_key(body)
         async with self.db.uow() as uow:
             await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
-            attempt = await claim(uow.session, key)
+            attempt = await inbox.claim(uow.session, INBOX_SOURCE, key, CLAIM_LEASE)
             await uow.commit()
         if attempt is None:
             # Finished, parked, or another copy (maybe on another replica) is working on it.
@@ -714,11 +714,7 @@ class SlackInbound:
             return
         try:
             async with self.db.uow() as uow:
-                await uow.session.execute(
-                    update(t.inbox)
-                    .where(_i.source == INBOX_SOURCE, _i.key == key, _i.status == "pending")
-                    .values(claimed_until=None)
-                )
+                await inbox.release(uow.session, INBOX_SOURCE, key)
                 await uow.commit()
         except Exception as error:  # the lease runs out by itself
             log.warning("could not let go of slack delivery %s: %s", key, type(error).__name__)
@@ -1050,31 +1046,6 @@ def _inbox_key(body: dict[str, Any]) -> str:
     if message and event.get("channel") and event.get("ts"):
         return f"{event['channel']}:{event['ts']}"
     return str(body.get("event_id") or f"{event.get('type')}:{event.get('event_ts')}")
-
-
-_i = t.inbox.c
-
-
-async def claim(session: AsyncSession, key: str) -> int | None:
-    """Claim an unfinished Slack delivery for `CLAIM_LEASE`: its attempt number, or None.
-
-    One conditional UPDATE, so of two copies racing (in this process or on another replica)
-    exactly one wins; None when the delivery is finished or another copy holds the claim.
-    """
-    now = utcnow()
-    stmt = (
-        update(t.inbox)
-        .where(
-            _i.source == INBOX_SOURCE,
-            _i.key == key,
-            _i.status == "pending",
-            or_(_i.claimed_until.is_(None), _i.claimed_until < now),
-        )
-        .values(claimed_until=now + CLAIM_LEASE, attempts=_i.attempts + 1)
-        .returning(_i.attempts)
-    )
-    attempt = (await session.execute(stmt)).scalar_one_or_none()
-    return int(attempt) if attempt is not None else None
 
 
 def answer_marker(said: UserSaid, n: int) -> str:

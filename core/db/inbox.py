@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,4 +46,35 @@ async def mark(
         update(t.inbox)
         .where(i.source == source, i.key == key)
         .values(status=status, error=error[:2000] if error else None, done_at=utcnow())
+    )
+
+
+async def claim(session: AsyncSession, source: str, key: str, lease: timedelta) -> int | None:
+    """Claim an unfinished delivery for `lease`: its attempt number, or None.
+
+    One conditional UPDATE, so of two copies racing (in this process or on another replica)
+    exactly one wins; None when the delivery is finished or another copy holds the claim.
+    """
+    now = utcnow()
+    stmt = (
+        update(t.inbox)
+        .where(
+            i.source == source,
+            i.key == key,
+            i.status == "pending",
+            or_(i.claimed_until.is_(None), i.claimed_until < now),
+        )
+        .values(claimed_until=now + lease, attempts=i.attempts + 1)
+        .returning(i.attempts)
+    )
+    attempt = (await session.execute(stmt)).scalar_one_or_none()
+    return int(attempt) if attempt is not None else None
+
+
+async def release(session: AsyncSession, source: str, key: str) -> None:
+    """Give a claim back after a failed attempt, so that the next copy runs at once."""
+    await session.execute(
+        update(t.inbox)
+        .where(i.source == source, i.key == key, i.status == "pending")
+        .values(claimed_until=None)
     )

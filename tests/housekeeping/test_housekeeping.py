@@ -189,3 +189,20 @@ async def test_retention_zero_keeps_everything_and_rounds_are_hourly(db: Databas
     first, second = await keeper.tick(), await keeper.tick()
     assert (first["inbox_pruned"], first["outbox_pruned"]) == (9, 3)
     assert "inbox_pruned" not in second  # the next round waits an hour
+
+
+async def test_a_failed_retention_round_is_retried_at_the_next_tick(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed_reliable_messaging(db)
+    keeper = Housekeeping(db, settings(retention_days=30, auto_assign=False))
+    real_prune = keeper.prune
+
+    async def database_down() -> dict[str, int]:
+        raise ConnectionError("the database is down")
+
+    monkeypatch.setattr(keeper, "prune", database_down)
+    with pytest.raises(ConnectionError):
+        await keeper.tick()
+    monkeypatch.setattr(keeper, "prune", real_prune)
+    assert (await keeper.tick())["inbox_pruned"] == 9  # not an hour later
