@@ -8,9 +8,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from admin_api.headers import SecurityHeaders
 from admin_api.problems import PROBLEM_JSON, Problem, ProblemDetails, install_problem_handlers
 from admin_api.ratelimit import FailedKeyLimiter
 from admin_api.routes import access, agents, customers, dead_letters, reports, tickets
@@ -30,17 +32,20 @@ def create_admin_app(
 ) -> FastAPI:
     """The admin API as a sub-application; the server mounts it at /api/v1.
 
-    Its OpenAPI document is at `{mount}/openapi.json` and its docs at `{mount}/docs`.
+    Its OpenAPI document is at `{mount}/openapi.json` and its docs at `{mount}/docs` (Swagger
+    UI) and `{mount}/redoc`, with their scripts and styles served from `{mount}/docs-assets`
+    (fastapi-offline ships them): the docs work with no internet.
     """
     from admin_api import __doc__ as description
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Careline admin API",
         version="1",
         description=description or "",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
         openapi_url="/openapi.json",
+        static_url="/docs-assets",
     )
     app.state.db = db
     app.state.settings = settings
@@ -49,6 +54,7 @@ def create_admin_app(
     install_problem_handlers(app)
     app.router.dependencies.append(Depends(reject_unknown_query))
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     for module in (access, agents, tickets, customers, dead_letters, reports):
         app.include_router(module.router)
     app.include_router(tickets.settings_router)

@@ -42,7 +42,7 @@ def train_nlu(examples: list[Example], backend: str) -> LocalNLU:
     return LocalNLU.train(examples, backend=backend, threshold=0.0)
 
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "banking77"
 
 
 def few_shot(examples: list[Example], shots: int, seed: int) -> list[Example]:

@@ -247,6 +247,10 @@ def create_app(
         async def docs() -> RedirectResponse:
             return RedirectResponse(f"{ADMIN_API_PATH}/docs")
 
+        @app.get("/redoc", include_in_schema=False)
+        async def redoc() -> RedirectResponse:
+            return RedirectResponse(f"{ADMIN_API_PATH}/redoc")
+
     return app
 
 

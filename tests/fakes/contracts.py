@@ -1,8 +1,7 @@
 """Shared plumbing for the fake platform servers: contract files, a threaded aiohttp server,
 call/violation records and fault injection.
 
-The contracts live beside the repo (``../shared/contracts``); set ``CARELINE_CONTRACTS_DIR``
-to point elsewhere.
+The contracts are committed in ``tests/contracts/`` (sources and licences in its README).
 
 Usage (what the concrete fakes build on)::
 
@@ -28,7 +27,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -41,11 +39,8 @@ from aiohttp import web
 
 
 def contracts_dir() -> Path:
-    """The directory holding the platforms' published contracts."""
-    override = os.environ.get("CARELINE_CONTRACTS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared" / "contracts"
+    """The directory holding the platforms' published contracts (inside the repository)."""
+    return Path(__file__).resolve().parents[1] / "contracts"
 
 
 @functools.cache

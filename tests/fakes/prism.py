@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.contracts import contracts_dir
+
 REPO = Path(__file__).resolve().parents[2]
-#: The published contracts live beside the repo (``shared/contracts``).
-CONTRACTS = Path(os.environ.get("CARELINE_CONTRACTS", REPO.parent / "shared" / "contracts"))
+CONTRACTS = contracts_dir()
 INSTALLED = REPO / ".cache" / "prism" / "node_modules" / ".bin" / "prism"
 STARTUP_TIMEOUT = 30.0
 

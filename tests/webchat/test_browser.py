@@ -6,8 +6,6 @@ over the API, and the page shows the reply live. Screenshots go to test-artifact
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,23 +14,10 @@ import pytest
 
 from bots.server import create_app
 from core.config import Settings
+from tests.support.browser import ARGS, ARTIFACTS, chromium_or_skip
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = next(
-    (
-        p
-        for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
-        if p and Path(p).exists()
-    ),
-    None,
-)
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = [
-    "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 
 
 @pytest.fixture
@@ -50,17 +35,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def test_customer_opens_a_ticket_and_sees_the_agent_reply_live(server: tuple[str, str]) -> None:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is missing (apt-get install chromium)")
-        pytest.skip("Chromium is not installed")
+    chromium = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     url, key = server
-    ARTIFACTS.mkdir(exist_ok=True)
     admin = httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {key}"})
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 780})  # a phone
         page.goto(f"{url}/chat")
         log = page.locator("#log")
