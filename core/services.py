@@ -548,13 +548,31 @@ async def rate_ticket(
     ticket = await get_ticket(uow, ticket_id)
     if ticket.status not in (Status.RESOLVED, Status.CLOSED):
         raise InvalidInput(f"{ticket.reference} can be rated once it is resolved")
+    if ticket.csat_score == score and comment is None:
+        return ticket  # the same button pressed twice
     ticket.csat_score = score
-    ticket.csat_comment = (comment or "").strip()[:2000] or None
+    ticket.csat_comment = _rating_comment(comment)
     ticket.updated_at = now
     await _note_activity(uow, ticket, "rated", "customer", now, score=score)
     assert ticket.id is not None
     ticket.record(events.TicketRated(ticket_id=ticket.id, score=score))
     return ticket
+
+
+async def comment_on_rating(
+    uow: UnitOfWork, ticket_id: int, comment: str, *, now: datetime | None = None
+) -> Ticket:
+    """The optional comment that follows a score (the score is kept the moment it is given)."""
+    ticket = await get_ticket(uow, ticket_id)
+    if ticket.csat_score is None:
+        raise InvalidInput(f"{ticket.reference} has no rating to comment on")
+    ticket.csat_comment = _rating_comment(comment)
+    ticket.updated_at = now or utcnow()
+    return ticket
+
+
+def _rating_comment(comment: str | None) -> str | None:
+    return (comment or "").strip()[:2000] or None
 
 
 async def auto_close_resolved(

@@ -161,7 +161,12 @@ class RequestHuman(Action):
 class RateTicket(Action):
     ticket_id: int
     score: int
-    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommentOnRating(Action):
+    ticket_id: int
+    comment: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from dialogs.config import DialogConfig
 from dialogs.decisions import (
     Action,
     AddToTicket,
+    CommentOnRating,
     ConfirmEmailCode,
     Context,
     CustomerView,
@@ -245,7 +246,9 @@ class DialogEngine:
         elif isinstance(action, RequestHuman):
             await self._request_human(uow, action, customer_id, identity_id, said, r, now, applied)
         elif isinstance(action, RateTicket):
-            await services.rate_ticket(uow, action.ticket_id, action.score, action.comment, now=now)
+            await services.rate_ticket(uow, action.ticket_id, action.score, now=now)
+        elif isinstance(action, CommentOnRating):
+            await services.comment_on_rating(uow, action.ticket_id, action.comment, now=now)
         elif isinstance(action, ShowTicket):
             ticket = await services.get_ticket(uow, action.ticket_id)
             timeline = await uow.tickets.timeline(action.ticket_id)

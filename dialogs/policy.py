@@ -19,6 +19,7 @@ from core.model import Notify, Priority, ticket_id_from_reference
 from dialogs.decisions import (
     Action,
     AddToTicket,
+    CommentOnRating,
     ConfirmEmailCode,
     Context,
     Decision,
@@ -96,7 +97,7 @@ def decide(state: DialogState, parse: Parse, said: UserSaid, ctx: Context) -> De
     if said.edited:
         return _edited(state, turn, ctx)
     if turn.command is not None:
-        return _flush_rating(state, turn, ctx, _command(state, turn, ctx))
+        return _command(state, turn, ctx)
     if turn.choice and turn.choice.startswith("ticket:"):
         return _show_ticket(state, ctx, turn.choice.removeprefix("ticket:"))
     if turn.choice and turn.choice.startswith("rate:"):
@@ -183,16 +184,6 @@ def _cancel(state: DialogState) -> Decision:
         return Decision(state, (Say("cancel.nothing", {}, MENU),))
     # From a handover, cancel gives the bot back; the ticket itself stays open.
     return Decision(_reset(state, ticket_id=None), (Say("cancel.done", {}, MENU),))
-
-
-def _flush_rating(state: DialogState, turn: Turn, ctx: Context, decision: Decision) -> Decision:
-    """A command while a rating waits for its comment: keep the score, then do the command."""
-    if state.name != "rate_comment" or state.slot("rate_ticket") is None:
-        return decision
-    rating = RateTicket(int(state.slot("rate_ticket")), int(state.slot("rate_score")))
-    return Decision(
-        decision.state, decision.says, (rating, *decision.actions), decision.keep_options
-    )
 
 
 def _edited(state: DialogState, turn: Turn, ctx: Context) -> Decision:
@@ -621,8 +612,10 @@ def _rate_choice(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 
 
 def _ask_comment(state: DialogState, ticket_id: int, score: int) -> Decision:
-    state = _reset(state, "rate_comment", rate_ticket=ticket_id, rate_score=score)
-    return Decision(state, (Say("rate.ask_comment", {}, (Option("skip", "common.skip"),)),))
+    """The score is recorded now; the comment is optional and may never come."""
+    state = _reset(state, "rate_comment", rate_ticket=ticket_id)
+    ask = Say("rate.ask_comment", {}, (Option("skip", "common.skip"),))
+    return Decision(state, (ask,), (RateTicket(ticket_id, score),))
 
 
 def _on_score(state: DialogState, turn: Turn, ctx: Context) -> Decision:
@@ -636,11 +629,11 @@ def _on_score(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 
 
 def _on_comment(state: DialogState, turn: Turn, ctx: Context) -> Decision:
-    if state.slot("rate_ticket") is None or state.slot("rate_score") is None:
+    if state.slot("rate_ticket") is None:
         return _idle(_reset(state), turn, ctx)
     comment = None if turn.choice == "skip" or turn.word == "skip" else turn.text or None
-    rating = RateTicket(int(state.slot("rate_ticket")), int(state.slot("rate_score")), comment)
-    return Decision(_reset(state), (Say("rate.thanks"),), (rating,))
+    actions = (CommentOnRating(int(state.slot("rate_ticket")), comment),) if comment else ()
+    return Decision(_reset(state), (Say("rate.thanks"),), actions)
 
 
 # --- my data --------------------------------------------------------------------------------

@@ -533,6 +533,27 @@ async def test_a_command_while_a_rating_waits_for_a_comment_keeps_the_score(
     assert (await ticket_row(db, 1))["csat_score"] == 4
 
 
+async def test_a_score_is_kept_the_moment_it_is_pressed(db: Database, engine: DialogEngine) -> None:
+    customer = await file_complaint(engine)
+    await resolve(db, 1)
+    await verify_dialog(customer, [(Press("rate:1:5"), "Anything")])
+    row = await ticket_row(db, 1)
+    assert (row["csat_score"], row["csat_comment"]) == (5, None)  # and the customer leaves
+
+
+async def test_the_same_score_pressed_twice_is_one_rating(
+    db: Database, engine: DialogEngine
+) -> None:
+    customer = await file_complaint(engine)
+    await resolve(db, 1)
+    await verify_dialog(
+        customer, [(Press("rate:1:5"), "Anything"), (Press("rate:1:5"), "Anything")]
+    )
+    async with db.uow() as uow:
+        timeline = await uow.tickets.timeline(1)
+    assert [getattr(e, "kind", None) for e in timeline].count("rated") == 1
+
+
 async def test_nothing_to_rate(engine: DialogEngine) -> None:
     await verify_dialog(engine, [("rate", "no finished tickets")])
 
