@@ -395,7 +395,7 @@ def _on_code(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     if result.check == CodeCheck.WRONG:
         return Decision(
             state,
-            (Say("email.code_wrong", {"left": result.attempts_left}, options),),
+            (Say("email.code_wrong", {"n": result.attempts_left}, options),),
             (ConfirmEmailCode(turn.text),),
         )
     if result.check == CodeCheck.EXPIRED:

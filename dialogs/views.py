@@ -129,7 +129,7 @@ def export_summary(r: Renderer, data: Mapping[str, Any]) -> str:
             f"• {identity.get('channel')}: {identity.get('name') or identity.get('user_id')}"
         )
     tickets = data.get("tickets", [])
-    lines.append(r.text("data.export_tickets", {"count": len(tickets)}))
+    lines.append(r.text("data.export_tickets", {"n": len(tickets)}))
     for ticket in tickets:
         lines.append(
             f"• {ticket['reference']} · {_shorten(ticket['subject'], 60)} · "

@@ -73,3 +73,40 @@ def test_shipped_english_placeholders_are_well_formed() -> None:
     for key in sorted(catalogue.keys()):
         text = catalogue.text(key)
         assert text.count("{") == text.count("}"), key
+
+
+@pytest.mark.parametrize(
+    ("minutes", "text"),
+    [(1, "1 minute"), (5, "5 minutes"), (60, "1 hour"), (180, "3 hours"), (48 * 60, "2 days")],
+)
+def test_durations_use_the_plural_the_number_needs(minutes: int, text: str) -> None:
+    from datetime import timedelta
+
+    from dialogs.views import Renderer
+
+    assert Renderer(load_catalogue(strict=True), "en").duration(timedelta(minutes=minutes)) == text
+
+
+def test_plural_forms_follow_each_languages_rule_and_number_format() -> None:
+    catalogue = Catalogue(
+        {
+            "en": {"left": {"one": "{n} try left", "other": "{n} tries left"}},
+            "fr": {"left": {"one": "{n} essai restant", "other": "{n} essais restants"}},
+            "pl": {"left": {"one": "{n} próba", "few": "{n} próby", "many": "{n} prób",
+                            "other": "{n} próby"}},
+        }
+    )  # fmt: skip
+    assert catalogue.text("left", "en", n=1) == "1 try left"
+    assert catalogue.text("left", "en", n=0) == "0 tries left"
+    assert catalogue.text("left", "en", n=1000) == "1,000 tries left"
+    assert catalogue.text("left", "fr", n=0) == "0 essai restant"  # French: 0 is singular
+    assert catalogue.text("left", "pl", n=3) == "3 próby"
+    assert catalogue.text("left", "pl", n=5) == "5 prób"
+    assert catalogue.text("left", "de", n=2) == "2 tries left"  # falls back to English
+
+
+def test_help_reads_as_sentences_with_the_commands_on_their_own_line() -> None:
+    text = load_catalogue(strict=True).text("help", "en", commands="/start /help")
+    first, commands = text.split("\n")
+    assert first.startswith("I can answer") and first.endswith("your data.")
+    assert commands == "Commands: /start /help"
