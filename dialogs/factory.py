@@ -13,6 +13,9 @@ from dialogs.config import DialogConfig
 from dialogs.engine import DialogEngine
 from dialogs.nlu.base import NLU
 
+#: How the start-up log names each local backend.
+_BACKEND_NAMES = {"local": "TF-IDF", "embeddings": "sentence embeddings"}
+
 log = logging.getLogger("careline.dialogs")
 
 
@@ -55,7 +58,7 @@ def build_nlu(settings: Any) -> NLU:
             timeout=settings.watson_timeout,
             min_confidence=settings.watson_min_confidence,
         )
-    log.info("NLU: local %s classifier", local_backend)
+    log.info("NLU: the local classifier (%s)", _BACKEND_NAMES.get(local_backend, local_backend))
     return local
 
 

@@ -16,12 +16,14 @@ def settings(tmp_path: Path, **kw: object) -> Settings:
 
 
 def test_auto_without_watson_settings_is_the_local_classifier(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("ASSISTANT_URL", raising=False)
-    nlu = build_nlu(settings(tmp_path))
+    with caplog.at_level("INFO", logger="careline.dialogs"):
+        nlu = build_nlu(settings(tmp_path))
     assert isinstance(nlu, LocalNLU)
     assert list((tmp_path / "nlu").iterdir()), "the trained model is cached under data_dir"
+    assert "NLU: the local classifier (TF-IDF)" in caplog.messages
 
 
 def test_auto_with_watson_configured_puts_watson_first_with_a_local_fallback(
