@@ -8,6 +8,7 @@ Bounces, drops and spam reports reported by the Event Webhook stop mail to that 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -28,15 +29,27 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bots.channels import PermanentFailure, RetryLater
+from core import jsonguard
 from core.db import inbox
 from core.db import tables as t
 from core.db.database import Database
+from core.jsonguard import RefusedBody, read_capped
 from core.model import utcnow
 
 log = logging.getLogger(__name__)
 
 #: Event Webhook events that mean "never mail this address again".
 SUPPRESSING_EVENTS = frozenset({"bounce", "dropped", "spamreport"})
+#: A signed batch is accepted this many seconds either side of its signed timestamp (Slack's
+#: window too); an older copy is a replay. SendGrid signs timestamp + body for this:
+#: https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features
+REPLAY_WINDOW = 5 * 60
+#: Inbox source of the signed batches already applied (the seen-request cache; retention
+#: deletes its rows with the other inbox rows, long after REPLAY_WINDOW).
+SEEN_SOURCE = "sendgrid-events"
+#: SendGrid posts a batch when it reaches 768 KB or every 30 s (the Event Webhook overview);
+#: the last event can push it over, so twice that is the most we read.
+MAX_BODY = 2 * 768 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +217,9 @@ def sendgrid_events_router(db: Database, public_key: str | None) -> APIRouter:
     """POST /sendgrid/events: signed Event Webhook batches (mount it on the public app).
 
     Without `SENDGRID_WEBHOOK_PUBLIC_KEY` every request is refused: unsigned events could
-    otherwise stop anybody's mail.
+    otherwise stop anybody's mail. So is a batch signed more than REPLAY_WINDOW away from
+    now (403); a signed batch seen before, by any replica, is answered 204 and changes
+    nothing. The body is read with a cap (413) and parsed by `core.jsonguard` (400).
     """
     router = APIRouter()
     verifier = EventWebhook(public_key) if public_key else None
@@ -213,21 +228,48 @@ def sendgrid_events_router(db: Database, public_key: str | None) -> APIRouter:
     async def sendgrid_events(request: Request) -> Response:
         if verifier is None:
             raise HTTPException(503, "the SendGrid Event Webhook is not configured")
-        body = (await request.body()).decode("utf-8", "replace")
+        try:
+            raw = await read_capped(
+                request.stream(), declared=request.headers.get("content-length"), limit=MAX_BODY
+            )
+        except RefusedBody as refused:
+            log.warning("sendgrid: refused an event batch: %s", refused)
+            raise HTTPException(refused.status, str(refused)) from None
+        body = raw.decode("utf-8", "replace")
         signature = request.headers.get(EventWebhookHeader.SIGNATURE)
         timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP)
-        if not signature or not timestamp or not _verified(verifier, body, signature, timestamp):
+        if not signature or not timestamp or not _recent(timestamp):
+            log.warning("sendgrid: refused an event batch with a missing or stale timestamp")
+            raise HTTPException(403, "bad or missing Event Webhook signature")
+        if not _verified(verifier, body, signature, timestamp):
+            log.warning("sendgrid: refused an event batch with a bad signature")
             raise HTTPException(403, "bad or missing Event Webhook signature")
         try:
-            events = json.loads(body)
-        except ValueError as exc:
-            raise HTTPException(400, "the body is not JSON") from exc
+            events = jsonguard.loads(body)
+        except RefusedBody as refused:  # signed by SendGrid, yet not JSON we can take
+            log.warning("sendgrid: refused a signed event batch: %s", refused)
+            raise HTTPException(400, str(refused)) from None
         if not isinstance(events, list):
             raise HTTPException(400, "expected a JSON array of events")
-        await apply_email_events(db, [e for e in events if isinstance(e, dict)])
+        batch = [e for e in events if isinstance(e, dict)]
+        await apply_email_events(db, batch, request_key=_request_key(timestamp, body))
         return Response(status_code=204)
 
     return router
+
+
+def _recent(timestamp: str) -> bool:
+    """Within REPLAY_WINDOW of our clock, either way (clocks drift in both directions)."""
+    try:
+        return abs(time.time() - int(timestamp)) <= REPLAY_WINDOW
+    except ValueError:
+        return False
+
+
+def _request_key(timestamp: str, body: str) -> str:
+    # What was signed, not the signature: an ECDSA signature has a twin (s -> n - s) that
+    # verifies as well, so a replay could come with different signature bytes.
+    return hashlib.sha256((timestamp + body).encode()).hexdigest()
 
 
 def _verified(verifier: EventWebhook, body: str, signature: str, timestamp: str) -> bool:
@@ -237,11 +279,21 @@ def _verified(verifier: EventWebhook, body: str, signature: str, timestamp: str)
         return False
 
 
-async def apply_email_events(db: Database, events: list[dict[str, Any]]) -> int:
-    """Suppress addresses that bounced, were dropped or reported spam; returns how many."""
+async def apply_email_events(
+    db: Database, events: list[dict[str, Any]], *, request_key: str | None = None
+) -> int:
+    """Suppress addresses that bounced, were dropped or reported spam; returns how many.
+
+    `request_key` identifies the signed request: one seen before (a replay, or SendGrid
+    delivering it twice) changes nothing. It is recorded in the same transaction as its
+    effects, in the database every replica shares.
+    """
     suppressed = 0
     async with db.uow() as uow:
         session = uow.session
+        if request_key is not None and not await inbox.record(session, SEEN_SOURCE, request_key):
+            log.info("sendgrid: an event batch seen before was delivered again; ignored")
+            return 0
         insert = postgresql.insert if db.is_postgres else sqlite.insert
         for event in events:
             kind = str(event.get("event", ""))
@@ -265,6 +317,8 @@ async def apply_email_events(db: Database, events: list[dict[str, Any]]) -> int:
             if event_id:
                 await inbox.mark(session, "sendgrid", event_id, "done")
             suppressed += 1
+        if request_key is not None:
+            await inbox.mark(session, SEEN_SOURCE, request_key, "done")
         await uow.commit()
     if suppressed:
         log.info("sendgrid: %d address(es) suppressed after bounces or spam reports", suppressed)

@@ -60,16 +60,18 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import insert, or_, select
+from starlette.types import Message
 
 from bots import slack_blocks as kit
 from bots.channels import PermanentFailure, RetryLater, Unreachable
 from bots.relay import Delivery, Handler, Handlers, Skip
-from core import events, services
+from core import events, jsonguard, services
 from core.config import Settings
 from core.db import inbox
 from core.db import tables as t
 from core.db.database import Database, SqlUnitOfWork
 from core.errors import DomainError
+from core.jsonguard import RefusedBody, read_capped
 from core.model import Agent, Author, Channel, Priority, Ticket, ticket_id_from_reference, utcnow
 from core.ports import UnitOfWork
 from dialogs.turn import Attachment, Reply, UserSaid
@@ -1080,8 +1082,16 @@ def _attachments(event: dict[str, Any]) -> list[Attachment]:
 # --- serving -------------------------------------------------------------------------------
 
 
+#: Slack's requests are small: a message is at most 40,000 characters and an interaction
+#: carries one message of at most 50 blocks (https://docs.slack.dev/reference/block-kit/blocks).
+#: 1 MiB leaves room for both and keeps a forged 10 MB post out of memory and out of bolt.
+MAX_BODY = 1024 * 1024
+BOLT_REFUSAL = '{"error":"invalid request"}'  # what bolt answers a bad signature, with 401
+_ID_FIELDS = ("user", "team", "channel", "enterprise")
+
+
 def _malformed(body: bytes, content_type: str) -> str | None:
-    """Why a body can't be a Slack request, or None. Bolt assumes UTF-8 and JSON objects."""
+    """Why a body can't be a Slack request, or None. Bolt assumes UTF-8 and Slack's shapes."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -1092,27 +1102,117 @@ def _malformed(body: bytes, content_type: str) -> str | None:
         candidates = parse_qs(text).get("payload", [])
     for candidate in candidates:
         try:
-            parsed = json.loads(candidate)
-        except ValueError:
-            return "the body is not valid JSON"
+            parsed = jsonguard.loads(candidate)
+        except RefusedBody as refused:
+            return str(refused)
         if not isinstance(parsed, dict):
             return "the body is not a JSON object"
+        if (problem := _unexpected_shape(parsed)) is not None:
+            return problem
     return None
+
+
+def _unexpected_shape(payload: dict[str, Any]) -> str | None:
+    """What bolt would trip over before the ack (it answers 500 then), or None.
+
+    Bolt reads these fields as Slack documents them (e.g. `event.get(...)`,
+    `len(authorizations)`, `actions[0]["action_id"]`) before any of our code runs.
+    """
+    event = payload.get("event", {})
+    if not isinstance(event, dict) or not isinstance(event.get("type", ""), str):
+        return "`event` is not an event object"
+    for where, part in (("", payload), ("event.", event)):
+        for name in _ID_FIELDS:
+            if not isinstance(part.get(name), str | dict | None):
+                return f"`{where}{name}` is neither an id nor an object"
+    if not _objects(payload.get("authorizations", [])):
+        return "`authorizations` is not a list of objects"
+    actions = payload.get("actions", [])
+    if not _objects(actions):
+        return "`actions` is not a list of objects"
+    named = actions and all(isinstance(a.get("action_id"), str) for a in actions)
+    if payload.get("type") == "block_actions" and not named:
+        return "a block_actions payload needs actions with an `action_id`"
+    return None
+
+
+def _objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+async def _checked_body(request: Request) -> bytes:
+    """The body, read with a cap and checked the way bolt will read it, or RefusedBody."""
+    declared = request.headers.get("content-length")
+    body = await read_capped(request.stream(), declared=declared, limit=MAX_BODY)
+    problem = _malformed(body, request.headers.get("content-type", ""))
+    if problem is not None:
+        raise RefusedBody(problem)
+    return body
+
+
+def _timestamp_unreadable(request: Request) -> bool:
+    """X-Slack-Request-Timestamp present but not a number (slack_sdk's int() raises on it)."""
+    timestamp = request.headers.get("x-slack-request-timestamp")
+    if timestamp is None:
+        return False  # bolt reads it as 0: too old, refused
+    try:
+        int(timestamp)
+    except ValueError:
+        return True
+    return False
+
+
+def _with_body(request: Request, body: bytes) -> Request:
+    """The same request, its body already read and checked, for bolt to read again."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+def quiet_bolt_verification() -> None:
+    """Silence bolt's log line about a bad signature: it holds the whole unauthenticated body.
+
+    slack_bolt/middleware/request_verification/request_verification.py `_debug_log_error`
+    logs it at INFO, and bolt resets that logger's level whenever it builds the middleware,
+    so a filter drops it; `slack_router` logs the refusal itself, without the body.
+    """
+    logging.getLogger("slack_bolt.RequestVerification").addFilter(_drop)
 
 
 def slack_router(inbound: SlackInbound) -> APIRouter:
     """`/slack/events`, `/slack/interactions`, `/slack/commands` for the server to mount.
 
     Bolt checks the signature and timestamp (401 otherwise), answers url_verification and acks.
+    Before bolt sees a request, its body is read with a cap (413) and checked (400): bolt
+    logs and parses what it is given.
     """
+    quiet_bolt_verification()
     handler = AsyncSlackRequestHandler(inbound.app)
     router = APIRouter(prefix="/slack", include_in_schema=False)
 
     async def receive(request: Request) -> Response:
-        problem = _malformed(await request.body(), request.headers.get("content-type", ""))
-        if problem is not None:
-            return Response(problem, status_code=400, media_type="text/plain")
-        return await handler.handle(request)
+        try:
+            body = await _checked_body(request)
+        except RefusedBody as refused:  # its text names what is wrong, never the body's text
+            log.warning("slack: refused a request to %s: %s", request.url.path, refused)
+            return Response(str(refused), status_code=refused.status, media_type="text/plain")
+        if _timestamp_unreadable(request):
+            response = Response(BOLT_REFUSAL, status_code=401, media_type="application/json")
+        else:
+            response = await handler.handle(_with_body(request, body))
+        if response.status_code == 401:
+            log.warning(
+                "slack: refused a request to %s: bad or stale signature (%d bytes)",
+                request.url.path,
+                len(body),
+            )
+        return response
 
     for path in ("/events", "/interactions", "/commands"):
         router.add_api_route(path, receive, methods=["POST"])

@@ -2,7 +2,9 @@
 
 Inbound: a webhook (`POST /telegram/webhook`, Telegram's `X-Telegram-Bot-Api-Secret-Token`
 compared in constant time) in production, or a `getUpdates` loop for local development
-(`TELEGRAM_MODE=polling`). Each update is turned into a channel-neutral `UserSaid` and
+(`TELEGRAM_MODE=polling`). After the secret, the body is read with a cap (413 above
+`MAX_BODY`) and parsed by `core.jsonguard` (400 when too deep or not JSON), before anything
+is recorded or logged. Each update is turned into a channel-neutral `UserSaid` and
 handed to the dialog engine; its replies go back as HTML messages (escaped, split above
 4096 characters, choices as inline keyboards).
 
@@ -73,10 +75,12 @@ from telegram.ext import AIORateLimiter, Application
 from bots.channels import PermanentFailure, RetryLater, Unreachable
 from bots.inbound import Delivery, Inbox, Stage
 from bots.metrics import Metrics
+from core import jsonguard
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
 from core.errors import Conflict, DomainError
+from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel
 from dialogs.turn import Attachment, Reply, UserSaid
 
@@ -87,6 +91,9 @@ MAX_MESSAGE = 4096  # Bot API: text of 1-4096 characters after entity parsing
 MAX_CALLBACK_DATA = 64  # bytes
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+# An update carries at most a 4096-character text or a 1024-character caption, their entities
+# and the message it replies to; files come as file_id. Real updates stay far below 1 MiB.
+MAX_BODY = 1024 * 1024
 
 TOO_LARGE = (
     "Sorry, that file is too large for me ({size}). I can take files up to {limit}. "
@@ -594,11 +601,19 @@ class TelegramBot:
             self.metrics.webhooks.labels(SOURCE, "rejected").inc()
             return Response(status_code=403 if given else 401)
         try:
-            data = json.loads(await request.body())
+            body = await read_capped(
+                request.stream(), declared=request.headers.get("content-length"), limit=MAX_BODY
+            )
+            data = jsonguard.loads(body)
+        except RefusedBody as refused:
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            log.warning("refused a webhook call: %s", refused)
+            return Response(str(refused), refused.status, media_type="text/plain")
+        try:
             update_id = int(data["update_id"])
         except (ValueError, KeyError, TypeError):
             self.metrics.webhooks.labels(SOURCE, "rejected").inc()
-            return Response(status_code=400)
+            return Response("not an update: no update_id", 400, media_type="text/plain")
         outcome = await self.handle(data, update_id, webhook=True)
         self.metrics.webhooks.labels(SOURCE, outcome.result).inc()
         self.metrics.webhook_seconds.labels(SOURCE).observe(time.perf_counter() - started)
