@@ -185,7 +185,7 @@ class LocalMailbox:
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
         (self.folder / name).write_bytes(bytes(message))
         # No address or content in the log: the file holds them.
-        log.info("mailbox: stored a %s email as %s", email.category, name)
+        log.info("mailbox: stored an email (%s) as %s", email.category.replace("_", " "), name)
         return f"local:{name}"
 
 

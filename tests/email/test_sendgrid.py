@@ -179,7 +179,9 @@ async def test_without_a_sendgrid_key_mail_lands_in_the_local_mailbox_and_log_ha
     assert parsed["Reply-To"] == "help@careline.example"
     assert isinstance(parsed, email.message.EmailMessage)
     assert parsed.get_body(("html",)) is not None
-    assert path.name in caplog.text
+    assert f"mailbox: stored an email ({NOTICE.category.replace('_', ' ')}) as {path.name}" in (
+        caplog.messages
+    )
     assert "mia@example.org" not in caplog.text
 
 
