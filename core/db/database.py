@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.util import await_only
 
 from core.db import tables as t
 from core.db.mapping import start_mappers
@@ -55,7 +56,7 @@ class Database:
             self._ensure_sqlite_folder()
             options["async_creator"] = inline_creator(
                 self.url.database or ":memory:",
-                timeout=busy_timeout_ms / 1000,
+                patience=busy_timeout_ms / 1000,
                 uri=self.url.query.get("uri") == "true",
             )
             # SQLite has one writer at a time. One pooled connection queues transactions
@@ -66,7 +67,7 @@ class Database:
             options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, json_serializer=_dumps, **options)
         if self.is_sqlite:
-            _tune_sqlite(self.engine, busy_timeout_ms)
+            _tune_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite: units of work take turns in arrival order. The pool alone is not fair: a
         # task that just released the connection can take it straight back, and a waiter
@@ -189,13 +190,12 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -205,5 +205,6 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # SQLITE_BUSY without waiting (https://sqlite.org/lang_transaction.html).
         # Straight to sqlite3: a statement's whole path through SQLAlchemy costs more. The
         # inline driver opens connections in autocommit mode, so only this starts a transaction.
+        # await_only: this listener is synchronous, but runs in SQLAlchemy's greenlet.
         driver: InlineConnection = conn.connection.driver_connection
-        driver.begin_immediate()
+        await_only(driver.begin_immediate())

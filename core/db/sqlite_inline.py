@@ -10,36 +10,79 @@ statements themselves cost.
 SQLite in WAL mode with `synchronous=NORMAL` answers a statement in microseconds without
 touching the disk (only checkpoints fsync), so running it inline is cheaper than any hand-off.
 This module gives SQLAlchemy's aiosqlite dialect a connection with aiosqlite's shape whose
-coroutines finish at once. The price: a statement that waits (another process holding the
-write lock, `busy_timeout`) or a very large query stalls the loop for that long. On SQLite
-Careline is one server process per database file, so the writer is almost always us.
+coroutines finish at once. The price: a very large query stalls the loop for that long.
+
+Waiting for a lock must not stall it: SQLite's busy handler sleeps inside the call, and while
+another process held the write lock every request of the process froze for up to the busy
+timeout. So the connection has no busy timeout; a statement SQLite answers SQLITE_BUSY is
+retried after an `asyncio.sleep` with backoff, until the patience runs out, and then the
+same "database is locked" error is raised. Busy means the statement did not run, but a retry
+is only made where nothing before it can have changed: BEGIN IMMEDIATE, COMMIT (the
+transaction stays open, https://sqlite.org/lang_transaction.html) and single statements
+outside a transaction. Inside one we hold the write lock since BEGIN IMMEDIATE, and WAL
+readers never wait, so a busy answer there is passed up at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+FIRST_PAUSE = 0.001  # seconds; doubles up to LONGEST_PAUSE while the lock is held
+LONGEST_PAUSE = 0.025
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    # The primary result code is the low byte of extended ones such as SQLITE_BUSY_RECOVERY.
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+async def wait_out_lock(attempt: Callable[[], T], patience: float) -> T:
+    """`attempt()`, retried while SQLite answers busy, sleeping on the loop in between."""
+    deadline = time.monotonic() + patience
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            left = deadline - time.monotonic()
+            if not is_busy(exc) or left <= 0:
+                raise
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, LONGEST_PAUSE)
 
 
 class InlineCursor:
     """The part of aiosqlite's `Cursor` that SQLAlchemy uses, answered synchronously."""
 
-    __slots__ = ("_cursor",)
+    __slots__ = ("_cursor", "_patience")
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, patience: float) -> None:
         self._cursor = cursor
+        self._patience = patience
 
     async def __aenter__(self) -> InlineCursor:  # SQLAlchemy opens cursors this way
         return self
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
-        if parameters is None:
-            self._cursor.execute(sql)
+        def run() -> None:
+            if parameters is None:
+                self._cursor.execute(sql)
+            else:
+                self._cursor.execute(sql, parameters)
+
+        if self._cursor.connection.in_transaction:
+            run()
         else:
-            self._cursor.execute(sql, parameters)
+            await wait_out_lock(run, self._patience)
         return self
 
+    # No retry: outside a transaction each row commits alone, so a busy row may follow others.
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
         self._cursor.executemany(sql, parameters)
         return self
@@ -80,9 +123,10 @@ class InlineCursor:
 class InlineConnection:
     """The part of aiosqlite's `Connection` that SQLAlchemy uses, over `sqlite3.Connection`."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, patience: float) -> None:
         # `_connection` is what SQLAlchemy's adapter tests to know the connection is open.
         self._connection: sqlite3.Connection | None = connection
+        self.patience = patience  # seconds to wait for another connection's lock
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -91,14 +135,14 @@ class InlineConnection:
         return self._connection
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return InlineCursor(self._conn.cursor(), self.patience)
 
-    def begin_immediate(self) -> None:
-        """Take the write lock now (called from SQLAlchemy's synchronous "begin" event)."""
-        self._conn.execute("BEGIN IMMEDIATE")
+    async def begin_immediate(self) -> None:
+        """Take the write lock now, waiting for it without blocking the loop."""
+        await wait_out_lock(lambda: self._conn.execute("BEGIN IMMEDIATE"), self.patience)
 
     async def commit(self) -> None:
-        self._conn.commit()
+        await wait_out_lock(self._conn.commit, self.patience)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -124,15 +168,16 @@ class InlineConnection:
         self._conn.isolation_level = value
 
 
-def inline_creator(path: str, *, timeout: float, uri: bool = False) -> Callable[[], Any]:
+def inline_creator(path: str, *, patience: float, uri: bool = False) -> Callable[[], Any]:
     """An `async_creator` for `create_async_engine` on a `sqlite+aiosqlite` URL."""
 
     async def create() -> InlineConnection:
         # isolation_level=None: SQLAlchemy's "begin" listener issues BEGIN IMMEDIATE itself.
         # check_same_thread=False: the pool may close a connection from the GC's thread.
+        # timeout=0: no busy handler sleeping on the loop's thread; InlineConnection waits.
         connection = sqlite3.connect(
-            path, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+            path, timeout=0, isolation_level=None, check_same_thread=False, uri=uri
         )
-        return InlineConnection(connection)
+        return InlineConnection(connection, patience=patience)
 
     return create

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,67 @@ async def test_a_missing_folder_is_created(tmp_path: Path) -> None:
     finally:
         await db.dispose()
     assert (tmp_path / "a" / "b" / "careline.db").exists()
+
+
+def hold_write_lock(path: Path, seconds: float, locked: threading.Event) -> threading.Thread:
+    """Another connection takes SQLite's write lock in a thread and keeps it for `seconds`."""
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait(5)
+    return thread
+
+
+async def test_a_unit_of_work_waits_for_a_held_lock_while_the_loop_runs_on(
+    sqlite_db: Database,
+) -> None:
+    path = sqlite_db.sqlite_path
+    assert path is not None
+    async with sqlite_db.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE w (k INTEGER)"))
+    holder = hold_write_lock(path, 0.5, threading.Event())
+    started = time.monotonic()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    async with sqlite_db.uow() as uow:
+        await uow.session.execute(text("INSERT INTO w VALUES (1)"))
+        await uow.commit()
+    waited = time.monotonic() - started
+    ticker.cancel()
+    holder.join()
+    assert waited >= 0.4  # it waited for the other connection's commit
+    assert ticks >= 20  # and the loop kept running meanwhile (a blocked loop ticks once)
+
+
+async def test_a_lock_held_longer_than_the_busy_timeout_raises_database_is_locked(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/careline.db", busy_timeout_ms=200)
+    try:
+        await db.ping()
+        holder = hold_write_lock(tmp_path / "careline.db", 1.0, threading.Event())
+        started = time.monotonic()
+        # As before: raised by BEGIN IMMEDIATE in SQLAlchemy's "begin" event, so unwrapped.
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await db.ping()
+        gave_up_after = time.monotonic() - started
+        holder.join()
+        await db.ping()  # the connection is usable once the lock is released
+    finally:
+        await db.dispose()
+    assert 0.15 <= gave_up_after < 0.6
