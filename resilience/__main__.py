@@ -16,7 +16,7 @@ import traceback
 from resilience.harness import Context, Size
 from resilience.procs import Processes, workspace
 from resilience.report import Result, table
-from resilience.scenarios import SCENARIOS
+from resilience.scenarios import SCENARIOS, run_scenario
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ async def run(names: list[str], ctx: Context) -> list[Result]:
         print(f"[resilience] {name} ...", flush=True)
         started = time.monotonic()
         try:
-            outcome = await SCENARIOS[name](ctx)
+            outcome = await run_scenario(name, ctx)
         except Exception as exc:  # a scenario that breaks is a failure, not a crash of the suite
             traceback.print_exc()
             outcome = [Result(name)]

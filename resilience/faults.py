@@ -188,7 +188,8 @@ async def platform_faults(ctx: Context) -> list[Result]:
                 )
             return not open_rows
 
-        await wait_until(settled, 240, every=1.0)
+        # The relay's backoff after the faults stop, plus a second per customer's mail.
+        await wait_until(settled, 60 + 3 * fault_seconds + customers, every=1.0)
         recovered = time.monotonic() - sendgrid.healthy_at
         states = await deliveries()
         await _judge_email(email, db, sendgrid, states, recovered)

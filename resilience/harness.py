@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import func, select
 
@@ -16,6 +17,14 @@ from resilience.procs import SECRET, TOKEN, Fake, Processes, Server, server_env
 from resilience.report import Result
 
 NO_RELAY = "no relay handlers registered"
+WATCH_SECONDS = 0.5  # how often a running scenario looks at its processes and fakes
+CLEAN_UP_SECONDS = 60.0  # what a stopped scenario gets to end its processes
+
+T = TypeVar("T")
+
+
+class Broken(RuntimeError):
+    """A fake or the server broke during a scenario (the message says which and why)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,32 @@ async def wait_until(
             return True
         await asyncio.sleep(every)
     return False
+
+
+async def supervised(procs: Processes, work: Awaitable[T]) -> T:
+    """Run a scenario, stopping it at once when `procs.trouble()` names a reason.
+
+    Every wait of a scenario (its loads, `wait_until`, the relay check) is cancelled with it,
+    so a fake that broke or a server that died fails the scenario in about WATCH_SECONDS
+    with that reason, instead of after the scenario's deadlines.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=WATCH_SECONDS)
+            if done:
+                return task.result()
+            reason = await asyncio.to_thread(procs.trouble)
+            if reason is not None:
+                task.cancel()
+                await asyncio.wait({task}, timeout=CLEAN_UP_SECONDS)
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: the reason below is what counts
+                raise Broken(reason)
+    finally:
+        if not task.done():
+            task.cancel()
+        procs.stop_watching()
 
 
 async def outbox_backlog(database_url: str) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """The processes the suite starts: the real server and the fakes, each on a free 127.0.0.1 port.
 
 Every process is started through a `Processes` registry and ended by its own pid in a
-`finally` block; nothing is ever killed by name.
+`finally` block; nothing is ever killed by name. The registry also watches what it started:
+`trouble()` names a process that exited when nobody ended it, or a fake whose own handler
+raised, so a scenario can stop at once instead of waiting for what can no longer happen.
 """
 
 from __future__ import annotations
@@ -40,6 +42,46 @@ class Processes:
     def __init__(self) -> None:
         self._started: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
+        self._watched: dict[int, tuple[str, Path]] = {}  # pid -> (name, log) while it must run
+        self._fakes: list[Fake] = []
+
+    def watch(self, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
+        """From now on, this process exiting is trouble (until `let_go`)."""
+        with self._lock:
+            self._watched[process.pid] = (name, log)
+
+    def let_go(self, process: subprocess.Popen[bytes]) -> None:
+        """We are about to end this process on purpose (a kill -9 scenario, a stop)."""
+        with self._lock:
+            self._watched.pop(process.pid, None)
+
+    def watch_fake(self, fake: Fake) -> None:
+        with self._lock:
+            self._fakes.append(fake)
+
+    def stop_watching(self) -> None:
+        """A scenario is over: what it started may stop or break without failing the next."""
+        with self._lock:
+            self._watched.clear()
+            self._fakes.clear()
+
+    def trouble(self) -> str | None:
+        """Why the run cannot go on, or None: a watched process exited, or a fake broke."""
+        with self._lock:
+            started = {p.pid: p for p in self._started}
+            watched = dict(self._watched)
+            fakes = list(self._fakes)
+        for pid, (name, log) in watched.items():
+            process = started.get(pid)
+            if process is not None and process.poll() is not None:
+                tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+                return f"{name} exited unexpectedly (code {process.returncode}): {tail}"
+        for fake in fakes:
+            if fake.process.poll() is None:
+                errors = fake.internal_errors()
+                if errors:
+                    return f"{fake.name} failed inside: {errors[0]}"
+        return None
 
     def start(
         self, argv: list[str], *, env: Mapping[str, str], log: Path
@@ -58,6 +100,7 @@ class Processes:
     def close(self) -> None:
         with self._lock:
             started, self._started = self._started, []
+        self.stop_watching()
         for process in started:
             if process.poll() is None:
                 process.terminate()
@@ -83,6 +126,15 @@ class Fake:
 
     url: str
     process: subprocess.Popen[bytes]
+    name: str = "fake"
+
+    def internal_errors(self) -> list[str]:
+        """What raised inside the fake's handlers (empty when it cannot be asked)."""
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            response = httpx.get(f"{self.url}/_fake/errors", timeout=5)
+            if response.status_code == 200:
+                return [str(e) for e in response.json()]
+        return []
 
     def calls(self) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.url}/_fake/calls", timeout=60)
@@ -97,8 +149,13 @@ class Fake:
 
 
 def start_fake(procs: Processes, module: str, workdir: Path, timeout: float = 60.0) -> Fake:
-    """Start `python -m <module> --port 0` and read the URL it prints."""
-    log = workdir / f"{module.rsplit('.', 1)[-1]}.log"
+    """Start `python -m <module> --port 0` and read the URL it prints.
+
+    A fake reads its contracts before it listens, so one that cannot work exits at once and
+    this raises with its reason; from then on `procs.trouble()` reports it if it breaks.
+    """
+    name = module.rsplit(".", 1)[-1]
+    log = workdir / f"{name}.log"
     process = procs.start([sys.executable, "-m", module, "--port", "0"], env=base_env(), log=log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,7 +163,10 @@ def start_fake(procs: Processes, module: str, workdir: Path, timeout: float = 60
             raise RuntimeError(f"{module} exited: {log.read_text(errors='replace')[-2000:]}")
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("listening on "):
-                return Fake(line.removeprefix("listening on ").strip(), process)
+                fake = Fake(line.removeprefix("listening on ").strip(), process, name)
+                procs.watch(process, module, log)
+                procs.watch_fake(fake)
+                return fake
         time.sleep(0.05)
     raise TimeoutError(f"{module} did not start within {timeout} s")
 
@@ -137,14 +197,15 @@ class Server:
         with self.log.open("a") as out:
             out.write(f"\n===== start {self.starts} =====\n")
         self.process = self.procs.start(argv, env=self.env, log=self.log)
+        self.procs.watch(self.process, "the server", self.log)
 
-    def wait_ready(self, timeout: float = 180.0) -> float:
+    def wait_ready(self, timeout: float = 120.0) -> float:
         """Wait for /readyz; returns the seconds it took. Raises if the process died."""
         started = time.monotonic()
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"the server exited; see {self.log}")
+                raise RuntimeError(f"the server exited while starting: {self.log_text()[-1500:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return time.monotonic() - started
@@ -154,6 +215,7 @@ class Server:
     def kill9(self) -> None:
         """SIGKILL: no shutdown hooks, no flush, like a crashed or OOM-killed pod."""
         if self.process is not None and self.process.poll() is None:
+            self.procs.let_go(self.process)
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
@@ -164,6 +226,8 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
+        if self.process is not None:
+            self.procs.let_go(self.process)
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

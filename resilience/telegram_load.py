@@ -5,17 +5,21 @@ notes that the engine adds to that ticket. Every update's effect can thus be cou
 database afterwards: one ticket per chat, one customer message per note.
 
 Telegram runs a Bot API method given in the body of a webhook's 2xx answer; the load
-generator counts such an answer as a reply delivered to that update (like Telegram, it does
-not report whether it worked).
+generator runs it against the fake Bot API, as Telegram would (and, like Telegram, reports
+nothing back). So the fake records every message a customer gets, whichever way it went, and
+`judge` attributes each one to the chat, the update or notice, and the content it carries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import random
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +28,7 @@ from sqlalchemy import func, select
 
 from core.db import tables as t
 from core.db.database import Database
+from core.model import reference_of
 
 FIRST_CHAT = 7_100_000_001
 FIRST_UPDATE = 800_000_001
@@ -42,7 +47,7 @@ class Sent:
     statuses: dict[str, int] = field(default_factory=dict)
     first_at: float = 0.0
     acked_at: float | None = None
-    answered_in_body: int = 0  # 2xx answers carrying a Bot API method
+    settled_at: float | None = None  # after the Bot API method of its answer was run
 
     def body(self) -> dict[str, Any]:
         person = {"id": self.chat_id, "is_bot": False, "first_name": "Load", "language_code": "en"}
@@ -83,8 +88,9 @@ class Load:
     url: str
     secret: str
     conversations: list[list[Sent]]
+    bot_api: str  # where Telegram would run a webhook answer's method: the fake's /bot<token>
     max_attempts: int = 400
-    deadline_seconds: float = 900.0
+    deadline_seconds: float = 120.0
     in_flight: int = 32  # Telegram's max_connections is 40 by default
     request_timeout: float = 30.0
     on_ack: Callable[[Sent], None] | None = None
@@ -140,8 +146,8 @@ class Load:
             if response is not None and response.is_success:
                 sent.statuses[status] = sent.statuses.get(status, 0) + 1
                 sent.acked_at = time.time()
-                if response.content and "method" in response.json():
-                    sent.answered_in_body += 1
+                await self._run_answer(client, response)
+                sent.settled_at = time.time()
                 self.acked += 1
                 self.last_ack_at = time.monotonic()
                 if self.on_ack is not None:
@@ -153,12 +159,25 @@ class Load:
             pause = min(pause * 2, 2.0)
         return False
 
+    async def _run_answer(self, client: httpx.AsyncClient, response: httpx.Response) -> None:
+        """Run the Bot API method of a webhook's answer, as Telegram does (result unreported)."""
+        try:
+            answer = response.json() if response.content else None
+        except ValueError:
+            return
+        if not isinstance(answer, dict) or "method" not in answer:
+            return
+        params = {k: v for k, v in answer.items() if k != "method"}
+        with contextlib.suppress(httpx.HTTPError):
+            await client.post(f"{self.bot_api}/{answer['method']}", json=params)
+
 
 @dataclass
 class Effects:
     """What the database says each update did."""
 
     tickets_per_chat: dict[int, int]
+    references: dict[str, set[str]]  # chat -> its tickets' references (CR-...)
     notes: dict[str, int]  # note text -> customer messages with that body
     inbox: dict[int, tuple[str, int]]  # update_id -> (status, replies stored)
     notices: list[tuple[str, str, str | None]]  # relay chat notices: (chat_id, status, provider id)
@@ -175,30 +194,32 @@ async def read_effects(database_url: str, conversations: list[list[Sent]]) -> Ef
                 t.inbox.c,
             )
             rows = await conn.execute(
-                select(ci.chat_id, func.count(tk.id))
+                select(ci.chat_id, tk.id)
                 .select_from(t.tickets.join(t.channel_identities, tk.identity_id == ci.id))
                 .where(ci.channel == "telegram")
-                .group_by(ci.chat_id)
             )
-            tickets = {int(chat): int(n) for chat, n in rows}
+            references: dict[str, set[str]] = {}
+            for chat, ticket in rows:
+                references.setdefault(str(chat), set()).add(reference_of(int(ticket)))
+            tickets = {int(chat): len(refs) for chat, refs in references.items()}
             rows = await conn.execute(
                 select(msg.body, func.count())
                 .where(msg.author == "customer", msg.body.like("note %"))
                 .group_by(msg.body)
             )
             notes = {str(body): int(n) for body, n in rows}
-            rows = await conn.execute(
+            inbox_rows = await conn.execute(
                 select(ib.key, ib.status, ib.payload).where(ib.source == "telegram")
             )
             inbox: dict[int, tuple[str, int]] = {}
-            for key, status, payload in rows:
+            for key, status, payload in inbox_rows:
                 if str(key).isdigit():
                     replies = len((payload or {}).get("replies") or ())
                     inbox[int(key)] = (str(status), replies)
             notices = await _chat_notices(conn)
     finally:
         await db.dispose()
-    return Effects(tickets, notes, inbox, notices)
+    return Effects(tickets, references, notes, inbox, notices)
 
 
 CHAT_HANDLERS = ("customer_chat", "agent_reply_chat")
@@ -228,114 +249,201 @@ async def _chat_notices(conn: Any) -> list[tuple[str, str, str | None]]:
     return found
 
 
+# -- judging what the customers got --------------------------------------------------------
+
+IN_FLIGHT_SECONDS = 5.0  # a send this close before an interruption may not be recorded yet
+REFERENCE = re.compile(r"\bCR-\d+\b")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the fake Bot API accepted for a chat (any method that is not a `get`)."""
+
+    chat: str
+    method: str
+    text: str
+    at: float
+    message_id: str | None
+
+
 @dataclass
 class Verdict:
     updates: int = 0
     lost: int = 0
-    duplicated: int = 0
+    duplicated: int = 0  # updates with more than one effect in the database
     replies_expected: int = 0
     replies_missing: int = 0
-    replies_duplicated: int = 0
+    replies_duplicated: int = 0  # the same reply again, or more replies than the turn gave
     parked: int = 0
-    unattributed_sends: int = 0
+    unattributed_sends: int = 0  # sent to a chat when no update of it was being delivered
     notices: int = 0  # the relay's chat notice deliveries
     notices_done: int = 0  # recorded as sent, with the provider's message id
     notices_delivered: int = 0  # ... and found among the fake's messages
     notices_duplicated: int = 0
+    in_flight: int = 0  # repeats of a message sent just before an interruption (see judge)
+    calls: dict[str, int] = field(default_factory=dict)  # "method status" -> count
     examples: list[str] = field(default_factory=list)
+
+    @property
+    def repeats(self) -> int:
+        """Every message a customer got more than once, or that nobody asked for."""
+        return self.replies_duplicated + self.notices_duplicated + self.unattributed_sends
 
     def note(self, text: str) -> None:
         if len(self.examples) < 8:
             self.examples.append(text)
 
 
+def received_messages(api_calls: list[dict[str, Any]], verdict: Verdict) -> list[Received]:
+    """Every successful call that put something in a chat; all calls are counted by method."""
+    found: list[Received] = []
+    for call in api_calls:
+        method, status = str(call.get("method")), call.get("status")
+        key = f"{method} {status}"
+        verdict.calls[key] = verdict.calls.get(key, 0) + 1
+        params = call.get("params") or {}
+        if status != 200 or "chat_id" not in params or method.lower().startswith("get"):
+            continue
+        text = str(params.get("text", params.get("caption", "")))
+        at = float(call.get("at") or 0.0)
+        result_id = call.get("result_id")
+        found.append(Received(str(params["chat_id"]), method, text, at, result_id))
+    return sorted(found, key=lambda m: m.at)
+
+
+def in_flight(first: float, again: float, interruptions: Iterable[tuple[float, float]]) -> bool:
+    """The repeat the design allows: the earlier copy went out just before an interruption
+    (kill -9, database down), too late for its `done` record, and the copy after it."""
+    return any(
+        start - IN_FLIGHT_SECONDS <= first <= end and again >= start for start, end in interruptions
+    )
+
+
 def judge(
-    conversations: list[list[Sent]], effects: Effects, api_calls: list[dict[str, Any]]
+    conversations: list[list[Sent]],
+    effects: Effects,
+    api_calls: list[dict[str, Any]],
+    interruptions: Sequence[tuple[float, float]] = (),
 ) -> Verdict:
-    """Exactly one effect per update; every stored reply delivered at least once."""
+    """Exactly one effect per update; every reply and notice delivered exactly once.
+
+    Each message the fake accepted is attributed by chat and content: a chat notice is the
+    message whose id the relay recorded (and any other with its text is that notice again);
+    a reply belongs to the update of its chat being delivered when it was sent (a chat's
+    updates go one at a time), and must name that chat's ticket if it names one. A repeat is a
+    duplicate; it also counts as `in_flight` when `in_flight()` explains it by an interruption
+    (wall-clock times, as the fake records them).
+    """
     verdict = Verdict()
-    windows: dict[int, list[Sent]] = {}
-    for script in conversations:
-        for sent in script:
-            windows.setdefault(sent.chat_id, []).append(sent)
-    delivered: dict[int, int] = {}
-    texts: dict[int, list[str]] = {}
-    # The fake numbers each chat's messages 1, 2, ...: the relay's recorded provider ids
-    # tell which sends were its notices.
-    recorded: dict[str, set[str]] = {}
+    notice_ids: dict[str, set[str]] = {}
     for chat, status, provider_id in effects.notices:
         verdict.notices += 1
         if status == "done" and provider_id:
             verdict.notices_done += 1
-            recorded.setdefault(chat, set()).add(provider_id)
-    sends: dict[str, list[tuple[float, str]]] = {}
-    for call in api_calls:
-        if call.get("method") != "sendMessage" or call.get("status") != 200:
-            continue
-        params = call.get("params") or {}
-        chat = str(params.get("chat_id"))
-        sends.setdefault(chat, []).append((float(call.get("at") or 0.0), str(params.get("text"))))
-    for chat, chat_sends in sends.items():
-        notice_ids = recorded.get(chat, set())
-        notice_texts = {text for n, (_, text) in enumerate(chat_sends, 1) if str(n) in notice_ids}
-        verdict.notices_delivered += len(
-            notice_ids & {str(n) for n in range(1, len(chat_sends) + 1)}
-        )
-        for n, (at, text) in enumerate(chat_sends, 1):
-            if str(n) in notice_ids:
-                continue
-            if text in notice_texts:  # the same notice again: sent, then crashed before recorded
-                verdict.notices_duplicated += 1
-                continue
-            owner = next(
-                (
-                    s
-                    for s in windows.get(int(chat), ())
-                    if s.first_at <= at <= (s.acked_at or float("inf"))
-                ),
-                None,
-            )
-            if owner is None:
-                verdict.unattributed_sends += 1
-                continue
-            delivered[owner.update_id] = delivered.get(owner.update_id, 0) + 1
-            texts.setdefault(owner.update_id, []).append(f"{at:.3f}:{text[:40]}")
-
+            notice_ids.setdefault(chat, set()).add(provider_id)
+    by_chat: dict[str, list[Received]] = {}
+    for message in received_messages(api_calls, verdict):
+        by_chat.setdefault(message.chat, []).append(message)
+    replies: dict[int, dict[tuple[str, str], list[Received]]] = {}
+    for script in conversations:
+        chat = str(script[0].chat_id) if script else ""
+        owned = _attribute_chat(
+            script, by_chat.get(chat, []), notice_ids.get(chat, set()), effects, verdict,
+            interruptions,
+        )  # fmt: skip
+        replies.update(owned)
     for script in conversations:
         for sent in script:
-            verdict.updates += 1
-            if sent.opens_ticket:
-                count = effects.tickets_per_chat.get(sent.chat_id, 0)
-                what = f"chat {sent.chat_id}: {count} tickets"
-            else:
-                count = effects.notes.get(sent.text, 0)
-                what = f"update {sent.update_id}: {count} customer messages"
-            status, stored = effects.inbox.get(sent.update_id, ("missing", 0))
-            if status == "parked":
-                verdict.parked += 1
-            if count == 0:
-                verdict.lost += 1
-                verdict.note(f"lost: {what} (inbox {status}, {sent.attempts} deliveries)")
-            elif count > 1:
-                verdict.duplicated += 1
-                verdict.note(f"duplicated: {what}")
-            got = delivered.get(sent.update_id, 0) + sent.answered_in_body
-            # Every update of the plan is answered in a clean run, so at least one reply is
-            # owed even when the server stored none (a reply lost before it was stored).
-            owed = max(stored, 1)
-            verdict.replies_expected += owed
-            if got < owed:
-                verdict.replies_missing += 1
-                verdict.note(
-                    f"reply missing: update {sent.update_id} ({sent.text[:20]!r}) got {got} "
-                    f"of {owed} (inbox {status}, {stored} stored, {sent.attempts} deliveries, "
-                    f"answers {sent.statuses})"
-                )
-            elif got > owed:
-                verdict.replies_duplicated += got - owed
-                verdict.note(
-                    f"reply duplicated: update {sent.update_id} ({sent.text[:20]!r}) got {got} "
-                    f"of {owed} (inbox {status}, {sent.attempts} deliveries, "
-                    f"answers {sent.statuses}, sent {texts.get(sent.update_id)})"
-                )
+            _judge_update(sent, effects, replies.get(sent.update_id, {}), verdict, interruptions)
     return verdict
+
+
+def _attribute_chat(
+    script: Sequence[Sent],
+    messages: list[Received],
+    notice_ids: set[str],
+    effects: Effects,
+    verdict: Verdict,
+    interruptions: Sequence[tuple[float, float]],
+) -> dict[int, dict[tuple[str, str], list[Received]]]:
+    """Notices of one chat checked here; its replies grouped per update and content."""
+    notices = [m for m in messages if m.message_id in notice_ids and m.method == "sendMessage"]
+    verdict.notices_delivered += len({m.message_id for m in notices})
+    notice_texts = {m.text for m in notices}
+    for text in notice_texts:
+        copies = [m for m in messages if m.method == "sendMessage" and m.text == text]
+        verdict.notices_duplicated += len(copies) - 1
+        _count_in_flight(copies, verdict, interruptions, f"notice {text[:40]!r}")
+    owned: dict[int, dict[tuple[str, str], list[Received]]] = {}
+    mine = effects.references.get(str(script[0].chat_id), set()) if script else set()
+    for message in messages:
+        if message.method == "sendMessage" and message.text in notice_texts:
+            continue
+        owner = next(
+            (s for s in script if s.first_at <= message.at <= (s.settled_at or float("inf"))),
+            None,
+        )
+        foreign = set(REFERENCE.findall(message.text)) - mine
+        if owner is None or foreign:
+            verdict.unattributed_sends += 1
+            why = f"names {sorted(foreign)}" if foreign else "while no update was delivered"
+            verdict.note(f"chat {message.chat} got {message.method} {message.text[:40]!r} {why}")
+            continue
+        by_content = owned.setdefault(owner.update_id, {})
+        by_content.setdefault((message.method, message.text), []).append(message)
+    return owned
+
+
+def _count_in_flight(
+    copies: list[Received],
+    verdict: Verdict,
+    interruptions: Sequence[tuple[float, float]],
+    what: str,
+) -> None:
+    for earlier, again in itertools.pairwise(copies):
+        if in_flight(earlier.at, again.at, interruptions):
+            verdict.in_flight += 1
+        else:
+            verdict.note(f"repeated: {what} at {earlier.at:.3f} and {again.at:.3f}")
+
+
+def _judge_update(
+    sent: Sent,
+    effects: Effects,
+    replies: dict[tuple[str, str], list[Received]],
+    verdict: Verdict,
+    interruptions: Sequence[tuple[float, float]],
+) -> None:
+    verdict.updates += 1
+    if sent.opens_ticket:
+        count = effects.tickets_per_chat.get(sent.chat_id, 0)
+        what = f"chat {sent.chat_id}: {count} tickets"
+    else:
+        count = effects.notes.get(sent.text, 0)
+        what = f"update {sent.update_id}: {count} customer messages"
+    status, stored = effects.inbox.get(sent.update_id, ("missing", 0))
+    if status == "parked":
+        verdict.parked += 1
+    if count == 0:
+        verdict.lost += 1
+        verdict.note(f"lost: {what} (inbox {status}, {sent.attempts} deliveries)")
+    elif count > 1:
+        verdict.duplicated += 1
+        verdict.note(f"duplicated: {what}")
+    for (method, text), copies in replies.items():
+        verdict.replies_duplicated += len(copies) - 1
+        _count_in_flight(copies, verdict, interruptions, f"{method} {text[:40]!r}")
+    # Every update of the plan is answered in a clean run, so at least one reply is owed
+    # even when the server stored none (the answer rode in the webhook's 2xx).
+    owed = max(stored, 1)
+    got = len(replies)
+    verdict.replies_expected += owed
+    details = (
+        f"(inbox {status}, {stored} stored, {sent.attempts} deliveries, answers {sent.statuses})"
+    )
+    if got < owed:
+        verdict.replies_missing += 1
+        verdict.note(f"reply missing: update {sent.update_id} got {got} of {owed} {details}")
+    elif got > owed:  # more different messages than the turn gave
+        verdict.replies_duplicated += got - owed
+        verdict.note(f"extra replies: update {sent.update_id} got {got} of {owed} {details}")

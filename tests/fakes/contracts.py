@@ -16,7 +16,12 @@ Usage (what the concrete fakes build on)::
 Every fake also serves control endpoints so a test can drive a fake that runs as a
 subprocess (``python -m tests.fakes.telegram_api --port 0``; see :func:`spawn`):
 ``GET /_fake/calls``, ``GET /_fake/violations``, ``POST /_fake/reset``,
-``POST /_fake/faults`` (JSON: method, status, body, headers, delay, times, key).
+``POST /_fake/faults`` (JSON: method, status, body, headers, delay, times, key),
+``GET /_fake/errors`` (exceptions raised inside the fake's own handlers).
+
+A fake fails loudly rather than slowly: it reads its contract files (``contract_files``)
+before it listens, so a missing or broken contract stops it at start; an exception in one of
+its handlers is answered 500 and kept in ``fake.internal_errors`` for the suite to see.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
@@ -57,6 +62,7 @@ class Call:
     params: dict[str, Any]
     at: float
     status: int = 200
+    result_id: str | None = None  # what the fake created (a Telegram message_id), if anything
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +125,11 @@ class FaultQueue:
 class FakeServer:
     """An aiohttp server on 127.0.0.1 that runs in its own thread and event loop.
 
-    Subclasses add routes in :meth:`routes` and call :meth:`record` / :meth:`violate`.
+    Subclasses add routes in :meth:`routes` and call :meth:`record` / :meth:`violate`, and
+    name the contract files they check against in ``contract_files``.
     """
+
+    contract_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
@@ -129,6 +138,7 @@ class FakeServer:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._violations: list[Violation] = []
+        self._errors: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -144,6 +154,12 @@ class FakeServer:
     def violations(self) -> list[Violation]:
         with self._lock:
             return list(self._violations)
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Exceptions raised inside this fake's handlers: a bug of the fake, not of Careline."""
+        with self._lock:
+            return list(self._errors)
 
     def calls_to(self, method: str) -> list[Call]:
         """Calls of one method (case-insensitive)."""
@@ -194,16 +210,30 @@ class FakeServer:
         raise NotImplementedError
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024, middlewares=[self._keep_internal_errors]
+        )
         app.router.add_get("/_fake/calls", self._control_calls)
+        app.router.add_get("/_fake/errors", self._control_errors)
         app.router.add_get("/_fake/violations", self._control_violations)
         app.router.add_post("/_fake/reset", self._control_reset)
         app.router.add_post("/_fake/faults", self._control_faults)
         self.routes(app)
         return app
 
+    def load_contracts(self) -> None:
+        """Read every contract file now: a missing or broken one fails the start, not a call."""
+        for relative in self.contract_files:
+            try:
+                load_contract(relative)
+            except (OSError, ValueError) as error:
+                raise RuntimeError(
+                    f"{type(self).__name__}: contract {relative} unreadable: {error}"
+                ) from error
+
     async def start_async(self) -> None:
         """Serve on the running loop (used by the thread and by the subprocess entry)."""
+        self.load_contracts()
         self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -282,12 +312,30 @@ class FakeServer:
             return None
         return web.json_response(fault.body, status=fault.status, headers=fault.headers)
 
+    @web.middleware
+    async def _keep_internal_errors(self, request: web.Request, handler: Any) -> Any:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as error:
+            # The method, not the path: a Bot API path carries the bot token.
+            where = request.match_info.get("method") or request.path
+            reason = f"{request.method} {where}: {type(error).__name__}: {error}"
+            with self._lock:
+                self._errors.append(reason)
+            body = {"ok": False, "error": "fake_internal_error", "description": reason}
+            return web.json_response(body, status=500)
+
     # -- control endpoints (for subprocess mode) ----------------------------------------
     async def _control_calls(self, _: web.Request) -> web.Response:
         return web.json_response([dataclasses.asdict(c) for c in self.calls])
 
     async def _control_violations(self, _: web.Request) -> web.Response:
         return web.json_response([dataclasses.asdict(v) for v in self.violations])
+
+    async def _control_errors(self, _: web.Request) -> web.Response:
+        return web.json_response(self.internal_errors)
 
     async def _control_reset(self, _: web.Request) -> web.Response:
         self.reset()
@@ -312,7 +360,11 @@ def serve_main(factory: type[FakeServer], argv: list[str] | None = None) -> None
 
     async def main() -> None:
         fake = factory(host=args.host, port=args.port)
-        await fake.start_async()
+        try:
+            await fake.start_async()
+        except Exception as error:  # said on one line, for whoever waits for "listening on"
+            print(f"{factory.__name__} failed to start: {error}", flush=True)
+            raise SystemExit(2) from error
         print(f"listening on {fake.url}", flush=True)
         try:
             await asyncio.Event().wait()

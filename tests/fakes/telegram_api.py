@@ -270,6 +270,8 @@ def limit_problems(method: str, params: dict[str, Any]) -> list[str]:
 class FakeTelegram(FakeServer):
     """Fake Telegram Bot API server (see the module docstring)."""
 
+    contract_files = (SPEC_FILE,)
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -449,7 +451,7 @@ class FakeTelegram(FakeServer):
         except _TelegramError as error:
             self.record(Call(name, params, started, error.status))
             return self._error(error.status, error.description)
-        self.record(Call(name, params, started, 200))
+        self.record(Call(name, params, started, 200, _message_id(result)))
         return web.json_response({"ok": True, "result": result})
 
     def _validate(
@@ -655,6 +657,12 @@ def _visible_text(params: dict[str, Any]) -> str:
     if params.get("parse_mode") == "MarkdownV2":
         return re.sub(r"\\(.)", r"\1", re.sub(r"(?<!\\)[*_~`|]", "", text))
     return text
+
+
+def _message_id(result: Any) -> str | None:
+    """The id of the message a call created, which the relay records as the provider id."""
+    found = result.get("message_id") if isinstance(result, dict) else None
+    return None if found is None else str(found)
 
 
 def _key(params: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ import pytest
 from resilience.harness import Context, Size
 from resilience.procs import Processes, workspace
 from resilience.report import NOT_AVAILABLE, Result, table
-from resilience.scenarios import SCENARIOS
+from resilience.scenarios import run_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def context() -> Iterator[Context]:
 @pytest.mark.parametrize("name", CI_SCENARIOS)
 def test_scenario_loses_and_duplicates_nothing(name: str, context: Context) -> None:
     async def run() -> list[Result]:
-        return await SCENARIOS[name](context)
+        return await run_scenario(name, context)
 
     results = asyncio.run(run())
     print(table(results))
