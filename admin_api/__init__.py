@@ -5,8 +5,10 @@ Mounted by `careline serve` at `/api/v1`; interactive docs at `/api/v1/docs`.
 **Authentication.** Every route needs `Authorization: Bearer KEY`. Keys are random
 (`clk_` + 256 bits), shown once when created (`careline admin create-key` or `POST /keys`)
 and stored only as a SHA-256 hash. The first start creates one admin key and prints it.
-Without a valid key: 401. With a key whose role may not do it: 403. More than 10 invalid
-keys from one client IP within a minute: 429 with `Retry-After` (counted per process).
+Without a valid key: 401. With a key whose role may not do it: 403. Past a rate limit: 429
+with `Retry-After`. By default a key may make 600 requests a minute, and a client address
+may present 10 invalid keys a minute; past that its invalid keys get 429, while a valid key
+is always served. All replicas count into the same limits (PostgreSQL).
 
 **Roles.**
 
@@ -31,8 +33,12 @@ A reply on an unassigned ticket claims it for the replying agent. An agent actin
 ticket held by another agent gets 403.
 
 **Errors** are `application/problem+json` (RFC 9457) with `type`, `title`, `status`,
-`detail`, `instance` and a short `code`; 422s list field problems in `errors`. Request
-bodies are limited (256 KiB by default; 413).
+`detail`, `instance` and a short `code`; 422s list field problems in `errors`. A 409
+refuses a well-formed request in the current state (a closed ticket, an email already
+taken). A 422 refuses the request itself, also for rules a schema cannot state: a `cursor`
+the API did not issue (`invalid_cursor`), `since` after `until` (`invalid_period`),
+reassigning an agent's tickets to that agent (`reassign_to_self`), an admin reply without
+`agent_id` (`agent_id_required`). Request bodies are limited (256 KiB by default; 413).
 
 **Lists** page by keyset: pass the `next_cursor` of one page as `cursor` for the next.
 """

@@ -14,11 +14,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_api.headers import SecurityHeaders
 from admin_api.problems import PROBLEM_JSON, Problem, ProblemDetails, install_problem_handlers
-from admin_api.ratelimit import FailedKeyLimiter
+from admin_api.ratelimit import ApiLimits
 from admin_api.routes import access, agents, customers, dead_letters, reports, tickets
 from core.config import Settings
 from core.db.database import Database
+from core.db.ratelimit import rate_limiter_for
 from core.policy import SlaPolicy
+from core.ports import RateLimiter
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024  # a 20,000-character reply in any script fits
 
@@ -27,7 +29,7 @@ def create_admin_app(
     db: Database,
     settings: Settings,
     *,
-    limiter: FailedKeyLimiter | None = None,
+    limiter: RateLimiter | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The admin API as a sub-application; the server mounts it at /api/v1.
@@ -50,7 +52,8 @@ def create_admin_app(
     app.state.db = db
     app.state.settings = settings
     app.state.sla = SlaPolicy.from_hours(settings.sla_hours)
-    app.state.limiter = limiter or FailedKeyLimiter()
+    app.state.limiter = limiter or rate_limiter_for(db)
+    app.state.limits = ApiLimits.from_settings(settings)
     install_problem_handlers(app)
     app.router.dependencies.append(Depends(reject_unknown_query))
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
@@ -126,7 +129,15 @@ def _with_problems(schema: dict[str, Any]) -> dict[str, Any]:
                     "description": _PHRASES[status],
                     "content": {PROBLEM_JSON: {"schema": ref}},
                 }
+            responses["429"]["headers"] = {"Retry-After": _RETRY_AFTER}
     return schema
+
+
+_RETRY_AFTER = {
+    "description": "Seconds until the limit's window ends",
+    "schema": {"type": "integer", "minimum": 1},
+    "required": True,
+}
 
 
 _PHRASES = {
@@ -137,7 +148,7 @@ _PHRASES = {
     409: "Refused in the current state",
     413: "Request body too large",
     422: "Invalid request",
-    429: "Too many failed keys from this address",
+    429: "Too many requests from this key, or invalid keys from this address (Retry-After)",
     500: "Server error",
 }
 

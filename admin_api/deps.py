@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_api.keys import Caller, authenticate
 from admin_api.problems import Problem
-from admin_api.ratelimit import FailedKeyLimiter
+from admin_api.ratelimit import ApiLimits, client_address, too_many
 from core.config import Settings
 from core.db.database import Database
 from core.model import Ticket
 from core.policy import SlaPolicy
-from core.ports import UnitOfWork
+from core.ports import RateLimiter, UnitOfWork
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -71,25 +71,13 @@ SlaDep = Annotated[SlaPolicy, Depends(get_sla)]
 UowDep = Annotated[AdminUnitOfWork, Depends(get_uow)]
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def get_caller(
     request: Request,
     uow: UowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    limiter: FailedKeyLimiter = request.app.state.limiter
-    client = _client_ip(request)
-    wait = limiter.retry_after(client)
-    if wait:
-        raise Problem(
-            429,
-            "too many invalid API keys from this address; try again later",
-            code="too_many_failed_keys",
-            headers={"Retry-After": str(wait)},
-        )
+    """The key's owner. The key is checked before any limit, so that only invalid keys
+    count against (and are refused by) the failed-key limit of their address."""
     if credentials is None:
         raise Problem(
             401,
@@ -98,14 +86,26 @@ async def get_caller(
             headers={"WWW-Authenticate": "Bearer"},
         )
     caller = await authenticate(uow.session, credentials.credentials)
+    # Give the lookup's connection back first: the limiter counts on a connection of its
+    # own, and requests that each hold one while waiting for another can drain the pool.
+    await uow.rollback()
+    limiter: RateLimiter = request.app.state.limiter
+    limits: ApiLimits = request.app.state.limits
     if caller is None:
-        limiter.failed(client)
+        if wait := await limiter.hit(limits.failed_keys, client_address(request)):
+            raise too_many(
+                wait,
+                "too many invalid API keys from this address; try again later",
+                "too_many_failed_keys",
+            )
         raise Problem(
             401,
             "this API key is not valid",
             code="invalid_key",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+    if wait := await limiter.hit(limits.requests, str(caller.key_id)):
+        raise too_many(wait, "this key made too many requests; slow down", "too_many_requests")
     return caller
 
 

@@ -3,18 +3,27 @@
 The policy keeps pages on Careline's own origin: no script, style, font or image from anywhere
 else (ReDoc's footer, for one, asks for a logo from its CDN; the browser never sends that
 request). Inline script and style stay allowed because Swagger UI starts from an inline script
-and ReDoc styles itself inline.
+and ReDoc styles itself inline; the web chat has neither, and sets its own policy naming the
+sites that may frame it (a policy the page sets is kept).
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
+
+def page_policy(*, inline: bool = True, frame_ancestors: str = "'none'") -> str:
+    """The policy of a Careline page; `inline` for pages that start from inline code."""
+    code = "'self' 'unsafe-inline'" if inline else "'self'"
+    return (
+        f"default-src 'self'; script-src {code}; style-src {code}; "
+        "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+        f"connect-src 'self'; frame-ancestors {frame_ancestors}; base-uri 'none'; "
+        "form-action 'self'"
+    )
+
+
+PAGE_POLICY = page_policy()
 ALWAYS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),

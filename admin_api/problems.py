@@ -1,8 +1,9 @@
 """Every error as problem+json (RFC 9457), from one place.
 
-Domain errors map by type: NotFound 404; IllegalTransition, Conflict, CapacityExceeded and
-AgentUnavailable 409; InvalidInput 422. Logs carry the error code and path only: a detail
-can quote personal data (a name, an email address), so it goes to the caller, never to logs.
+Domain errors map by type: NotFound 404; IllegalTransition, Conflict, Refused,
+CapacityExceeded and AgentUnavailable 409; InvalidInput 422. Logs carry the error code and
+path only: a detail can quote personal data (a name, an email address), so it goes to the
+caller, never to logs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from core.errors import (
     IllegalTransition,
     InvalidInput,
     NotFound,
+    Refused,
 )
 
 log = logging.getLogger("careline.admin_api")
@@ -39,6 +41,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     CapacityExceeded: 409,
     AgentUnavailable: 409,
+    Refused: 409,
     InvalidInput: 422,
 }
 

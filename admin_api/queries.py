@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    false,
     func,
     not_,
     or_,
@@ -35,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from admin_api.schemas import MAX_ID
 from core.db import tables as t
 from core.db.flags import AUTO_ASSIGN, read_flag, write_flag  # noqa: F401  (used by routes)
 from core.errors import Conflict, InvalidInput, NotFound
@@ -57,6 +59,10 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+
 def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
     """The values a cursor carries, checked against `shape`; InvalidInput if tampered."""
     try:
@@ -74,7 +80,7 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
                 raise ValueError("wrong type")
         return out
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("the cursor is not valid; start again without it") from exc
+        raise InvalidCursor("the cursor is not valid; start again without it") from exc
 
 
 # --- tickets ---------------------------------------------------------------------------
@@ -136,7 +142,8 @@ def search_words(q: str) -> list[str]:
 def _search(q: str, postgres: bool) -> ColumnElement[bool] | None:
     ticket_id = ticket_id_from_reference(q)
     if ticket_id is not None:
-        return c.id == ticket_id
+        # A reference past any id finds nothing (the driver cannot even bind it).
+        return c.id == ticket_id if ticket_id <= MAX_ID else false()
     words = search_words(q)
     if not words:
         return None

@@ -1,56 +1,49 @@
-"""Per-process limiter for failed API keys, by client IP.
+"""The admin API's rate limits: requests per valid key, invalid keys per client address.
 
-Deliberately in memory: it needs no shared state for correctness (any replica can serve any
-request), and a failed guess costs no database write. The price is that N replicas allow N
-times the attempts; with 256-bit keys that changes nothing. Behind a proxy, run uvicorn with
-`--proxy-headers --forwarded-allow-ips` so the client IP is the real one.
+The key is checked first. A valid key is counted against its own limit only, so nobody
+else's failures can refuse it, even from the same address or behind a proxy that hides
+every client's address; the failed-key limit refuses only unknown keys. The counters live
+behind the `RateLimiter` port (core/db/ratelimit.py): in PostgreSQL, shared by every replica.
+Behind a proxy, run uvicorn with `--proxy-headers --forwarded-allow-ips` so the client
+address is the real one.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+import ipaddress
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from admin_api.problems import Problem
+from core.config import Settings
+from core.ports import RateLimit
 
 
-class FailedKeyLimiter:
-    """At most `attempts` failed keys per IP within `window` seconds; then 429 until the
-    oldest failure leaves the window."""
+@dataclass(frozen=True, slots=True)
+class ApiLimits:
+    requests: RateLimit  # per valid key
+    failed_keys: RateLimit  # per client address, counting and refusing invalid keys only
 
-    def __init__(
-        self,
-        *,
-        attempts: int = 10,
-        window: float = 60.0,
-        max_clients: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.attempts = attempts
-        self.window = window
-        self.max_clients = max_clients
-        self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiLimits:
+        return cls(
+            requests=RateLimit("api.requests", settings.api_requests_per_minute, 60),
+            failed_keys=RateLimit("api.failed_keys", settings.api_failed_keys_per_minute, 60),
+        )
 
-    def retry_after(self, client: str) -> int:
-        """Seconds the client must wait before presenting a key again (0: go ahead)."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return 0
-        now = self._clock()
-        while failures and now - failures[0] >= self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return 0
-        if len(failures) < self.attempts:
-            return 0
-        return max(1, math.ceil(self.window - (now - failures[0])))
 
-    def failed(self, client: str) -> None:
-        failures = self._failures.get(client)
-        if failures is None:
-            failures = self._failures[client] = deque(maxlen=self.attempts)
-            if len(self._failures) > self.max_clients:
-                self._failures.popitem(last=False)  # forget the longest-known client
-        failures.append(self._clock())
+def client_address(connection: HTTPConnection) -> str:
+    """The address a limit counts: IPv6 by /64, the block one subscriber usually holds."""
+    host = connection.client.host if connection.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def too_many(wait: int, detail: str, code: str) -> Problem:
+    return Problem(429, detail, code=code, headers={"Retry-After": str(wait)})

@@ -27,12 +27,19 @@ NO_NUL = r"^[^\x00]*$"
 
 
 def _not_a_number(value: object) -> object:
-    # Pydantic would read "1700000000" as a Unix time; the API documents ISO 8601 only.
-    if isinstance(value, int | float) or (
-        isinstance(value, str) and value.strip().replace(".", "", 1).lstrip("-").isdigit()
-    ):
+    # Pydantic would read "1700000000" or "-1.3e-217" as a Unix time; the API documents
+    # ISO 8601 only.
+    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
         raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _utc(value: datetime) -> datetime:
@@ -77,11 +84,24 @@ class CallerOut(Out):
     agent_id: int | None
 
 
-class KeyIn(In):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                            pattern=NO_NUL)]  # fmt: skip
-    role: Literal["admin", "agent"]
-    agent_id: BodyId | None = None
+
+
+class AdminKeyIn(In):
+    name: KeyName
+    role: Literal["admin"]
+    agent_id: None = None  # an admin key acts as no agent
+
+
+class AgentKeyIn(In):
+    name: KeyName
+    role: Literal["agent"]
+    agent_id: BodyId
+
+
+# One shape per role, so the OpenAPI says which role takes an agent_id.
+KeyIn = Annotated[AdminKeyIn | AgentKeyIn, Field(discriminator="role")]
 
 
 class KeyOut(Out):

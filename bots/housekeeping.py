@@ -29,6 +29,7 @@ from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database, SqlUnitOfWork
 from core.db.flags import AUTO_ASSIGN, read_flag
+from core.db.ratelimit import forget_ended_windows
 from core.errors import Conflict
 from core.model import utcnow
 from core.policy import SlaPolicy
@@ -64,6 +65,7 @@ class Housekeeping:
             "assigned": await self.auto_assign(),
             "sla_breaches": await self._job("sla", self._announce),
             "auto_closed": await self._job("auto_close", self._close),
+            "rate_limit_windows_ended": await forget_ended_windows(self.db),
             **await self._prune_hourly(),
         }
 

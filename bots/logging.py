@@ -3,7 +3,9 @@
 `configure_logging` is called once by the composition root. Log lines carry ids (update id,
 chat id, ticket reference), never message texts or e-mail addresses; the redaction filter
 is the safety net for secrets that libraries put into URLs (the Bot API token is part of
-every Telegram request URL, and httpx logs request URLs).
+every Telegram request URL, and httpx logs request URLs) and for e-mail addresses.
+Libraries that log what they carry are held at a level where they do not, whatever the
+process's level (`CHATTY`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import secrets
 import sys
 from collections.abc import Iterable
@@ -22,6 +25,25 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 
 REQUEST_ID_HEADER = b"x-request-id"
 _STANDARD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+# The lowest level each library may log at.
+CHATTY = {
+    # Request URLs at INFO, and Bot API URLs contain the token.
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "telegram.ext": logging.WARNING,
+    "apscheduler": logging.WARNING,
+    # uvicorn hands this logger to `websockets`, which logs every handshake header (cookies,
+    # the visitor's token) and every frame (what customers write) at DEBUG.
+    "uvicorn.error": logging.INFO,
+    "websockets": logging.INFO,
+    # Each database call with its parameters at DEBUG.
+    "aiosqlite": logging.INFO,
+    # Every Web API request and response body (message texts, user profiles) at DEBUG.
+    "slack_sdk": logging.INFO,
+    "slack_bolt": logging.INFO,
+}
 
 
 class RedactSecrets(logging.Filter):
@@ -33,10 +55,8 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
-        if not self.secrets:
-            return True
         message = record.getMessage()
-        redacted = message
+        redacted = EMAIL.sub("***@***", message)
         for secret in self.secrets:
             redacted = redacted.replace(secret, "***")
         if redacted != message:
@@ -81,9 +101,18 @@ def configure_logging(
     handler._careline = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
-    for noisy in ("httpx", "httpcore", "telegram.ext", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for name, lowest in CHATTY.items():
+        logging.getLogger(name).setLevel(max(lowest, root.level))
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, QuietMigrationContext) for f in migration.filters):
+        migration.addFilter(QuietMigrationContext())
+
+
+class QuietMigrationContext(logging.Filter):
+    """Drops the two lines Alembic logs each time it looks at the schema (every /readyz)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl ", "Will assume "))
 
 
 class RequestIdMiddleware:

@@ -18,9 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from itsdangerous import URLSafeSerializer
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.engine import make_url
 
+from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
@@ -29,10 +30,12 @@ from bots.webchat import (
     WebChat,
     WebChatChannel,
     WebChatLines,
+    allowed_origins,
     load_or_create_secret,
     visitor_tickets,
     webchat_router,
 )
+from bots.webchat_limits import WebChatLimits
 from core.config import Settings
 from core.db.database import Database
 from core.db.migrate import is_current, migrate
@@ -194,6 +197,7 @@ def create_app(
     app = FastAPI(title="Careline", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -286,6 +290,8 @@ def _build_webchat(settings: Settings, db: Database) -> WebChat:
         # Several processes share PostgreSQL: notice lines other replicas stored.
         poll_seconds=1.0 if db.is_postgres else None,
         tickets_of=lambda visitor: visitor_tickets(db, visitor),
+        allowed_origins=allowed_origins(settings.webchat_allowed_origins, settings.public_url),
+        limits=WebChatLimits.from_settings(settings, db),
     )
 
 
@@ -294,7 +300,10 @@ async def _start_webchat(runtime: Runtime) -> None:
     key = await load_or_create_secret(
         runtime.db, secret.get_secret_value() if secret is not None else None
     )
-    runtime.webchat.visitors = Visitors(URLSafeSerializer(key, salt="careline-webchat"))
+    runtime.webchat.visitors = Visitors(
+        URLSafeTimedSerializer(key, salt="careline-webchat"),
+        max_age=runtime.settings.webchat_token_max_age_days * 24 * 3600,
+    )
 
 
 async def _start_slack(runtime: Runtime) -> None:
@@ -449,7 +458,7 @@ def run(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         log_config=None,
-        log_level=settings.log_level,
+        log_level=None,  # configure_logging set every level; uvicorn's own would undo its floors
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",

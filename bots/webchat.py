@@ -1,7 +1,8 @@
 """The built-in web chat: a page at /chat talking to the dialog engine over a WebSocket.
 
-The visitor's identity is a random id in a signed token (a cookie, and a copy in the page's
-localStorage so an embedded iframe works where third-party cookies are blocked). Every line
+The visitor's identity is a random id in a signed token that expires and is renewed (`Visitors`):
+a cookie, and a copy the page keeps so an embedded iframe works where third-party cookies are
+blocked. It is never in a URL: the WebSocket takes it from a subprotocol or the cookie. Every line
 of the conversation is stored in `webchat_messages`, so a reload restores it and any replica
 can serve a reconnecting visitor. Agent replies and notices arrive through the relay's
 `WebChatChannel.send`, which stores the line and wakes the visitor's socket; other replicas
@@ -20,24 +21,27 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from fastapi import (
     APIRouter,
     HTTPException,
     Request,
     Response,
-    UploadFile,
     WebSocket,
     WebSocketDisconnect,
 )
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from itsdangerous import BadSignature, URLSafeSerializer
+from fastapi.responses import FileResponse, HTMLResponse
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
+from admin_api.headers import page_policy
+from bots.webchat_limits import WebChatLimits
+from bots.webchat_uploads import Refused, store_upload
 from core.db import tables as t
 from core.db.database import Database
 from core.model import Channel, utcnow
@@ -48,6 +52,10 @@ log = logging.getLogger("careline.webchat")
 STATIC = Path(__file__).with_name("static")
 COOKIE = "careline_visitor"
 HEADER = "x-careline-visitor"
+# A browser cannot set headers on a WebSocket, and an embedded page may get no cookie, so the
+# page offers two subprotocols: ours, which the server picks, and one carrying the token.
+PROTOCOL = "careline"
+VISITOR_PROTOCOL = "careline-visitor."  # + the token
 HISTORY_LIMIT = 200
 w = t.webchat_messages.c
 
@@ -153,20 +161,59 @@ async def load_or_create_secret(db: Database, configured: str | None) -> str:
 
 @dataclass(frozen=True)
 class Visitors:
-    serializer: URLSafeSerializer
+    """Signed visitor tokens that carry their issue time: each works for `max_age` seconds,
+    and the page's session call swaps one older than a day for a fresh one, so only a
+    visitor idle for the whole `max_age` starts over (and a token copied once goes stale)."""
+
+    serializer: URLSafeTimedSerializer
+    max_age: float = 30 * 24 * 3600
+
+    @property
+    def renew_after(self) -> float:
+        return min(24 * 3600, self.max_age / 2)
 
     def new_token(self) -> tuple[str, str]:
         visitor_id = uuid.uuid4().hex
-        return visitor_id, str(self.serializer.dumps(visitor_id))
+        return visitor_id, self.token_for(visitor_id)
+
+    def token_for(self, visitor_id: str) -> str:
+        return str(self.serializer.dumps(visitor_id))
 
     def visitor_of(self, token: str | None) -> str | None:
+        found = self._read(token)
+        return found[0] if found else None
+
+    def session(self, token: str | None) -> tuple[str, str] | None:
+        """The visitor and the token to use from now on (renewed once it is a day old)."""
+        found = self._read(token)
+        if found is None or token is None:
+            return None
+        visitor, age = found
+        return visitor, self.token_for(visitor) if age > self.renew_after else token
+
+    def _read(self, token: str | None) -> tuple[str, float] | None:
         if not token:
             return None
-        try:
-            value = self.serializer.loads(token)
+        try:  # an expired token raises SignatureExpired, a BadSignature
+            value, issued = self.serializer.loads(
+                token, max_age=int(self.max_age), return_timestamp=True
+            )
         except BadSignature:
             return None
-        return value if isinstance(value, str) and len(value) == 32 else None
+        if not (isinstance(value, str) and len(value) == 32):
+            return None
+        return value, (utcnow() - issued).total_seconds()
+
+
+def allowed_origins(configured: list[str], public_url: str | None) -> tuple[str, ...]:
+    """The sites that may embed the chat and open its socket, as browsers write an Origin."""
+    found = [*configured, *([public_url] if public_url else [])]
+    return tuple(dict.fromkeys(_origin(url) for url in found))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -189,6 +236,8 @@ class WebChat:
     max_text_chars: int
     poll_seconds: float | None  # cross-replica poll; None when one process holds the DB
     tickets_of: Callable[[str], Awaitable[list[dict[str, Any]]]]
+    limits: WebChatLimits = field(default_factory=WebChatLimits.off)
+    allowed_origins: tuple[str, ...] = ()  # besides our own: the sites that embed the chat
 
     async def turn(
         self, visitor_id: str, body: SendBody, attachment: Attachment | None = None
@@ -220,6 +269,13 @@ class WebChat:
 def webchat_router(chat: WebChat) -> APIRouter:
     router = APIRouter(prefix="/chat", include_in_schema=False)
     page = (STATIC / "chat.html").read_text(encoding="utf-8")
+    # The widget frames this page on the allowed sites; nobody else may (clickjacking).
+    page_headers = {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": page_policy(
+            inline=False, frame_ancestors=" ".join(["'self'", *chat.allowed_origins])
+        ),
+    }
 
     def visitors() -> Visitors:
         if chat.visitors is None:
@@ -233,9 +289,16 @@ def webchat_router(chat: WebChat) -> APIRouter:
             raise HTTPException(401, "start a chat session first: POST /chat/api/session")
         return visitor
 
+    def origin_allowed(ws: WebSocket) -> bool:
+        origin = ws.headers.get("origin")
+        if origin is None:  # not a browser: hijacking a socket needs the victim's browser
+            return True
+        own = urlsplit(origin).netloc == ws.headers.get("host")
+        return own or origin.lower() in chat.allowed_origins
+
     @router.get("")
     async def chat_page() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(page, headers=page_headers)
 
     @router.get("/static/{name}")
     async def static(name: str) -> FileResponse:
@@ -249,17 +312,18 @@ def webchat_router(chat: WebChat) -> APIRouter:
 
     @router.post("/api/session")
     async def session(request: Request, response: Response) -> dict[str, Any]:
-        token = request.headers.get(HEADER) or request.cookies.get(COOKIE)
-        visitor = visitors().visitor_of(token)
-        if visitor is None:
-            visitor, token = visitors().new_token()
-        assert token is not None
+        known = visitors().session(request.headers.get(HEADER) or request.cookies.get(COOKIE))
+        if known is None:
+            if refused := await chat.limits.new_session(request):
+                return refused.response()  # type: ignore[return-value]
+            known = visitors().new_token()
+        visitor, token = known
         response.set_cookie(
             COOKIE,
             token,
             httponly=True,
             samesite="lax",
-            max_age=180 * 24 * 3600,
+            max_age=int(visitors().max_age),
             secure=request.url.scheme == "https",
         )
         return {
@@ -281,48 +345,47 @@ def webchat_router(chat: WebChat) -> APIRouter:
     @router.post("/api/messages")
     async def send(request: Request, body: SendBody) -> dict[str, Any]:
         visitor = visitor_or_401(request)
+        if refused := await chat.limits.message(visitor, request):
+            return refused.response()  # type: ignore[return-value]
         await chat.turn(visitor, body)
         return {"ok": True}
 
     @router.post("/api/upload")
-    async def upload(
-        request: Request, file: UploadFile, client_id: str | None = None
-    ) -> dict[str, Any]:
+    async def upload(request: Request, client_id: str | None = None) -> dict[str, Any]:
+        # No UploadFile parameter: FastAPI would read and parse the whole body before this
+        # line; the visitor is checked first, then the body is streamed with a cap.
         visitor = visitor_or_401(request)
-        file_id = uuid.uuid4().hex
-        chat.uploads.mkdir(parents=True, exist_ok=True)
-        target = chat.uploads / file_id
-        size = 0
-        with target.open("wb") as out:
-            while chunk := await file.read(256 * 1024):
-                size += len(chunk)
-                if size > chat.max_upload_bytes:
-                    out.close()
-                    target.unlink(missing_ok=True)
-                    limit_mb = chat.max_upload_bytes // (1024 * 1024)
-                    return JSONResponse(  # type: ignore[return-value]
-                        {"error": f"That file is too large: the limit is {limit_mb} MB."},
-                        status_code=413,
-                    )
-                out.write(chunk)
+        if refused := await chat.limits.upload(visitor, request):
+            return refused.response()  # type: ignore[return-value]
+        try:
+            stored = await store_upload(request, chat.uploads, chat.max_upload_bytes)
+        except Refused as refusal:
+            return refusal.response()  # type: ignore[return-value]
         attachment = Attachment(
-            kind="photo" if (file.content_type or "").startswith("image/") else "document",
-            file_id=f"webchat:{file_id}",
-            name=(file.filename or "file")[:200],
-            mime_type=file.content_type,
-            size=size,
+            kind="photo" if stored.is_photo else "document",
+            file_id=f"webchat:{stored.file_id}",
+            name=stored.name,
+            mime_type=stored.mime_type,
+            size=stored.size,
         )
         await chat.turn(visitor, SendBody(text="", client_id=client_id), attachment)
-        return {"ok": True, "size": size}
+        return {"ok": True, "size": stored.size}
 
     @router.websocket("/ws")
     async def socket(ws: WebSocket) -> None:
-        token = ws.query_params.get("token") or ws.cookies.get(COOKIE)
+        if not origin_allowed(ws):
+            await ws.close(code=4403, reason="this site may not open the chat")
+            return
+        offered = ws.scope.get("subprotocols", [])
+        token = next(
+            (p.removeprefix(VISITOR_PROTOCOL) for p in offered if p.startswith(VISITOR_PROTOCOL)),
+            ws.cookies.get(COOKIE),
+        )
         visitor = chat.visitors.visitor_of(token) if chat.visitors is not None else None
         if visitor is None:
             await ws.close(code=4401, reason="no chat session")
             return
-        await ws.accept()
+        await ws.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
         last = int(ws.query_params.get("after", "0") or 0)
 
         async def push() -> None:
@@ -349,6 +412,9 @@ def webchat_router(chat: WebChat) -> APIRouter:
                     body = SendBody.model_validate(json.loads(raw))
                 except (ValueError, TypeError):
                     await ws.send_json({"error": 'Send JSON like {"text": "hello"}.'})
+                    continue
+                if refused := await chat.limits.message(visitor, ws):
+                    await ws.send_json(refused.body)
                     continue
                 await chat.turn(visitor, body)
         except WebSocketDisconnect:

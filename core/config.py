@@ -44,6 +44,16 @@ class Settings(BaseSettings):
         None,
         description="Signs web-chat cookies; generated and kept in the database when unset.",
     )
+    webchat_token_max_age_days: float = Field(
+        30,
+        description="A web-chat visitor left idle this long starts a new chat (the page "
+        "renews its token daily).",
+    )
+    webchat_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Sites that may embed the web chat, JSON list (["https://shop.example"]); '
+        "the server's own origin always may.",
+    )
     log_level: str = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Log as JSON lines (set in containers).")
     data_dir: str = Field("./var", description="Local files: mailbox, uploads, NLU model cache.")
@@ -98,6 +108,11 @@ class Settings(BaseSettings):
     watson_version: str = Field("2024-08-25", description="Watson API version date.")
     watson_timeout: float = Field(2.0, description="Seconds before falling back to local NLU.")
     watson_min_confidence: float = Field(0.4, description="Below this, fall back to local.")
+    watson_mapping_file: str | None = Field(
+        None,
+        description="YAML mapping the Watson skill's intents and client actions to Careline's "
+        "flows (`careline nlu import-watson` writes one); checked at start.",
+    )
 
     # --- email ---
     email_from: str = Field("support@careline.local", description="Sender of notices.")
@@ -163,6 +178,28 @@ class Settings(BaseSettings):
     relay_batch: int = Field(50, description="Outbox rows a relay claims at once.")
     relay_poll_seconds: float = Field(0.2, description="Outbox poll interval (SQLite).")
     relay_max_attempts: int = Field(12, description="Attempts before a notice is dead-lettered.")
+
+    # --- rate limits: past one, 429 with Retry-After; 0 turns it off ---
+    api_requests_per_minute: int = Field(
+        600, description="Admin API requests a minute per key (0: no limit)."
+    )
+    api_failed_keys_per_minute: int = Field(
+        10,
+        description="Invalid admin API keys a minute per client address, then 429 for invalid "
+        "keys only: a valid key is never refused for them.",
+    )
+    webchat_messages_per_minute: int = Field(
+        20, description="Web-chat messages a minute per visitor (0: no limit)."
+    )
+    webchat_address_messages_per_minute: int = Field(
+        120, description="Web-chat messages a minute per client address, all its visitors."
+    )
+    webchat_sessions_per_10_minutes: int = Field(
+        30, description="New web-chat visitors per client address in 10 minutes."
+    )
+    webchat_uploads_per_10_minutes: int = Field(
+        10, description="Web-chat uploads per visitor in 10 minutes."
+    )
 
     @property
     def telegram_enabled(self) -> bool:

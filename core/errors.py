@@ -21,6 +21,14 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class Refused(InvalidInput):
+    """Well formed, but refused in the current state (a closed ticket, an email already
+    taken): the same request may succeed another time. Callers catching InvalidInput still
+    catch it; the admin API answers 409, not 422."""
+
+    code = "refused"
+
+
 class CapacityExceeded(DomainError):
     code = "capacity_exceeded"
 

@@ -137,3 +137,25 @@ class ContactUnitOfWork(UnitOfWork, Protocol):
 
     @property
     def email_verifications(self) -> EmailVerificationRepository: ...
+
+
+# --- rate limits (web chat, admin API) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `hits` per fixed window of `seconds` for each key (an address, a visitor, an
+    API key); `hits` 0 turns the limit off."""
+
+    name: str  # which limit: one key can be counted under several
+    hits: int
+    seconds: int
+
+
+class RateLimiter(Protocol):
+    """Counts hits per (limit, key) in fixed windows; shared by every replica on PostgreSQL."""
+
+    async def hit(self, limit: RateLimit, key: str) -> int:
+        """Count one hit: 0 while it is within the limit, else the seconds until the
+        window ends (the answer's `Retry-After`)."""
+        ...

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import events
-from core.errors import AgentUnavailable, CapacityExceeded, InvalidInput, NotFound
+from core.errors import AgentUnavailable, CapacityExceeded, InvalidInput, NotFound, Refused
 from core.lifecycle import Status
 from core.model import (
     Agent,
@@ -257,10 +257,10 @@ async def add_customer_message(
     _check_body(body, attachments)
     ticket = await get_ticket(uow, ticket_id)
     if ticket.status == Status.CLOSED:
-        raise InvalidInput(f"{ticket.reference} is closed; open a new ticket instead")
+        raise Refused(f"{ticket.reference} is closed; open a new ticket instead")
     if ticket.status == Status.RESOLVED:
         if ticket.resolved_at is not None and now - ticket.resolved_at > reopen_window:
-            raise InvalidInput(f"{ticket.reference} was resolved too long ago to reopen")
+            raise Refused(f"{ticket.reference} was resolved too long ago to reopen")
         await reopen_ticket(uow, ticket_id, actor="customer", now=now)
     elif ticket.status == Status.WAITING:
         target = Status.OPEN if ticket.assignee_id is not None else Status.NEW
@@ -301,7 +301,7 @@ async def add_agent_reply(
     ticket = await get_ticket(uow, ticket_id)
     agent = await _active_agent(uow, agent_id)
     if ticket.status == Status.CLOSED:
-        raise InvalidInput(f"{ticket.reference} is closed; the customer can no longer be answered")
+        raise Refused(f"{ticket.reference} is closed; the customer can no longer be answered")
     if ticket.assignee_id is None:
         await _assign(uow, ticket, agent, f"agent:{agent_id}", now)
     elif ticket.status in (Status.NEW, Status.WAITING):
@@ -383,7 +383,7 @@ async def assign_ticket(
     now = now or utcnow()
     ticket = await get_ticket(uow, ticket_id)
     if not ticket.is_active:
-        raise InvalidInput(f"{ticket.reference} is {ticket.status.value}; reopen it first")
+        raise Refused(f"{ticket.reference} is {ticket.status.value}; reopen it first")
     agent = await uow.agents.get(agent_id)
     if agent is None:
         raise NotFound(f"there is no agent {agent_id}")
@@ -408,7 +408,7 @@ async def unassign_ticket(
     ticket = await get_ticket(uow, ticket_id)
     previous = ticket.assignee_id
     if previous is None:
-        raise InvalidInput(f"{ticket.reference} is not assigned")
+        raise Refused(f"{ticket.reference} is not assigned")
     ticket.assignee_id = None
     if ticket.status == Status.OPEN:
         _move(ticket, Status.NEW, now)
@@ -453,7 +453,7 @@ async def change_status(
     ticket = await get_ticket(uow, ticket_id)
     target = Status(target)
     if target == Status.OPEN and ticket.assignee_id is None:
-        raise InvalidInput(f"{ticket.reference} needs an assignee to be open")
+        raise Refused(f"{ticket.reference} needs an assignee to be open")
     await _change(uow, ticket, target, actor, now, reason=reason)
     return ticket
 
@@ -482,7 +482,7 @@ async def reopen_ticket(
     now = now or utcnow()
     ticket = await get_ticket(uow, ticket_id)
     if ticket.status != Status.RESOLVED:
-        raise InvalidInput(
+        raise Refused(
             f"only a resolved ticket can be reopened; {ticket.reference} is {ticket.status.value}"
         )
     target = Status.OPEN if ticket.assignee_id is not None else Status.NEW
@@ -547,7 +547,7 @@ async def rate_ticket(
         raise InvalidInput("a rating is a whole number from 1 to 5")
     ticket = await get_ticket(uow, ticket_id)
     if ticket.status not in (Status.RESOLVED, Status.CLOSED):
-        raise InvalidInput(f"{ticket.reference} can be rated once it is resolved")
+        raise Refused(f"{ticket.reference} can be rated once it is resolved")
     if ticket.csat_score == score and comment is None:
         return ticket  # the same button pressed twice
     ticket.csat_score = score
@@ -565,7 +565,7 @@ async def comment_on_rating(
     """The optional comment that follows a score (the score is kept the moment it is given)."""
     ticket = await get_ticket(uow, ticket_id)
     if ticket.csat_score is None:
-        raise InvalidInput(f"{ticket.reference} has no rating to comment on")
+        raise Refused(f"{ticket.reference} has no rating to comment on")
     ticket.csat_comment = _rating_comment(comment)
     ticket.updated_at = now or utcnow()
     return ticket
@@ -662,7 +662,7 @@ async def create_agent(
     if capacity < 0:
         raise InvalidInput("capacity cannot be negative")
     if await uow.agents.by_email(email) is not None:
-        raise InvalidInput(f"an agent with email {email} already exists")
+        raise Refused(f"an agent with email {email} already exists")
     return await uow.agents.add(
         Agent(
             name=name,
@@ -686,7 +686,7 @@ async def deactivate_agent(
     held = list(await uow.tickets.held_by(agent_id))
     if held and reassign_to is None:
         refs = ", ".join(t.reference for t in held[:5])
-        raise InvalidInput(
+        raise Refused(
             f"{agent.name} still holds {len(held)} open tickets ({refs}); reassign them first"
         )
     for ticket in held:

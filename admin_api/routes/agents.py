@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from admin_api.deps import AdminDep, AdminUnitOfWork, CallerDep, UowDep
+from admin_api.problems import Problem
 from admin_api.schemas import AgentIn, AgentOut, AgentPatch, DeactivateIn, Id
 from core import services
-from core.errors import InvalidInput, NotFound
+from core.errors import NotFound
 from core.model import Agent, Availability
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -76,7 +77,7 @@ async def update_agent(agent_id: Id, body: AgentPatch, _: AdminDep, uow: UowDep)
     "/{agent_id:int}/deactivate",
     response_model=AgentOut,
     summary="Deactivate an agent",
-    description="Refused (422) while the agent holds open tickets, unless `reassign_to` names "
+    description="Refused (409) while the agent holds open tickets, unless `reassign_to` names "
     "an active agent with room for them.",
 )
 async def deactivate_agent(
@@ -84,7 +85,8 @@ async def deactivate_agent(
 ) -> AgentOut:
     reassign_to = body.reassign_to if body else None
     if reassign_to == agent_id:
-        raise InvalidInput("an agent's tickets cannot be reassigned to the same agent")
+        raise Problem(422, "an agent's tickets cannot be reassigned to the same agent",
+                      code="reassign_to_self")  # fmt: skip
     agent = await services.deactivate_agent(uow, agent_id, reassign_to=reassign_to)
     await uow.commit()
     return await _out(uow, agent)

@@ -42,11 +42,15 @@ Format = Annotated[Literal["json", "csv"] | None, Query(description="Or `Accept:
 Query_ = Callable[..., Awaitable[list[dict[str, Any]]]]
 
 
+class InvalidPeriod(InvalidInput):
+    code = "invalid_period"
+
+
 def _period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
     until = until or utcnow()
     since = since or until - DEFAULT_PERIOD
-    if since >= until:
-        raise InvalidInput("`since` must be before `until`")
+    if since > until:  # `since == until` is an empty period: a report with nothing in it
+        raise InvalidPeriod("`since` must not be after `until`")
     return since, until
 
 

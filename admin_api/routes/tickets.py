@@ -259,7 +259,7 @@ async def reply(ticket_id: Id, body: ReplyIn, caller: CallerDep, uow: UowDep) ->
     if caller.is_admin:
         if body.agent_id is None:
             raise Problem(422, "an admin key must say which agent answers (agent_id)",
-                          code="invalid_input")  # fmt: skip
+                          code="agent_id_required")  # fmt: skip
         agent_id = body.agent_id
     else:
         assert caller.agent_id is not None

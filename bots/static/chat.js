@@ -8,7 +8,13 @@
   const tickets = document.getElementById("tickets");
   const notice = document.getElementById("notice");
   const TOKEN_KEY = "careline.visitor";
-  let token = localStorage.getItem(TOKEN_KEY) || "";
+  // A framed page on another site may be denied storage (Chromium throws when third-party
+  // cookies are blocked): the token then lives as long as the page.
+  const store = {
+    get() { try { return localStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } },
+    set(value) { try { localStorage.setItem(TOKEN_KEY, value); } catch (e) { /* kept in memory */ } },
+  };
+  let token = store.get();
   let last = 0;
   let socket = null;
   let polling = false;
@@ -62,7 +68,7 @@
     const response = await fetch("/chat/api/session", { method: "POST", headers: headers(), credentials: "same-origin" });
     const data = await response.json();
     token = data.token;
-    localStorage.setItem(TOKEN_KEY, token);
+    store.set(token);
     update(data);
     if (!log.children.length) send({ text: "/start" }, true);
     connect();
@@ -71,7 +77,9 @@
   function connect() {
     if (!("WebSocket" in window)) return poll();
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/chat/ws?token=${encodeURIComponent(token)}&after=${last}`);
+    // The token rides in a subprotocol, never in the URL (URLs end up in logs); a socket
+    // cannot carry our header, and a framed page may get no cookie.
+    socket = new WebSocket(`${scheme}://${location.host}/chat/ws?after=${last}`, ["careline", "careline-visitor." + token]);
     socket.onopen = () => say("");
     socket.onmessage = (event) => update(JSON.parse(event.data));
     socket.onclose = () => {

@@ -277,6 +277,18 @@ settings_flags = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Fixed-window hit counters of the rate limits (core/db/ratelimit.py): one row per limit and
+# key (an address, a visitor, an API key id); housekeeping deletes the ended windows.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("hits", Integer, nullable=False),
+    Column("window_ends", UTCDateTime, nullable=False),
+    Index("ix_rate_limits_window_ends", "window_ends"),
+)
+
 # --- web chat --------------------------------------------------------------------------
 
 # The web chat's conversation as the visitor sees it: what they sent and what reached them

@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 
 from admin_api import create_admin_app, create_key
-from admin_api.ratelimit import FailedKeyLimiter
 from core import services
 from core.config import Settings
 from core.db.database import Database
@@ -90,13 +89,13 @@ class Api:
         return await self.client.post(url, headers=self.admin if headers is None else headers, **kw)
 
 
-def build_app(db: Database, **kw: Any) -> FastAPI:
-    return create_admin_app(db, Settings(_env_file=None), **kw)  # type: ignore[call-arg]
+def build_app(db: Database, *, settings: dict[str, Any] | None = None, **kw: Any) -> FastAPI:
+    return create_admin_app(db, Settings(_env_file=None, **settings or {}), **kw)  # type: ignore[call-arg]
 
 
 @pytest.fixture
 async def api(db: Database) -> AsyncIterator[Api]:
-    app = build_app(db, limiter=FailedKeyLimiter(attempts=5, window=60))
+    app = build_app(db)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         api = Api(db=db, app=app, client=client)

@@ -29,7 +29,7 @@ async def test_a_second_agent_with_the_same_email_or_slack_user_is_refused(api: 
     first = {"name": "A", "email": "a@example.com", "slack_user_id": "U1AAAA"}
     assert (await api.post("/agents", json=first)).status_code == 201
     same_email = await api.post("/agents", json={"name": "B", "email": "A@example.com"})
-    assert_problem(same_email, 422, "invalid_input")
+    assert_problem(same_email, 409, "refused")
     same_slack = await api.post(
         "/agents", json={"name": "C", "email": "c@example.com", "slack_user_id": "U1AAAA"}
     )
@@ -58,7 +58,7 @@ async def test_deactivation_is_refused_while_the_agent_holds_open_tickets(api: A
     grace = await api.agent("Grace")
     await api.ticket(assignee=grace)
     refused = await api.post(f"/agents/{grace}/deactivate")
-    assert_problem(refused, 422, "invalid_input")
+    assert_problem(refused, 409, "refused")
     assert (await api.get(f"/agents/{grace}")).json()["active"] is True
 
 
@@ -74,7 +74,7 @@ async def test_deactivation_with_reassign_to_moves_the_tickets_first(api: Api) -
     moved = [p for name, p in await outbox_events(api.db) if name == "TicketAssigned"]
     assert [(p["agent_id"], p["previous_agent_id"]) for p in moved][-2:] == [(alan, grace)] * 2
     to_self = await api.post(f"/agents/{alan}/deactivate", json={"reassign_to": alan})
-    assert_problem(to_self, 422)
+    assert_problem(to_self, 422, "reassign_to_self")
 
 
 async def test_a_deactivated_agent_can_be_activated_again(api: Api) -> None:

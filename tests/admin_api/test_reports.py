@@ -80,4 +80,14 @@ async def test_reports_come_as_csv_when_asked(api: Api) -> None:
 async def test_a_report_period_must_run_forwards(api: Api) -> None:
     now = utcnow()
     backwards = {"since": now.isoformat(), "until": (now - timedelta(days=1)).isoformat()}
-    assert_problem(await api.get("/reports/daily", params=backwards), 422, "invalid_input")
+    assert_problem(await api.get("/reports/daily", params=backwards), 422, "invalid_period")
+
+
+async def test_an_empty_report_period_gives_an_empty_report(api: Api) -> None:
+    await api.ticket()
+    now = utcnow().isoformat()
+    for report in ("agents", "categories", "daily"):
+        response = await api.get(f"/reports/{report}", params={"since": now, "until": now})
+        assert response.status_code == 200, response.text
+        assert all(not row.get("opened") and not row.get("resolved")
+                   for row in response.json()["rows"])  # fmt: skip
