@@ -1,7 +1,8 @@
-"""`careline nlu`: train and evaluate the local intent classifier."""
+"""`careline nlu`: train and evaluate the local intent classifier; map a Watson skill."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from dialogs.nlu.local import BACKENDS, DEFAULT_THRESHOLD, LocalNLU
 from dialogs.nlu.training import Example, TrainingDataError, import_watson_skill, load_examples
+from dialogs.watson_mapping import WATSON_ANSWER, propose_mapping
 
 nlu_app = typer.Typer(help="Train and evaluate the local NLU.", no_args_is_help=True)
 console = Console()
@@ -75,6 +77,30 @@ def eval_command(
     console.print(f"macro-F1: {result.macro_f1:.4f}")
     if result.oos_recall is not None:
         console.print(f"out-of-scope recall: {result.oos_recall:.4f}")
+
+
+@nlu_app.command("import-watson")
+def import_watson_command(
+    skill: Path = typer.Argument(..., help="A Watson Assistant skill (workspace) export, .json."),
+    out: Path = typer.Option(
+        Path("watson-mapping.yaml"), "--out", "-o", help="Where to write the mapping."
+    ),
+) -> None:
+    """Write a Watson mapping from a skill export: every intent and client action with a
+    guessed Careline target (a person, a ticket, ...) or Watson's own answer. Read it, edit
+    it, then point CARELINE_WATSON_MAPPING_FILE at it."""
+    try:
+        mapping = propose_mapping(skill)
+    except (OSError, TrainingDataError) as error:
+        raise typer.BadParameter(str(error), param_hint="SKILL") from error
+    out.write_text(mapping.to_yaml(), encoding="utf-8")
+    flows = Counter(target for target in mapping.intents.values() if target != WATSON_ANSWER)
+    console.print(
+        f"{len(mapping.intents)} intents, {len(mapping.actions)} client actions -> {out}; "
+        f"{sum(flows.values())} lead to a Careline flow "
+        f"({', '.join(f'{t} {n}' for t, n in sorted(flows.items())) or 'none'}), "
+        "the rest keep Watson's answer"
+    )
 
 
 def _read(path: Path | None, *, skill: bool = False) -> list[Example]:

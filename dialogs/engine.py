@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -52,7 +53,7 @@ from dialogs.decisions import (
     TicketView,
 )
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
-from dialogs.policy import decide
+from dialogs.policy import decide, picked_assistant_text
 from dialogs.turn import Choice, Reply, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
@@ -90,10 +91,19 @@ class DialogEngine:
         time (when they are still remembered), so an answer lost in transit is not lost.
         """
         parse = await self._parse(said)
+        try:
+            return await self._turn_retried(said, parse, picks=True)
+        except _AssistantChoicePicked as picked:
+            # The customer picked one of the assistant's own choices: the assistant reads
+            # the choice's text as if typed (Watson: the option's value.input.text).
+            said = replace(said, text=picked.text, choice=None)
+            return await self._turn_retried(said, await self._parse(said), picks=False)
+
+    async def _turn_retried(self, said: UserSaid, parse: Parse, *, picks: bool) -> list[Reply]:
         attempts = max(1, self.config.max_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                return await self._turn(said, parse)
+                return await self._turn(said, parse, picks=picks)
             except RACES as race:
                 if attempt == attempts:
                     raise
@@ -117,7 +127,7 @@ class DialogEngine:
             log.exception("NLU failed; treating the message as not understood")
             return NOT_PARSED
 
-    async def _turn(self, said: UserSaid, parse: Parse) -> list[Reply]:
+    async def _turn(self, said: UserSaid, parse: Parse, *, picks: bool) -> list[Reply]:
         now = self.clock()
         async with self.db.uow() as sql_uow:
             # SqlUnitOfWork has the protocol's shape; mypy's protocol attributes are invariant.
@@ -158,6 +168,9 @@ class DialogEngine:
             if said.message_id and not said.edited and said.message_id in seen:
                 # A redelivery: it had its effect the first time; repeat what we answered.
                 return [_reply_from(r) for r in state.slot("answers", {}).get(said.message_id, [])]
+            picked = picked_assistant_text(state, said) if picks else None
+            if picked is not None:
+                raise _AssistantChoicePicked(picked)  # nothing is written: the turn restarts
             tickets = (
                 []
                 if first_contact
@@ -401,6 +414,15 @@ class DialogEngine:
 
 
 _MINUTE = timedelta(minutes=1)
+
+
+class _AssistantChoicePicked(Exception):
+    """The turn's input picks one of the assistant's choices; its text must be parsed first
+    (outside the transaction, like every parse)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("an assistant choice was picked")
+        self.text = text
 
 
 class _Applied:

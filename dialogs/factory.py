@@ -44,12 +44,16 @@ def build_nlu(settings: Any) -> NLU:
                 "Watson needs CARELINE_WATSON_ASSISTANT_ID and CARELINE_WATSON_ENVIRONMENT_ID"
             )
         from dialogs.nlu.watson import WatsonNLU
+        from dialogs.watson_mapping import watson_mapping_from_settings
 
+        mapping = watson_mapping_from_settings(settings)  # checked now: a bad file stops start
         watson = WatsonNLU.from_environment(
             assistant_id=settings.watson_assistant_id,
             environment_id=settings.watson_environment_id,
             version=settings.watson_version,
             timeout=settings.watson_timeout,
+            intent_names=mapping.intents,
+            action_names=mapping.actions,
         )
         log.info("NLU: Watson Assistant, falling back to the local classifier")
         return FallbackNLU(

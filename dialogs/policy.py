@@ -6,6 +6,8 @@ status_pick, rate_score, rate_comment, data_menu, erase_confirm.
 
 Choice values that are commands (`/new`) act as commands from any state; `ticket:<id>` and
 `rate:<id>:<score>` (sent with the relay's resolution notice) work from any state too.
+`assistant:<n>` picks one of the NLU assistant's own choices (Watson's options); the engine
+puts the choice's text in its place before the policy sees it (`picked_assistant_text`).
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ from dialogs.decisions import (
     ShowTicket,
     TicketView,
 )
-from dialogs.nlu.base import OUT_OF_SCOPE, Parse
+from dialogs.nlu.base import OUT_OF_SCOPE, AssistantAnswer, Parse
 from dialogs.turn import Choice, Reply, UserSaid
 
 COMMANDS = ("/start", "/help", "/new", "/status", "/human", "/cancel", "/mydata")
 CANCEL_WORDS = frozenset({"cancel", "stop", "abort", "quit", "exit", "never mind", "nevermind"})
 YES_WORDS = frozenset({"yes", "y", "yeah", "yep", "sure", "ok", "okay"})
 NO_WORDS = frozenset({"no", "n", "nope", "nah"})
+#: The target of an intent answered as an FAQ with the assistant's own text.
+FAQ = "faq"
+#: Value prefix of the assistant's own choices: `assistant:<number>`, short enough for
+#: Telegram's 64-byte callback_data (https://core.telegram.org/bots/api#inlinekeyboardbutton).
+ASSISTANT_CHOICE = "assistant:"
 #: Slots that survive a cancel or a finished flow.
 LASTING_SLOTS = ("ticket_id", "seen")
 #: A complaint said with this many words besides the request itself is its description.
@@ -115,16 +122,35 @@ def _read(state: DialogState, parse: Parse, said: UserSaid) -> Turn:
     text = said.text.strip()
     choice = said.choice
     if choice is None and text:
-        offered = state.slot("offered") or []
-        menu = Reply("", tuple(Choice(label, value) for label, value in offered))
-        picked = menu.choice_for(text)
-        choice = picked.value if picked is not None else None
+        choice = _offered_choice(state, text)
+    if choice and choice.startswith(ASSISTANT_CHOICE):
+        choice = None  # the engine has already put the picked choice's text in its place
     command = None
     source = choice if choice and choice.startswith("/") else text
     if source.startswith("/"):
         # Telegram appends the bot's name in groups: /status@careline_bot.
         command = source.split()[0].split("@")[0].lower()
     return Turn(said, parse, text, choice, command)
+
+
+def _offered_choice(state: DialogState, text: str) -> str | None:
+    offered = state.slot("offered") or []
+    menu = Reply("", tuple(Choice(label, value) for label, value in offered))
+    picked = menu.choice_for(text)
+    return picked.value if picked is not None else None
+
+
+def picked_assistant_text(state: DialogState, said: UserSaid) -> str | None:
+    """The text of the assistant's choice the customer picked (pressed, or typed its number
+    or label), which the assistant must read as if typed; None when no such choice."""
+    value = said.choice
+    if value is None and said.text.strip():
+        value = _offered_choice(state, said.text.strip())
+    texts = state.slot("assistant_choices") or []
+    index = (value or "").removeprefix(ASSISTANT_CHOICE)
+    if value and value.startswith(ASSISTANT_CHOICE) and index.isdigit() and int(index) < len(texts):
+        return str(texts[int(index)])
+    return None
 
 
 def _is_cancel(state: DialogState, turn: Turn, ctx: Context) -> bool:
@@ -212,7 +238,7 @@ def _idle(state: DialogState, turn: Turn, ctx: Context) -> Decision:
         return Decision(state, (Say(key, {}, MENU),))
     intent = turn.intent(ctx)
     state = _with(state, "idle", misses=0) if intent != OUT_OF_SCOPE else state
-    if intent.startswith("faq_"):
+    if intent == FAQ or intent.startswith("faq_"):
         answer = turn.parse.answer or (ctx.faq.answer(intent) if ctx.faq else None)
         if answer:
             return _faq(state, answer)
@@ -220,7 +246,24 @@ def _idle(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     simple = INTENT_HANDLERS.get(intent)
     if simple is not None:
         return simple(state, turn, ctx)
+    assistant = turn.parse.assistant
+    if assistant and assistant.to_agent:
+        return _human(state, turn, ctx)
+    if assistant and intent != OUT_OF_SCOPE:
+        return _assistant_answers(state, assistant)
     return _not_understood(state, turn, ctx)
+
+
+def _assistant_answers(state: DialogState, assistant: AssistantAnswer) -> Decision:
+    """The assistant's own answer as it gave it: its texts, its choices as buttons."""
+    options = tuple(
+        Option(f"{ASSISTANT_CHOICE}{number}", label=choice.label)
+        for number, choice in enumerate(assistant.choices)
+    )
+    # What each choice sends back, for picked_assistant_text on the next message.
+    state = _with(state, "idle", assistant_choices=[c.text for c in assistant.choices])
+    # faq.answer is the catalogue's verbatim text ("{answer}").
+    return Decision(state, (Say("faq.answer", {"answer": "\n\n".join(assistant.texts)}, options),))
 
 
 def _not_understood(state: DialogState, turn: Turn, ctx: Context) -> Decision:
@@ -725,4 +768,4 @@ HANDLERS: dict[str, Handler] = {
 #: States whose free text is the customer's own words: only a bare "cancel" cancels there.
 FREE_TEXT_STATES = frozenset({"intake_description", "reopen_text", "rate_comment", "intake_email"})
 
-__all__ = ["COMMANDS", "Action", "decide"]
+__all__ = ["COMMANDS", "Action", "decide", "picked_assistant_text"]

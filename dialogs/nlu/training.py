@@ -44,6 +44,19 @@ def import_watson_skill(skill: str | Path | Mapping[str, Any]) -> list[Example]:
     Accepts the workspace JSON itself or the skill wrapper that newer exports put around it
     (``{"workspace": {...}}``), so a team with a Watson skill can train the local classifier.
     """
+    examples: list[Example] = []
+    for intent in read_watson_skill(skill)["intents"]:
+        name = intent.get("intent")
+        for example in intent.get("examples", []):
+            text = example.get("text", "").strip()
+            if name and text:
+                examples.append(Example(text, name))
+    return _checked(examples, "Watson skill")
+
+
+def read_watson_skill(skill: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The workspace of a Watson Assistant dialog skill export: the JSON itself or the
+    ``{"workspace": {...}}`` wrapper of newer exports. It has at least an ``intents`` list."""
     if isinstance(skill, Mapping):
         document: Any = skill
     else:
@@ -52,17 +65,9 @@ def import_watson_skill(skill: str | Path | Mapping[str, Any]) -> list[Example]:
         except json.JSONDecodeError as error:
             raise TrainingDataError(f"{skill}: not JSON ({error})") from error
     workspace = document.get("workspace", document) if isinstance(document, Mapping) else None
-    intents = workspace.get("intents") if isinstance(workspace, Mapping) else None
-    if not isinstance(intents, list):
+    if not isinstance(workspace, Mapping) or not isinstance(workspace.get("intents"), list):
         raise TrainingDataError("not a Watson skill export: no 'intents' list")
-    examples: list[Example] = []
-    for intent in intents:
-        name = intent.get("intent")
-        for example in intent.get("examples", []):
-            text = example.get("text", "").strip()
-            if name and text:
-                examples.append(Example(text, name))
-    return _checked(examples, "Watson skill")
+    return workspace
 
 
 def _load_csv(path: Path) -> list[Example]:
