@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from core import services
 from core.db.database import Database
@@ -57,8 +58,8 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
 
 
-async def bench(name: str, url: str, seconds: float, concurrency: int) -> None:
-    db = Database(url, pool_size=concurrency)
+async def bench(name: str, url: str, seconds: float, concurrency: int, **options: Any) -> None:
+    db = Database(url, pool_size=concurrency, **options)
     await migrate(db)
     await run_load(db, 0.5, concurrency)  # warm up pools and caches
     tps, lat = await run_load(db, seconds, concurrency)
@@ -80,6 +81,10 @@ async def main() -> None:
         await bench("sqlite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", args.seconds, 1)
         await bench("sqlite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench2.db'}", args.seconds,
                     args.concurrency)  # fmt: skip
+        # CARELINE_SQLITE_DURABLE_COMMITS=true: an fsync of the log at every commit.
+        for concurrency in (1, args.concurrency):
+            url = f"sqlite+aiosqlite:///{Path(tmp) / f'durable{concurrency}.db'}"
+            await bench("sqlite FULL", url, args.seconds, concurrency, sqlite_durable=True)
 
     cluster = None
     url = args.pg_url

@@ -142,7 +142,11 @@ def create_app(
     Clients are built here without any I/O; the lifespan migrates, connects and starts them.
     """
     metrics = Metrics()
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        sqlite_durable=settings.sqlite_durable_commits,
+    )
     runtime = Runtime(settings=settings, db=db, metrics=metrics)
     web = serves_web(settings)
     if settings.slack_enabled:

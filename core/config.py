@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; `postgresql+asyncpg://user:pass@host/db` in production.",
     )
     db_pool_size: int = Field(10, description="Connections per process (PostgreSQL).")
+    sqlite_durable_commits: bool = Field(
+        False,
+        description="SQLite: sync the log at every commit (synchronous=FULL), so a power cut "
+        "loses nothing already answered; off, a crash of the process still loses nothing.",
+    )
     auto_migrate: bool = Field(
         True, description="Migrate the database on start (the embedded default)."
     )

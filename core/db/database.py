@@ -46,6 +46,7 @@ class Database:
         max_overflow: int = 10,
         echo: bool = False,
         busy_timeout_ms: int = 30_000,
+        sqlite_durable: bool = False,
     ) -> None:
         start_mappers()
         self.url = make_url(url)
@@ -67,7 +68,7 @@ class Database:
             options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, json_serializer=_dumps, **options)
         if self.is_sqlite:
-            _tune_sqlite(self.engine)
+            _tune_sqlite(self.engine, durable=sqlite_durable)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite: units of work take turns in arrival order. The pool alone is not fair: a
         # task that just released the connection can take it straight back, and a waiter
@@ -190,12 +191,16 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+def _tune_sqlite(engine: AsyncEngine, *, durable: bool) -> None:
+    # WAL with synchronous=NORMAL survives a crashed process, but a power cut may take back the
+    # last commits; FULL syncs the WAL at every commit (https://sqlite.org/pragma.html).
+    synchronous = "FULL" if durable else "NORMAL"
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
