@@ -1,7 +1,8 @@
 """Natural-language understanding: one ``NLU`` protocol, several backends.
 
-- ``LocalNLU`` (``dialogs.nlu.local``): the embedded default, scikit-learn, trained from an
-  intents file; ``default_nlu()`` builds it on the shipped support intents.
+- ``LocalNLU`` (``dialogs.nlu.local``): the embedded default, trained with scikit-learn from
+  an intents file and served from plain arrays (``dialogs.nlu.tfidf``); ``default_nlu()``
+  loads the trained model that ships for the support intents.
 - the ``embeddings`` backend of ``LocalNLU``: adds sentence embeddings (extra
   ``careline[embeddings]``).
 - ``WatsonNLU`` (``dialogs.nlu.watson``, the only module that imports ibm_watson).

@@ -296,11 +296,11 @@ class EmbeddingsBlend:
         """``predict_proba`` for one text, on the fast path of each classifier."""
         import numpy as np
 
-        from dialogs.nlu.local import _SparseScorer
+        from dialogs.nlu.tfidf import TfidfModel
 
         scorer = self.__dict__.get("_scorer")
         if scorer is None:
-            scorer = self.__dict__["_scorer"] = _SparseScorer.of(self.text_model)
+            scorer = self.__dict__["_scorer"] = TfidfModel.from_pipeline(self.text_model)
         if scorer is None:
             by_wording = self.text_model.predict_proba([text])[0]
         else:

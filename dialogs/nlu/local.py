@@ -1,16 +1,21 @@
-"""The embedded default NLU: a scikit-learn classifier trained from an intents file.
+"""The embedded default NLU: a classifier trained with scikit-learn from an intents file.
 
-scikit-learn, numpy and joblib are imported only when a classifier is trained or loaded, so
-importing ``dialogs.nlu`` stays cheap for processes that use Watson alone.
+The default backend is served from plain arrays (``dialogs.nlu.tfidf``): loading or serving
+a model imports numpy but neither scikit-learn nor scipy, which are imported only to train
+(and by the ``embeddings`` backend). Importing ``dialogs.nlu`` imports none of them, so it
+stays cheap for processes that use Watson alone. The trained model of the shipped intents
+ships with the package (``dialogs/data/intents-local.npz``), so a first start does not train.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ from dialogs.nlu.entities import extract_entities
 from dialogs.nlu.training import Example, load_examples
 
 #: Bump when the saved layout changes; old files are then retrained instead of misread.
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 #: Below this top-intent probability the parse is out of scope.
 DEFAULT_THRESHOLD = 0.3
 #: Longer input is cut before classification: it costs time and never helps the intent.
@@ -29,6 +34,8 @@ BACKENDS = ("local", "embeddings")
 
 #: ``progress(done, total, stage)`` is called as training goes along.
 Progress = Callable[[int, int, str], None]
+
+log = logging.getLogger("careline.nlu")
 
 
 class ModelVersionError(RuntimeError):
@@ -40,15 +47,14 @@ class LocalNLU:
     for the ``embeddings`` backend), with regex entities. Pure CPU: the default backend
     classifies an utterance in a fraction of a millisecond."""
 
-    def __init__(self, pipeline: Any, *, backend: str = "local", threshold: float) -> None:
-        self._pipeline = pipeline
+    def __init__(self, model: Any, *, backend: str = "local", threshold: float) -> None:
+        # A ``TfidfModel`` (plain arrays) for the default backend, else a fitted pipeline.
+        self._model = model
         self.backend = backend
         self.threshold = threshold
-        self.intents: tuple[str, ...] = tuple(str(label) for label in pipeline.classes_)
-        # Per-utterance fast path; scikit-learn's batch path is kept for ``predict``.
-        self._score_one: Callable[[str], Any] | None = getattr(pipeline, "probabilities", None)
-        if self._score_one is None and (scorer := _SparseScorer.of(pipeline)) is not None:
-            self._score_one = scorer.probabilities
+        self.intents: tuple[str, ...] = tuple(str(label) for label in model.classes_)
+        # Per-utterance fast path; the batch path is kept for ``predict``.
+        self._score_one: Callable[[str], Any] | None = getattr(model, "probabilities", None)
 
     @classmethod
     def train(
@@ -84,6 +90,10 @@ class LocalNLU:
             pipeline.fit(texts, labels)
         if progress:
             progress(1, 1, "fitting")
+        if backend == "local":
+            from dialogs.nlu.tfidf import TfidfModel
+
+            pipeline = TfidfModel.from_pipeline(pipeline) or pipeline
         return cls(pipeline, backend=backend, threshold=threshold)
 
     @classmethod
@@ -113,14 +123,14 @@ class LocalNLU:
         if self._score_one is not None:
             probabilities = self._score_one(cleaned)
         else:
-            probabilities = self._pipeline.predict_proba([cleaned])[0]
+            probabilities = self._model.predict_proba([cleaned])[0]
         best = probabilities.argsort()[::-1][:top]
         return [(self.intents[i], float(probabilities[i])) for i in best]
 
     def predict(self, texts: Sequence[str]) -> list[Parse]:
         """Classify many texts in one batch (evaluation and benchmarks)."""
         cleaned = [_normalise(text) for text in texts]
-        probabilities = self._pipeline.predict_proba(cleaned)
+        probabilities = self._model.predict_proba(cleaned)
         parses = []
         for text, row in zip(texts, probabilities, strict=True):
             best = int(row.argmax())
@@ -129,35 +139,61 @@ class LocalNLU:
             parses.append(Parse(intent, confidence, extract_entities(text), self.backend))
         return parses
 
-    def save(self, path: str | Path) -> None:
-        """Write the model atomically, stamped with the format and scikit-learn version."""
-        import joblib
-        import sklearn
-
+    def save(self, path: str | Path, *, trained_on: str | None = None) -> None:
+        """Write the model atomically: plain arrays (``.npz``) for the default backend, else a
+        joblib file stamped with the format and scikit-learn version. ``trained_on`` is the
+        ``model_key`` of the data it was trained on (``.npz`` only)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": MODEL_FORMAT,
-            "sklearn": sklearn.__version__,
-            "backend": self.backend,
-            "threshold": self.threshold,
-            "pipeline": self._pipeline,
-        }
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(handle)
         try:
-            joblib.dump(payload, temporary, compress=3)
+            self._write(temporary, trained_on)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
 
+    def _write(self, path: str, trained_on: str | None) -> None:
+        from dialogs.nlu.tfidf import TfidfModel
+
+        if isinstance(self._model, TfidfModel):
+            meta = {"backend": self.backend, "threshold": self.threshold, "trained_on": trained_on}
+            with open(path, "wb") as file:
+                self._model.save(file, **meta)
+            return
+        import joblib
+        import sklearn
+
+        payload = {
+            "format": MODEL_FORMAT,
+            "sklearn": sklearn.__version__,
+            "backend": self.backend,
+            "threshold": self.threshold,
+            "pipeline": self._model,
+        }
+        joblib.dump(payload, path, compress=3)
+
     @classmethod
     def load(cls, path: str | Path, *, threshold: float | None = None) -> LocalNLU:
         """Read a model written by ``save``; raises ``ModelVersionError`` if it is stale.
 
-        Only load files you wrote: a joblib file is a pickle and runs code when read.
+        Only load files you wrote: a joblib file (the ``embeddings`` backend) is a pickle and
+        runs code when read. A default-backend ``.npz`` holds arrays only.
         """
+        from dialogs.nlu.tfidf import ModelFileError, TfidfModel, is_arrays_file
+
+        if is_arrays_file(path):
+            try:
+                model, meta = TfidfModel.load(path)
+            except ModelFileError as error:
+                raise ModelVersionError(str(error)) from error
+            chosen = meta["threshold"] if threshold is None else threshold
+            return cls(model, backend=meta["backend"], threshold=chosen)
+        return cls._load_joblib(path, threshold)
+
+    @classmethod
+    def _load_joblib(cls, path: str | Path, threshold: float | None) -> LocalNLU:
         import joblib
         import sklearn
 
@@ -184,29 +220,31 @@ def default_nlu(
     backend: str = "local",
     finetune: bool = False,
 ) -> LocalNLU:
-    """The local NLU on the shipped support intents, trained at first use and cached.
+    """The local NLU on the shipped support intents, or on ``intents_file``.
 
-    The cache key covers the intents file's content and the scikit-learn version, so an
-    edited file or an upgrade retrains (well under a second for the shipped set).
+    The shipped model answers when it was trained on the same intents (the default, or a
+    file with the same content). Otherwise the model is trained at first use and cached
+    under a key that covers the file's content (and, for joblib files, the scikit-learn
+    version), so an edited file or an upgrade retrains (about a second for the shipped set).
     ``finetune`` tunes the embeddings backend's encoder first (minutes, once: it is cached).
     """
-    import sklearn
+    from dialogs.data import INTENTS_FILE
 
-    if intents_file is None:
-        from dialogs.data import INTENTS_FILE
-
-        intents_file = INTENTS_FILE
-    data = Path(intents_file).read_bytes()
-    key = hashlib.sha256(
-        data + f"|{MODEL_FORMAT}|{sklearn.__version__}|{backend}|{finetune}".encode()
-    ).hexdigest()[:16]
+    intents_file = INTENTS_FILE if intents_file is None else intents_file
+    key = model_key(Path(intents_file).read_bytes(), backend, finetune)
+    if backend == "local" and not finetune:
+        shipped = _load_if_trained_on(shipped_model_file(), key, threshold)
+        if shipped is not None:
+            return shipped
     name = f"{backend}-ft" if finetune else backend
-    cached = Path(cache_dir or default_cache_dir()) / f"nlu-{name}-{key}.joblib"
+    suffix = "joblib" if backend != "local" else "npz"
+    cached = Path(cache_dir or default_cache_dir()) / f"nlu-{name}-{key}.{suffix}"
     if cached.exists():
         try:
             return LocalNLU.load(cached, threshold=threshold)
         except Exception:  # noqa: S110 - a broken or stale cache is simply rebuilt
             pass
+    log.info("NLU: training the local classifier on %s (once; the model is cached)", name)
     tuning = None
     if finetune:
         from dialogs.nlu.finetune import FineTuning
@@ -214,8 +252,36 @@ def default_nlu(
         tuning = FineTuning()
     nlu = LocalNLU.from_file(intents_file, threshold=threshold, backend=backend, finetune=tuning)
     with contextlib.suppress(OSError):  # a read-only home still gets a working model
-        nlu.save(cached)
+        nlu.save(cached, trained_on=key)
     return nlu
+
+
+def shipped_model_file() -> Path:
+    """The trained model of the shipped intents (``python -m dialogs.nlu.shipped`` writes it)."""
+    from dialogs.data import DATA_DIR
+
+    return DATA_DIR / "intents-local.npz"
+
+
+def model_key(intents: bytes, backend: str, finetune: bool) -> str:
+    """What a trained model depends on. Plain arrays serve the same on any scikit-learn;
+    a joblib file (the other backends) only on the version that wrote it."""
+    stamp = f"|{MODEL_FORMAT}|{backend}|{finetune}"
+    if backend != "local":
+        stamp += f"|{version('scikit-learn')}"
+    return hashlib.sha256(intents + stamp.encode()).hexdigest()[:16]
+
+
+def _load_if_trained_on(path: Path, key: str, threshold: float) -> LocalNLU | None:
+    from dialogs.nlu.tfidf import ModelFileError, TfidfModel
+
+    try:
+        model, meta = TfidfModel.load(path)
+    except (ModelFileError, OSError):
+        return None
+    if meta.get("trained_on") != key:
+        return None
+    return LocalNLU(model, backend="local", threshold=threshold)
 
 
 def default_cache_dir() -> Path:
@@ -225,72 +291,6 @@ def default_cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "careline"
-
-
-class _SparseScorer:
-    """The TF-IDF + logistic-regression pipeline's ``predict_proba`` for one text, without
-    scikit-learn's per-call validation: a utterance touches ~100 of ~100k features, and the
-    generic path spends most of its millisecond (and its p99 spikes) on checks."""
-
-    def __init__(self, parts: list[tuple[Any, dict[str, int], Any, int]], model: Any) -> None:
-        import numpy as np
-
-        self._np = np
-        self._parts = parts
-        self._coef = model.coef_
-        self._intercept = model.intercept_
-
-    @classmethod
-    def of(cls, pipeline: Any) -> _SparseScorer | None:
-        """A scorer when the pipeline has the shape we know, else ``None`` (generic path)."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-
-        if len(getattr(pipeline, "steps", ())) != 2:
-            return None
-        union, model = pipeline.steps[0][1], pipeline.steps[-1][1]
-        vectorizers = [step for _, step in getattr(union, "transformer_list", [])]
-        if (
-            not isinstance(model, LogisticRegression)
-            or model.coef_.shape[0] < 3  # binary models use a sigmoid, not a softmax
-            or getattr(union, "transformer_weights", None)
-            or not vectorizers
-            or not all(
-                isinstance(v, TfidfVectorizer) and v.sublinear_tf and v.norm == "l2" and v.use_idf
-                for v in vectorizers
-            )
-        ):
-            return None
-        parts, offset = [], 0
-        for vectorizer in vectorizers:
-            parts.append(
-                (vectorizer.build_analyzer(), vectorizer.vocabulary_, vectorizer.idf_, offset)
-            )
-            offset += len(vectorizer.vocabulary_)
-        return cls(parts, model)
-
-    def probabilities(self, text: str) -> Any:
-        np = self._np
-        columns: list[int] = []
-        values: list[Any] = []
-        for analyzer, vocabulary, idf, offset in self._parts:
-            counts: dict[int, int] = {}
-            for term in analyzer(text):
-                index = vocabulary.get(term)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
-            if not counts:
-                continue
-            indices = np.fromiter(counts, dtype=np.intp, count=len(counts))
-            weights = (1.0 + np.log(np.fromiter(counts.values(), dtype=float))) * idf[indices]
-            columns.extend(indices + offset)
-            values.append(weights / np.linalg.norm(weights))
-        scores = self._intercept.copy()
-        if columns:
-            scores += self._coef[:, columns] @ np.concatenate(values)
-        scores -= scores.max()
-        exponentials = np.exp(scores)
-        return exponentials / exponentials.sum()
 
 
 def _normalise(text: str) -> str:

@@ -92,7 +92,7 @@ def test_tuned_encoder_classifies_held_out_phrasings_at_least_as_well(
 def test_tuned_encoder_differs_from_the_shipped_one(tuned: LocalNLU) -> None:
     from dialogs.nlu.embeddings import shared_encoder
 
-    blend = tuned._pipeline
+    blend = tuned._model
     assert blend.encoder_model is not None
     texts = ["I lost my card", "refund my order"]
     drift = abs(blend.encoder().encode(texts) - shared_encoder().encode(texts)).max()
@@ -139,7 +139,7 @@ def test_cli_trains_a_tuned_model(intents_file: Path, tmp_path: Path) -> None:
 
     assert refused.exit_code != 0
     assert result.exit_code == 0, result.output
-    assert LocalNLU.load(out)._pipeline.encoder_model is not None
+    assert LocalNLU.load(out)._model.encoder_model is not None
 
 
 def test_settings_select_a_tuned_model_and_cache_it(intents_file: Path, tmp_path: Path) -> None:
@@ -155,8 +155,8 @@ def test_settings_select_a_tuned_model_and_cache_it(intents_file: Path, tmp_path
     )
     nlu = build_nlu(settings)
     assert isinstance(nlu, LocalNLU)
-    assert nlu._pipeline.encoder_model is not None
+    assert nlu._model.encoder_model is not None
     cached = list((tmp_path / "nlu").glob("nlu-embeddings-ft-*.joblib"))
     assert len(cached) == 1
     again = build_nlu(settings)  # loaded from the cache, not tuned again
-    assert again._pipeline.encoder_model == nlu._pipeline.encoder_model
+    assert again._model.encoder_model == nlu._model.encoder_model

@@ -34,8 +34,9 @@ def free_port() -> int:
 class PgCluster:
     """initdb + pg_ctl start; `url` is an asyncpg SQLAlchemy URL to database `careline`."""
 
-    def __init__(self, bindir: Path, *, max_connections: int = 200) -> None:
+    def __init__(self, bindir: Path, *, max_connections: int = 200, durable: bool = False) -> None:
         self.bindir = bindir
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="careline-pg-"))
         self.datadir = self.root / "data"
         self.port = free_port()
@@ -62,9 +63,10 @@ class PgCluster:
             "-E",
             "UTF8",
         )
+        # Tests throw the data away; `durable` keeps PostgreSQL's safe defaults (benchmarks).
+        unsafe = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (
-            f"-k {self.root} -h 127.0.0.1 -p {self.port} -c fsync=off "
-            f"-c synchronous_commit=off -c full_page_writes=off "
+            f"-k {self.root} -h 127.0.0.1 -p {self.port} {'' if self.durable else unsafe}"
             f"-c max_connections={self.max_connections}"
         )
         self._run(
