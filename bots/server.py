@@ -93,6 +93,7 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     from bots.email import build_email
     from bots.notices import CustomerNotices
     from bots.relay import Handlers
+    from bots.webchat_erasure import UploadEraser
     from core.model import Channel
 
     handlers = Handlers()
@@ -109,6 +110,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
+    if runtime.webchat is not None:
+        UploadEraser(runtime.webchat.uploads).register(handlers)
     if runtime.housekeeping is not None:
         runtime.housekeeping.register(handlers)
     return handlers

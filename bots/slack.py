@@ -82,6 +82,10 @@ INBOX_SOURCE = "slack"
 POST_SOURCE = "slack-post"  # attempts of our own posts, recorded before they are made
 DELIVERED_REACTION = "white_check_mark"
 FAILED_REACTION = "warning"
+# What the desk's copies of an erased customer's words become (root cards show the erased ticket).
+ERASED_TEXT = ":wastebasket: Erased at the customer's request."
+# A message that is gone or not ours to edit: nothing of it is left for us to erase.
+UNEDITABLE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # Slack errors that mean "this chat is gone for us", not "this message is wrong".
 UNREACHABLE_ERRORS = {
     "channel_not_found",
@@ -409,6 +413,7 @@ class SlackDesk:
             (events.TicketPriorityChanged, "slack.note_change", self.note_change),
             (events.SlaBreached, "slack.announce_sla_breach", self.announce_sla_breach),
             (events.AgentReplied, "slack.confirm_reply", self.confirm_agent_reply),
+            (events.CustomerErased, "slack.erase_copies", self.erase_copies),
         ]
 
     async def open_thread(self, delivery: Delivery) -> str | None:
@@ -543,6 +548,66 @@ class SlackDesk:
             f"{kit.escape(errors[:500])}. An admin can retry it from the dead letters."
         )
         return await self._note(thread, text, delivery.key)
+
+    async def erase_copies(self, delivery: Delivery) -> str | None:
+        """Rewrite the desk's copies of an erased customer's words in their ticket threads.
+
+        Every message the app posted in each thread (mirrored messages, notes, confirmations)
+        becomes a neutral text, and the root card shows the erased ticket. chat.update is
+        idempotent, so a retry redoes at most what it did. Messages agents typed themselves
+        are theirs: a bot token cannot edit them (https://api.slack.com/methods/chat.update).
+        """
+        event = delivery.event
+        assert isinstance(event, events.CustomerErased)
+        async with self.db.uow() as uow:
+            threads = []
+            for ticket in await uow.tickets.for_customer(event.customer_id):
+                thread = await thread_of(uow, ticket.id or 0)
+                if thread is not None:
+                    threads.append((thread, await ticket_card(uow, ticket)))
+        if not threads:
+            raise Skip("the customer has no Slack thread")
+        bot_id = (await self.api.identity()).get("bot_id")
+        rewritten = 0
+        for thread, card in threads:
+            await self._update(thread.channel_id, thread.thread_ts, kit.root_text(card), card)
+            for ts in await self._app_replies(thread, bot_id):
+                rewritten += await self._update(thread.channel_id, ts, ERASED_TEXT)
+        return f"{rewritten} thread messages erased"
+
+    async def _app_replies(self, thread: Thread, bot_id: str | None) -> list[str]:
+        """The ts of the app's replies in a thread not yet rewritten, page by page."""
+        found, cursor = [], None
+        while True:
+            answer = await self.api.call(
+                "conversations.replies",
+                channel=thread.channel_id,
+                ts=thread.thread_ts,
+                cursor=cursor,
+            )
+            for message in answer.get("messages") or []:
+                ts = str(message.get("ts"))
+                if (
+                    message.get("bot_id") == bot_id
+                    and ts != thread.thread_ts
+                    and message.get("text") != ERASED_TEXT
+                ):
+                    found.append(ts)
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return found
+
+    async def _update(
+        self, channel: str, ts: str, text: str, card: kit.TicketCard | None = None
+    ) -> int:
+        blocks = kit.root_blocks(card) if card is not None else kit.note_blocks(text)
+        try:
+            await self.api.call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+        except SlackApiError as error:
+            if _slack_error(error) not in UNEDITABLE:
+                raise
+            return 0
+        return 1
 
     # -- helpers -----------------------------------------------------------------------------
     async def _thread(self, uow: SqlUnitOfWork, ticket_id: int) -> Thread:

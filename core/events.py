@@ -110,3 +110,5 @@ class EmailVerificationRequested(Event):
 @dataclass(frozen=True, slots=True)
 class CustomerErased(Event):
     customer_id: int
+    # The stored files of their attachments: whoever keeps the bytes deletes them.
+    file_ids: tuple[str, ...] = ()

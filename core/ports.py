@@ -78,6 +78,26 @@ class ConversationRepository(Protocol):
     async def add(self, conversation: Conversation) -> Conversation: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalTraces:
+    """What marks a row outside the domain objects as one customer's (erasure)."""
+
+    customer_id: int
+    ticket_ids: tuple[int, ...]
+    identity_ids: tuple[int, ...]
+    visitor_ids: tuple[str, ...]  # web-chat transcripts are keyed by the visitor
+    emails: tuple[str, ...]
+    # Identifiers and words of theirs that a raw platform payload may carry.
+    needles: tuple[str, ...]
+
+
+class ErasureRepository(Protocol):
+    async def erase_copies(self, traces: PersonalTraces) -> dict[str, int]:
+        """Delete or blank every copy the domain objects do not hold (transcripts, raw
+        payloads, codes, suppressions, conversation state); how many rows of each kind."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. `commit()` writes the recorded domain events to the outbox too."""
 
@@ -90,6 +110,8 @@ class UnitOfWork(Protocol):
     def tickets(self) -> TicketRepository: ...
     @property
     def conversations(self) -> ConversationRepository: ...
+    @property
+    def erasure(self) -> ErasureRepository: ...
 
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...

@@ -27,7 +27,7 @@ from core.model import (
     utcnow,
 )
 from core.policy import SlaPolicy, pick_agent
-from core.ports import UnitOfWork
+from core.ports import PersonalTraces, UnitOfWork
 
 MAX_SUBJECT = 200
 MAX_BODY = 20_000
@@ -101,8 +101,10 @@ async def get_customer(uow: UnitOfWork, customer_id: int) -> Customer:
 
 
 async def export_customer_data(uow: UnitOfWork, customer_id: int) -> dict[str, Any]:
-    """Everything stored about one customer, as plain data."""
+    """Everything stored about one customer, as plain data (nothing once they are erased)."""
     customer = await get_customer(uow, customer_id)
+    if customer.erased_at is not None:
+        return {"erased_at": customer.erased_at.isoformat(), "identities": [], "tickets": []}
     tickets = await uow.tickets.for_customer(customer_id)
     exported_tickets = []
     for t in tickets:
@@ -143,32 +145,103 @@ async def export_customer_data(uow: UnitOfWork, customer_id: int) -> dict[str, A
     }
 
 
+ERASED = "(erased)"
+ERASED_NAME = "erased"
+# Shorter words are too common ("yes", "2") to mark a raw payload as theirs.
+MIN_TRACE_WORDS = 8
+MIN_NAME = 3  # identifiers and names: a false match only blanks a finished payload
+TRACE_PREFIX = 60  # enough of a message to recognise it in a raw payload
+
+
 async def erase_customer(uow: UnitOfWork, customer_id: int, now: datetime | None = None) -> None:
-    """Remove personal data; keep anonymised ticket figures (category, priority, times)."""
+    """Erase every copy of a customer's personal data; keep what a business may keep.
+
+    Kept: the customer row (as "erased", with `erased_at`), ticket references, category,
+    priority, status, dates and CSAT scores, so reports still count. Gone: names, addresses,
+    phone numbers, channel identities, the words of every message of their tickets, their
+    attachments, conversation state, the web-chat transcript, email codes and suppressions,
+    and raw platform payloads that carry them. Each ticket records an `erased` activity with
+    the counts; `CustomerErased` lets the relay clean copies held elsewhere (Slack threads,
+    stored files). Open tickets are closed.
+    """
     now = now or utcnow()
     customer = await get_customer(uow, customer_id)
-    customer.display_name = "erased"
+    tickets = list(await uow.tickets.for_customer(customer_id))
+    traces, file_ids = await _personal_traces(uow, customer, tickets)
+    counts = await uow.erasure.erase_copies(traces)
+    _anonymise_customer(customer, now)
+    for ticket in tickets:
+        counts["messages"] = counts.get("messages", 0) + await _erase_ticket(uow, ticket, now)
+    for ticket in tickets:
+        await _note_activity(uow, ticket, "erased", "system", now, **counts)
+    customer.record(events.CustomerErased(customer_id=customer_id, file_ids=tuple(file_ids)))
+
+
+async def _personal_traces(
+    uow: UnitOfWork, customer: Customer, tickets: list[Ticket]
+) -> tuple[PersonalTraces, list[str]]:
+    """What marks copies as theirs, and the ids of their stored files, read before erasing."""
+    needles = [customer.display_name, customer.email or "", customer.phone or ""]
+    for identity in customer.identities:
+        needles += [identity.external_id, identity.chat_id, identity.display_name]
+    file_ids: list[str] = []
+    for ticket in tickets:
+        needles.append(ticket.reference)
+        for entry in await uow.tickets.timeline(ticket.id or 0):
+            if not isinstance(entry, Message):
+                continue
+            # Replies typed in Slack arrive as raw events too, and quote the customer.
+            if len(entry.body.strip()) >= MIN_TRACE_WORDS:
+                needles.append(entry.body.strip()[:TRACE_PREFIX])
+            file_ids += [str(a["file_id"]) for a in entry.attachments if a.get("file_id")]
+    assert customer.id is not None
+    traces = PersonalTraces(
+        customer_id=customer.id,
+        ticket_ids=tuple(t.id for t in tickets if t.id is not None),
+        identity_ids=tuple(i.id for i in customer.identities if i.id is not None),
+        visitor_ids=tuple(
+            i.external_id for i in customer.identities if i.channel == Channel.WEBCHAT
+        ),
+        emails=tuple(e for e in [customer.email] if e),
+        needles=tuple(n for n in needles if len(n) >= MIN_NAME),
+    )
+    return traces, file_ids
+
+
+def _anonymise_customer(customer: Customer, now: datetime) -> None:
+    customer.display_name = ERASED_NAME
     customer.email = None
     customer.email_verified = False
     customer.phone = None
     customer.erased_at = now
     for identity in customer.identities:
         identity.display_name = ""
+        # Unique per channel; a returning person is then a new customer.
         identity.external_id = f"erased:{identity.id}"
         identity.chat_id = ""
         identity.reachable = False
-    for ticket in await uow.tickets.for_customer(customer_id):
-        ticket.subject = "(erased)"
-        ticket.description = "(erased)"
-        ticket.csat_comment = None
-        for entry in await uow.tickets.timeline(ticket.id or 0):
-            if isinstance(entry, Message) and entry.author == Author.CUSTOMER:
-                entry.body = "(erased)"
-                entry.attachments = []
-        if ticket.is_active:
-            _move(ticket, Status.CLOSED, now)
-            await _note_activity(uow, ticket, "status_changed", "system", now, to="closed")
-    customer.record(events.CustomerErased(customer_id=customer_id))
+
+
+async def _erase_ticket(uow: UnitOfWork, ticket: Ticket, now: datetime) -> int:
+    """Blank the ticket's words (agents' replies and notes quote the customer too)."""
+    ticket.subject = ERASED
+    ticket.description = ERASED
+    ticket.csat_comment = None
+    erased = 0
+    for entry in await uow.tickets.timeline(ticket.id or 0):
+        if isinstance(entry, Message):
+            entry.body = ERASED
+            entry.attachments = []
+            entry.delivered_id = None  # a chat's message id can embed the chat
+            if entry.author == Author.CUSTOMER:
+                entry.external_id = None
+            erased += 1
+        elif "reason" in entry.detail:  # typed by staff: it may name the customer
+            entry.detail = {k: v for k, v in entry.detail.items() if k != "reason"}
+    if ticket.is_active:
+        _move(ticket, Status.CLOSED, now)
+        await _note_activity(uow, ticket, "status_changed", "system", now, to="closed")
+    return erased
 
 
 # --- tickets ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.util import await_only
 
 from core.db import tables as t
+from core.db.erasure import SqlErasure
 from core.db.mapping import start_mappers
 from core.db.repositories import (
     SqlAgentRepository,
@@ -134,6 +135,7 @@ class SqlUnitOfWork:
         self.tickets = SqlTicketRepository(self.session)
         self.conversations = SqlConversationRepository(self.session)
         self.email_verifications = SqlEmailVerificationRepository(self.session)
+        self.erasure = SqlErasure(self.session)
         return self
 
     async def __aexit__(
