@@ -327,7 +327,7 @@ async def main_async(args: argparse.Namespace) -> None:
         bindir = find_bindir()
         if bindir is None:
             raise SystemExit("no PostgreSQL server binaries found; pass --pg-url")
-        cluster = PgCluster(bindir).start()
+        cluster = PgCluster(bindir, durable=True).start()
         # A modest production-like setup: room for the hot part of the table, no JIT
         # (its compile time dwarfs millisecond queries).
         cluster.psql("ALTER SYSTEM SET shared_buffers = '512MB'")

@@ -67,7 +67,7 @@ def main() -> None:
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("needs the PostgreSQL server binaries (initdb, pg_ctl)")
-    cluster = PgCluster(bindir).start()
+    cluster = PgCluster(bindir, durable=True).start()
     try:
         asyncio.run(bench(cluster.url(), args.hits, args.concurrency, args.runs))
     finally:

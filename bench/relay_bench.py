@@ -259,7 +259,7 @@ async def main() -> None:
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL server binaries are missing")
-    cluster = PgCluster(bindir).start()
+    cluster = PgCluster(bindir, durable=True).start()
     try:
         url = cluster.url()
         db = Database(url)

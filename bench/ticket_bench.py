@@ -95,7 +95,7 @@ async def main() -> None:
         if bindir is None:
             print("postgresql  skipped: no server binaries (apt-get install postgresql)")
             return
-        cluster = PgCluster(bindir).start()
+        cluster = PgCluster(bindir, durable=True).start()
         url = cluster.url()
     try:
         await bench("postgresql", url, args.seconds, 1)
