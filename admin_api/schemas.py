@@ -49,9 +49,18 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range") from exc
 
 
+def _whole_number(value: object) -> object:
+    # JSON Schema's "integer" is any number with no fraction: 21.0 is 21 (and the OpenAPI
+    # document promises that). 21.5, "21" and true stay refused by the strict check after.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 # JSON bodies are read strictly for numbers and booleans: "5" is not 5, 0 is not false.
-BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
+BodyId = Annotated[WholeNumber, Field(ge=1, le=MAX_ID)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
                                         pattern=NO_NUL)]  # fmt: skip
@@ -127,7 +136,7 @@ class AgentIn(In):
     email: Email
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] = Field(default_factory=list, max_length=50)
-    capacity: int = Field(5, ge=0, le=1000, strict=True)
+    capacity: WholeNumber = Field(5, ge=0, le=1000)
     availability: Availability = Availability.AVAILABLE
 
 
@@ -137,7 +146,7 @@ class AgentPatch(In):
     name: Name | None = None
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] | None = Field(None, max_length=50)
-    capacity: int | None = Field(None, ge=0, le=1000, strict=True)
+    capacity: WholeNumber | None = Field(None, ge=0, le=1000)
     availability: Availability | None = None
 
 
@@ -248,7 +257,7 @@ class MessageOut(Out):
 
 
 class AutoAssignIn(In):
-    limit: int = Field(100, ge=1, le=1000, strict=True)
+    limit: WholeNumber = Field(100, ge=1, le=1000)
 
 
 class Assignment(BaseModel):

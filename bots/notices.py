@@ -2,13 +2,17 @@
 that tell them: in the customer's chat, by email, or both, as the customer chose.
 
 Texts come from one small catalogue; emails are rendered from the Jinja2 templates in
-bots/templates/email (HTML and plain text, with the ticket and its timeline).
+bots/templates/email (HTML and plain text, with the ticket and its timeline). Status, priority
+and plural words come from the dialog catalogue, so chat and email name them alike.
+
+Nothing receives email replies, so no text asks for one: `{where}` says where to write,
+"here" in the chat and the customer's chat by name in an email.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from core.model import (
     TicketActivity,
     utcnow,
 )
+from dialogs.catalogue import Catalogue, load_catalogue
 from dialogs.turn import Choice, Reply
 
 log = logging.getLogger(__name__)
@@ -40,13 +45,13 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).with_name("templates")
 
 #: kind -> (email subject, text). Fields: reference, subject, agent, body, position, wait,
-#: reopen_days, kind, due, priority.
+#: reopen_days, where, kind, due, priority.
 CATALOGUE: dict[str, tuple[str, str]] = {
     "ticket_opened": (
         "We have your request: {reference}",
         "Thanks, we have your request. Your ticket is {reference}.\n\n"
-        "What happens next: a member of our team picks it up and answers you here. "
-        "You can add details at any time by writing to us.",
+        "What happens next: a member of our team picks it up and answers you {where}, "
+        "where you can add details at any time.",
     ),
     "agent_assigned": (
         "{agent} is looking after {reference}",
@@ -59,12 +64,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "agent_reply_chat": ("{agent} replied on {reference}", "{agent}: {body}"),
     "waiting": (
         "We need your answer on {reference}",
-        "We are waiting for your answer on {reference}. Just reply to continue.",
+        "We are waiting for your answer on {reference}. Write to us {where} to continue.",
     ),
     "resolved": (
         "{reference} is resolved",
-        "{reference} is resolved. If something is still wrong, write to us within "
-        "{reopen_days} days and it reopens.\n\nHow did we do?",
+        "{reference} is resolved. If something is still wrong, write to us {where} within "
+        "{reopen_days} and it reopens.\n\nHow did we do?",
     ),
     "closed": (
         "{reference} is closed",
@@ -78,11 +83,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "queued": (
         "You are number {position} in the queue",
         "You are number {position} in the queue for a person on {reference}. "
-        "Expected wait: {wait}. We will answer you here.",
+        "Expected wait: {wait}. We will answer you {where}.",
     ),
     "with_agent": (
         "{agent} is on {reference}",
-        "{agent} is already on {reference} and will answer you here.",
+        "{agent} is already on {reference} and will answer you {where}.",
     ),
     "sla_breach": (
         "SLA breach on {reference} ({priority})",
@@ -90,6 +95,30 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "verification": ("Your Careline verification code", ""),
 }
+
+#: The last line of every email: where to write (nothing receives replies to an email).
+FOOTER = {
+    "customer": "To add to {reference}, write to us {where}.",
+    "assignee": "You get this email because {reference} is assigned to you.",
+}
+
+#: Where a customer writes to us, by the channel their ticket came from (`{where}` in email).
+CHAT_NAMES = {
+    Channel.WEBCHAT: "in the web chat",
+    Channel.TELEGRAM: "on Telegram",
+    Channel.SLACK: "in Slack",
+}
+IN_CHAT = "here"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReply(Reply):
+    """An agent's answer: reads as "Name: text" anywhere; a channel that can show who wrote
+    (the web chat: name, initial, a person's bubble) uses `agent` and `body`."""
+
+    agent: str = ""
+    body: str = ""
+
 
 RATING = tuple(
     (n, label) for n, label in enumerate(("Poor", "Fair", "Good", "Very good", "Excellent"), 1)
@@ -119,6 +148,11 @@ def notice_kind(event: ev.Event) -> str | None:
         if event.new_status == "closed":
             return "auto_closed" if event.reason == "auto-closed" else "closed"
     return None
+
+
+def where_to_write(identity: ChannelIdentity | None) -> str:
+    """For an email: the chat the customer uses, by name."""
+    return CHAT_NAMES.get(identity.channel, "in the chat") if identity else "in the chat"
 
 
 def human_wait(minutes: float) -> str:
@@ -155,6 +189,7 @@ class CustomerNotices:
         minutes_per_ticket: float = 10.0,
         chat_on_open: bool = False,
         timeline_entries: int = 20,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -165,6 +200,7 @@ class CustomerNotices:
         # TicketOpened would say it twice. Turn on for channels whose turns do not.
         self.chat_on_open = chat_on_open
         self.timeline_entries = timeline_entries
+        self.catalogue = catalogue or load_catalogue()
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html.j2"]),
@@ -270,7 +306,7 @@ class CustomerNotices:
             "subject": subject,
             "greeting": _greeting(customer),
             "code": code,
-            "minutes": minutes,
+            "expires_in": self.catalogue.text("duration.minutes", customer.language, n=minutes),
             "language": customer.language,
         }
         return await self.email.send(
@@ -301,12 +337,13 @@ class CustomerNotices:
             priority=facts.ticket.priority.value,
         )
         subject, text = _fill("sla_breach", facts.fields)
+        context = self._context(facts, subject, text, None)
         return await self.email.send(
             Email(
                 to=facts.agent_email,
                 subject=subject,
-                text=self._render("notice.txt.j2", self._context(facts, subject, text, (), None)),
-                html=self._render("notice.html.j2", self._context(facts, subject, text, (), None)),
+                text=self._render("notice.txt.j2", context),
+                html=self._render("notice.html.j2", context),
                 category="sla_breach",
                 key=delivery.key,
             )
@@ -324,9 +361,14 @@ class CustomerNotices:
         if channel is None:
             raise Skip(f"no {identity.channel.value} channel is configured")
         _, text = _fill(kind, facts.fields)
+        reply = (
+            AgentReply(text, agent=facts.fields["agent"], body=facts.fields["body"])
+            if kind == "agent_reply_chat"
+            else Reply(text, choices)
+        )
         if identity.reachable:
             try:
-                return await channel.send(identity.chat_id, Reply(text, choices))
+                return await channel.send(identity.chat_id, reply)
             except Unreachable:
                 await self._mark_unreachable(identity)
         return await self._email_instead(delivery, facts, kind)
@@ -346,9 +388,9 @@ class CustomerNotices:
             raise Skip("the customer has no verified, deliverable email address")
         if await is_suppressed(self.db, customer.email):
             raise Skip("the address bounced or reported spam")
+        facts.fields["where"] = where_to_write(facts.identity)
         subject, text = _fill(kind, facts.fields)
-        choices = rating_choices(facts.ticket.reference) if kind == "resolved" else ()
-        context = self._context(facts, subject, text, choices, customer)
+        context = self._context(facts, subject, text, customer, rating=kind == "resolved")
         return await self.email.send(
             Email(
                 to=customer.email,
@@ -378,24 +420,31 @@ class CustomerNotices:
         facts: _Facts,
         subject: str,
         text: str,
-        choices: tuple[Choice, ...],
         customer: Customer | None,
+        *,
+        rating: bool = False,
     ) -> dict[str, Any]:
+        """`customer` None: the email goes to the assignee."""
         ticket = facts.ticket
+        language = customer.language if customer else None
+        footer = FOOTER["customer" if customer else "assignee"]
         return {
             "subject": subject,
-            "greeting": _greeting(customer) if customer else "Hello,",
+            "greeting": _greeting(customer) if customer else f"Hello {facts.agent},",
             "text": text,
-            "choices": choices,
-            "language": customer.language if customer else "en",
+            # The chat's buttons carry their number ("4 - Very good"); an email numbers once.
+            "ratings": RATING if rating else (),
+            "where": facts.fields.get("where", IN_CHAT),
+            "language": self.catalogue.language_for(language),
             "agent": facts.agent,
             "ticket": {
                 "reference": ticket.reference,
                 "subject": ticket.subject,
-                "status": ticket.status.value,
-                "priority": ticket.priority.value,
+                "status": self.catalogue.text(f"status.{ticket.status.value}", language),
+                "priority": self.catalogue.text(f"priority.{ticket.priority.value}", language),
             },
             "timeline": facts.timeline,
+            "footer": footer.format_map(facts.fields),
         }
 
     # --- loading ----------------------------------------------------------------------------
@@ -426,7 +475,10 @@ class CustomerNotices:
                 "reference": ticket.reference,
                 "subject": ticket.subject,
                 "agent": facts.agent or "Our team",
-                "reopen_days": f"{self.reopen_days:g}",
+                "reopen_days": self.catalogue.text(
+                    "duration.days", customer.language, n=self.reopen_days
+                ),
+                "where": IN_CHAT,
             }
             if isinstance(event, ev.AgentReplied):
                 message = await uow.tickets.message(event.message_id)
@@ -440,8 +492,12 @@ class CustomerNotices:
             facts.fields = fields
             if timeline:
                 entries = await uow.tickets.timeline(ticket_id)
-                facts.timeline = _timeline(entries, facts.agent)[-self.timeline_entries :]
+                shown = _timeline(entries, facts.agent, self._status_word(customer.language))
+                facts.timeline = shown[-self.timeline_entries :]
         return facts
+
+    def _status_word(self, language: str | None) -> Callable[[str], str]:
+        return lambda status: self.catalogue.text(f"status.{status}", language)
 
 
 def _fill(kind: str, fields: Mapping[str, Any]) -> tuple[str, str]:
@@ -454,11 +510,13 @@ def _greeting(customer: Customer) -> str:
     return f"Hello {name}," if name and name != "erased" else "Hello,"
 
 
-def _timeline(entries: Any, agent: str | None) -> list[dict[str, str]]:
+def _timeline(
+    entries: Any, agent: str | None, status_word: Callable[[str], str]
+) -> list[dict[str, str]]:
     """Customer-visible timeline: messages (never internal notes) and status moves."""
     shown: list[dict[str, str]] = []
     for entry in entries:
-        at = entry.created_at.strftime("%Y-%m-%d %H:%M")
+        at = entry.created_at.strftime("%Y-%m-%d %H:%M UTC")
         if isinstance(entry, Message):
             if entry.author == Author.NOTE:
                 continue
@@ -467,16 +525,16 @@ def _timeline(entries: Any, agent: str | None) -> list[dict[str, str]]:
             )
             shown.append({"at": at, "who": who, "text": _short(entry.body)})
         elif isinstance(entry, TicketActivity):
-            line = _activity_line(entry)
+            line = _activity_line(entry, status_word)
             if line:
                 shown.append({"at": at, "who": "Careline", "text": line})
     return shown
 
 
-def _activity_line(activity: TicketActivity) -> str | None:
+def _activity_line(activity: TicketActivity, status_word: Callable[[str], str]) -> str | None:
     detail = activity.detail
     if activity.kind == "status_changed" and detail.get("new"):
-        return f"status changed to {detail['new']}"
+        return f"status changed to {status_word(detail['new'])}"
     if activity.kind == "assigned":
         return f"assigned to {detail.get('agent') or 'an agent'}"
     if activity.kind == "rated":

@@ -34,14 +34,16 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
 from admin_api.headers import page_policy
+from bots.notices import AgentReply
 from bots.webchat_limits import WebChatLimits
 from bots.webchat_uploads import Refused, store_upload
+from core import services
 from core.db import tables as t
 from core.db.database import Database
 from core.model import Channel, utcnow
@@ -57,6 +59,11 @@ HEADER = "x-careline-visitor"
 PROTOCOL = "careline"
 VISITOR_PROTOCOL = "careline-visitor."  # + the token
 HISTORY_LIMIT = 200
+# The page says this when it opens on an empty conversation; the greeting answers it, and the
+# visitor never typed it, so it is not shown as their line.
+START = "/start"
+EXPORT_ROUTE = "/chat/api/export"
+EXPORT_LINK = "Download your data (JSON file)"
 w = t.webchat_messages.c
 
 
@@ -68,11 +75,26 @@ class TurnHandler(Protocol):
 
 
 def reply_body(reply: Reply, **extra: Any) -> dict[str, Any]:
+    if isinstance(reply, AgentReply):  # shown as a person's bubble under their name
+        return {"text": reply.body, "choices": [], "agent": {"name": reply.agent}, **extra}
+    if is_data_export(reply.text):  # the file is built fresh when the visitor downloads it
+        return {"text": "", "choices": [], "download": {"label": EXPORT_LINK, "href": EXPORT_ROUTE}}
     return {
         "text": reply.text,
         "choices": [{"label": c.label, "value": c.value} for c in reply.choices],
         **extra,
     }
+
+
+def is_data_export(text: str) -> bool:
+    """The engine's "Export my data" answer: the JSON document after its readable summary."""
+    if not text.startswith("{"):
+        return False
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and {"identities", "tickets"} <= data.keys()
 
 
 class WebChatLines:
@@ -249,7 +271,8 @@ class WebChat:
         shown: dict[str, Any] = {"text": text, "choice": body.choice}
         if attachment is not None:
             shown["attachment"] = {"name": attachment.name, "size": attachment.size}
-        await self.lines.add(visitor_id, "in", shown)
+        if text != START or body.choice or attachment:
+            await self.lines.add(visitor_id, "in", shown)
         said = UserSaid(
             channel=Channel.WEBCHAT,
             user_id=visitor_id,
@@ -350,6 +373,20 @@ def webchat_router(chat: WebChat) -> APIRouter:
         await chat.turn(visitor, body)
         return {"ok": True}
 
+    @router.get("/api/export")
+    async def export(request: Request) -> JSONResponse:
+        visitor = visitor_or_401(request)
+        data = await visitor_export(chat.db, visitor)
+        if data is None:
+            raise HTTPException(404, "we store nothing about you yet")
+        return JSONResponse(
+            data,
+            headers={
+                "Content-Disposition": 'attachment; filename="careline-data.json"',
+                "Cache-Control": "no-store",
+            },
+        )
+
     @router.post("/api/upload")
     async def upload(request: Request, client_id: str | None = None) -> dict[str, Any]:
         # No UploadFile parameter: FastAPI would read and parse the whole body before this
@@ -445,3 +482,13 @@ async def visitor_tickets(db: Database, visitor_id: str, limit: int = 5) -> list
                 }
             )
         return found
+
+
+async def visitor_export(db: Database, visitor_id: str) -> dict[str, Any] | None:
+    """Everything stored about the visitor's customer, as "Export my data" gives it."""
+    async with db.uow() as uow:
+        identity = await uow.customers.identity(Channel.WEBCHAT, visitor_id)
+        if identity is None or identity.customer_id is None:
+            return None
+        data = await services.export_customer_data(uow, identity.customer_id)
+    return json.loads(json.dumps(data, default=str))  # dates as the chat's export writes them

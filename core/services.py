@@ -268,8 +268,10 @@ async def open_ticket(
     attachments: list[dict[str, Any]] | None = None,
     sla: SlaPolicy | None = None,
     now: datetime | None = None,
+    described_by: Author = Author.CUSTOMER,
 ) -> Ticket:
-    """Open a ticket with the customer's description as its first message."""
+    """Open a ticket with the description as its first message: the customer's words, or a
+    note for agents (`described_by=Author.NOTE`) when the customer has given none yet."""
     now = now or utcnow()
     description = description.strip()
     if not description:
@@ -297,7 +299,7 @@ async def open_ticket(
     await uow.tickets.add_message(
         Message(
             ticket_id=ticket.id,
-            author=Author.CUSTOMER,
+            author=described_by,
             body=description,
             channel=channel,
             external_id=external_id,
@@ -591,8 +593,14 @@ async def change_priority(
     return ticket
 
 
-async def request_human(uow: UnitOfWork, ticket_id: int, *, now: datetime | None = None) -> int:
-    """The customer asked for a person; returns their place in the queue (0 = with an agent)."""
+async def request_human(
+    uow: UnitOfWork, ticket_id: int, *, told_in_chat: bool = False, now: datetime | None = None
+) -> int:
+    """The customer asked for a person; returns their place in the queue (0 = with an agent).
+
+    `told_in_chat`: the conversation itself answers with the customer's place, so no
+    HumanRequested is recorded for the relay to announce a second time.
+    """
     now = now or utcnow()
     ticket = await get_ticket(uow, ticket_id)
     if not ticket.human_requested:
@@ -600,7 +608,8 @@ async def request_human(uow: UnitOfWork, ticket_id: int, *, now: datetime | None
         ticket.updated_at = now
         await _note_activity(uow, ticket, "human_requested", "customer", now)
         assert ticket.id is not None
-        ticket.record(events.HumanRequested(ticket_id=ticket.id))
+        if not told_in_chat:
+            ticket.record(events.HumanRequested(ticket_id=ticket.id))
     if ticket.assignee_id is not None:
         return 0
     return await uow.tickets.queue_position(ticket)

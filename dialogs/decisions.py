@@ -48,6 +48,7 @@ class CustomerView:
     name: str = ""
     email: str | None = None
     can_receive_email: bool = False
+    notify: Notify = Notify.BOTH  # how they chose to hear from us (read while filing a ticket)
 
 
 class FaqAnswers(Protocol):
@@ -150,7 +151,8 @@ class AddToTicket(Action):
 
 @dataclass(frozen=True, slots=True)
 class RequestHuman(Action):
-    """Attach to `ticket_id`, or open a ticket carrying `summary` as a note for the agent."""
+    """Hand `ticket_id` (or a new ticket described by the customer's own `description`, if
+    they gave any) to a person; `summary` is the conversation so far, as a note for the agent."""
 
     ticket_id: int | None
     summary: str

@@ -28,7 +28,7 @@ from core import contact, services
 from core.db.database import Database
 from core.db.repositories import SqlDialogStore, TicketRecord
 from core.errors import Conflict, InvalidInput
-from core.model import Agent, Ticket, reference_of, utcnow
+from core.model import Agent, Author, Notify, Ticket, reference_of, utcnow
 from core.ports import ContactUnitOfWork
 from dialogs.catalogue import Catalogue
 from dialogs.config import DialogConfig
@@ -53,7 +53,7 @@ from dialogs.decisions import (
     TicketView,
 )
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
-from dialogs.policy import decide, picked_assistant_text
+from dialogs.policy import chosen_value, decide, picked_assistant_text
 from dialogs.turn import Choice, Reply, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
@@ -179,6 +179,9 @@ class DialogEngine:
             verification = None
             if state.name == "intake_code":
                 verification = await uow.email_verifications.latest_pending(record.customer_id)
+            notify = Notify.BOTH
+            if state.name.startswith("intake_"):  # the ticket summary says where updates go
+                notify = (await services.get_customer(uow, record.customer_id)).notify
             ctx = Context(
                 now=now,
                 config=self.config,
@@ -186,6 +189,7 @@ class DialogEngine:
                     record.customer_name,
                     record.email,
                     bool(record.email and record.email_verified and not record.email_blocked),
+                    notify,
                 ),
                 tickets=tuple(_view(t) for t in tickets),
                 faq=self.faq,
@@ -248,10 +252,17 @@ class DialogEngine:
             )
             applied.hand_over(ticket)
             first = self.config.sla.targets[ticket.priority].first_response
+            customer = await services.get_customer(uow, customer_id)
+            # Where the agent's answer goes, as the customer chose (chat, email or both).
+            notify = customer.notify if customer.can_receive_email else Notify.CHAT
             applied.say(
                 r.text(
-                    "ticket.opened",
-                    {"reference": ticket.reference, "first_response": r.duration(first)},
+                    f"ticket.opened_{notify.value}",
+                    {
+                        "reference": ticket.reference,
+                        "first_response": r.duration(first),
+                        "email": customer.email,
+                    },
                 )
             )
         elif isinstance(action, AddToTicket):
@@ -328,13 +339,17 @@ class DialogEngine:
         now: datetime,
         applied: _Applied,
     ) -> None:
+        opened = action.ticket_id is None
         if action.ticket_id is not None:
             ticket = await services.get_ticket(uow, action.ticket_id)
         else:
+            # The customer's own words describe it; without any, a note for the agent does,
+            # never words put in the customer's mouth.
             ticket = await services.open_ticket(
                 uow,
                 customer_id=customer_id,
-                description=action.description or r.text("human.default_description"),
+                description=action.description or r.text("human.no_description"),
+                described_by=Author.CUSTOMER if action.description else Author.NOTE,
                 subject=r.text("human.subject"),
                 category=self.config.human_category,
                 channel=said.channel,
@@ -343,30 +358,41 @@ class DialogEngine:
                 now=now,
             )
         assert ticket.id is not None
-        if action.summary:
-            # For the agent only: what was said before the customer asked for a person.
-            body = r.text("human.note", {"summary": action.summary})
+        again = ticket.human_requested
+        if not again:
+            # For the agent only: that a person is wanted, and what was said before.
+            key = "human.note_with_summary" if action.summary else "human.note"
+            body = r.text(key, {"summary": action.summary})
             await services.add_internal_note(
                 uow, ticket.id, body[: services.MAX_BODY], channel=said.channel, now=now
             )
-        position = await services.request_human(uow, ticket.id, now=now)
+        # This turn's answer is the customer's one handoff notice (no relay notice repeats it).
+        position = await services.request_human(uow, ticket.id, told_in_chat=True, now=now)
         applied.hand_over(ticket)
+        applied.say(
+            await self._handoff_notice(uow, ticket, position, r, opened=opened, again=again)
+        )
+
+    async def _handoff_notice(
+        self,
+        uow: ContactUnitOfWork,
+        ticket: Ticket,
+        position: int,
+        r: Renderer,
+        *,
+        opened: bool,
+        again: bool,
+    ) -> str:
+        """One message: who has the ticket now, or the place in the queue and the wait."""
         if position == 0:
             agent = await uow.agents.get(ticket.assignee_id or 0)
-            applied.say(
-                r.text(
-                    "human.with_agent",
-                    {"reference": ticket.reference, "agent": agent.name if agent else ""},
-                )
+            key = "human.still_with_agent" if again else "human.with_agent"
+            return r.text(
+                key, {"reference": ticket.reference, "agent": agent.name if agent else ""}
             )
-        else:
-            wait = r.duration(self.config.minutes_per_queued_ticket * position * _MINUTE)
-            applied.say(
-                r.text(
-                    "human.queued",
-                    {"reference": ticket.reference, "position": position, "wait": wait},
-                )
-            )
+        wait = r.duration(self.config.minutes_per_queued_ticket * position * _MINUTE)
+        key = "human.still_queued" if again else "human.queued_new" if opened else "human.queued"
+        return r.text(key, {"reference": ticket.reference, "position": position, "wait": wait})
 
     # --- saving the conversation -----------------------------------------------------------
 
@@ -402,7 +428,11 @@ class DialogEngine:
             customer_text = said.text.strip() or (f"[{said.choice}]" if said.choice else "")
             if said.attachments:
                 customer_text += f" [{len(said.attachments)} attachment(s)]"
-            history.append({"who": "customer", "text": customer_text[:300]})
+            entry = {"who": "customer", "text": customer_text[:300]}
+            choice = chosen_value(before, said)
+            if choice is not None:
+                entry["choice"] = choice  # a button or a picked number, not their own words
+            history.append(entry)
             bot_text = " / ".join(reply.text for reply in replies)
             if bot_text:
                 history.append({"who": "bot", "text": bot_text[:300]})

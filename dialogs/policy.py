@@ -4,8 +4,10 @@ States: idle (with or without a ticket handed over to a human), faq_feedback, fa
 intake_description/category/priority/email/code/notify/confirm, new_or_reopen, reopen_text,
 status_pick, rate_score, rate_comment, data_menu, erase_confirm.
 
-Choice values that are commands (`/new`) act as commands from any state; `ticket:<id>` and
-`rate:<id>:<score>` (sent with the relay's resolution notice) work from any state too.
+A pressed choice acts only while it is offered: a button of an earlier message (stale) or a
+second click on one already acted on (doubled) is refused and never reaches a ticket. Only
+`ticket:<id>` (read-only) and `rate:<id>:<score>` (sent with the relay's resolution notice,
+never offered by a turn) work whenever pressed. Typed commands (`/new`) act from any state.
 `assistant:<n>` picks one of the NLU assistant's own choices (Watson's options); the engine
 puts the choice's text in its place before the policy sees it (`picked_assistant_text`).
 """
@@ -51,6 +53,10 @@ FAQ = "faq"
 #: Value prefix of the assistant's own choices: `assistant:<number>`, short enough for
 #: Telegram's 64-byte callback_data (https://core.telegram.org/bots/api#inlinekeyboardbutton).
 ASSISTANT_CHOICE = "assistant:"
+#: Choices that work whenever pressed: a ticket's details, and the relay's rating buttons.
+ALWAYS_OPEN = ("ticket:", "rate:")
+#: How many of the customer's recent messages describe a ticket opened for a person.
+OWN_WORDS = 3
 #: Slots that survive a cancel or a finished flow.
 LASTING_SLOTS = ("ticket_id", "seen")
 #: A complaint said with this many words besides the request itself is its description.
@@ -101,6 +107,8 @@ def decide(state: DialogState, parse: Parse, said: UserSaid, ctx: Context) -> De
     if any((a.size or 0) > ctx.config.max_upload_bytes for a in said.attachments):
         limit = ctx.config.max_upload_bytes // (1024 * 1024)
         return Decision(state, (Say("input.file_too_big", {"limit": limit}),), keep_options=True)
+    if said.choice is not None and not _still_open(state, said.choice):
+        return _stale_choice(state)
     if said.edited:
         return _edited(state, turn, ctx)
     if turn.command is not None:
@@ -140,12 +148,30 @@ def _offered_choice(state: DialogState, text: str) -> str | None:
     return picked.value if picked is not None else None
 
 
+def chosen_value(state: DialogState, said: UserSaid) -> str | None:
+    """The offered choice this input selects (pressed, or typed as its number or label)."""
+    if said.choice is not None:
+        return said.choice
+    return _offered_choice(state, said.text.strip()) if said.text.strip() else None
+
+
+def _still_open(state: DialogState, value: str) -> bool:
+    offered = {value for _, value in state.slot("offered") or []}
+    return value in offered or value.startswith(ALWAYS_OPEN)
+
+
+def _stale_choice(state: DialogState) -> Decision:
+    """A button of an earlier message, or pressed twice: it does nothing, and says so."""
+    current = tuple(Option(value, label=label) for label, value in state.slot("offered") or [])
+    return Decision(state, (Say("input.stale_choice", {}, current),), keep_options=True)
+
+
 def picked_assistant_text(state: DialogState, said: UserSaid) -> str | None:
     """The text of the assistant's choice the customer picked (pressed, or typed its number
     or label), which the assistant must read as if typed; None when no such choice."""
-    value = said.choice
-    if value is None and said.text.strip():
-        value = _offered_choice(state, said.text.strip())
+    value = chosen_value(state, said)
+    if value is not None and not _still_open(state, value):
+        return None
     texts = state.slot("assistant_choices") or []
     index = (value or "").removeprefix(ASSISTANT_CHOICE)
     if value and value.startswith(ASSISTANT_CHOICE) and index.isdigit() and int(index) < len(texts):
@@ -184,7 +210,7 @@ MENU = (
 def _command(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     command = turn.command
     if command == "/start":
-        return Decision(_reset(state), (Say("greet", {"name": _first_name(ctx)}, MENU),))
+        return Decision(_reset(state), (_greeting(ctx),))
     if command == "/help":
         return _help(state)
     if command == "/new":
@@ -286,7 +312,13 @@ def _faq(state: DialogState, answer: str) -> Decision:
 
 
 def _greet(state: DialogState, turn: Turn, ctx: Context) -> Decision:
-    return Decision(state, (Say("greet", {"name": _first_name(ctx)}, MENU),))
+    return Decision(state, (_greeting(ctx),))
+
+
+def _greeting(ctx: Context) -> Say:
+    """By first name when we know one; never "Hi !" when we don't."""
+    name = _first_name(ctx)
+    return Say("greet", {"name": name}, MENU) if name else Say("greet_anonymous", {}, MENU)
 
 
 def _goodbye(state: DialogState, turn: Turn, ctx: Context) -> Decision:
@@ -450,7 +482,7 @@ def _on_notify(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     value = (turn.choice or "").removeprefix("notify:") or turn.word
     if value not in {n.value for n in Notify}:
         return _ask_notify(state)
-    decision = _ask_confirm(state, ctx)
+    decision = _ask_confirm(_with(state, state.name, intake=_intake(state, notify=value)), ctx)
     return Decision(decision.state, decision.says, (SetNotify(Notify(value)),))
 
 
@@ -474,7 +506,8 @@ def _ask_confirm(state: DialogState, ctx: Context) -> Decision:
     }
     says = [Say("intake.summary", params)]
     if email:
-        says.append(Say("intake.summary_email", {"email": email}))
+        notify = Notify(intake.get("notify") or ctx.customer.notify)
+        says.append(Say(f"intake.updates_{notify.value}", {"email": email}))
     options = (Option("confirm", "intake.confirm"), Option("/cancel", "common.cancel"))
     says.append(Say("intake.ask_confirm", {}, options))
     return Decision(_with(state, "intake_confirm"), tuple(says))
@@ -541,15 +574,26 @@ def _on_status_pick(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 def _human(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     handover = _handover_ticket(state, ctx) or next((t for t in ctx.tickets if t.is_active), None)
     intake = state.slot("intake") or {}
-    description = str(intake.get("description") or "")
-    if not description and turn.text and not turn.command:
-        description = turn.text
     action = RequestHuman(
         ticket_id=handover.id if handover is not None else None,
         summary=_summary(state, turn),
-        description=description,
+        description=str(intake.get("description") or "") or _own_words(state, turn),
     )
     return Decision(_reset(state), (), (action,))
+
+
+def _own_words(state: DialogState, turn: Turn) -> str:
+    """What the customer wrote themselves lately: never a button, a command or a picked number."""
+    words = [
+        str(entry.get("text", ""))
+        for entry in state.history
+        if entry.get("who") == "customer"
+        and not entry.get("choice")
+        and not str(entry.get("text", "")).startswith("/")
+    ]
+    if turn.text and turn.command is None and turn.choice is None:
+        words.append(turn.text)
+    return "\n".join(w for w in words[-OWN_WORDS:] if w.strip())
 
 
 def _summary(state: DialogState, turn: Turn) -> str:

@@ -133,7 +133,8 @@ def export_summary(r: Renderer, data: Mapping[str, Any]) -> str:
     for ticket in tickets:
         lines.append(
             f"• {ticket['reference']} · {_shorten(ticket['subject'], 60)} · "
-            f"{r.text('status.' + ticket['status'])} · {len(ticket['messages'])} ✉"
+            f"{r.text('status.' + ticket['status'])} · "
+            f"{r.text('data.export_messages', {'n': len(ticket['messages'])})}"
         )
     return "\n".join(lines)
 

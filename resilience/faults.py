@@ -17,6 +17,7 @@ import httpx
 from aiohttp import web
 from sqlalchemy import func, select, update
 
+from core import services
 from core.db import tables as t
 from core.db.database import Database
 from resilience.harness import Context, telegram_env, wait_until
@@ -165,6 +166,9 @@ async def platform_faults(ctx: Context) -> list[Result]:
                     for chat in chats
                 )
             )
+            # /human is answered in its own turn; the notice that follows (an agent resolves
+            # the ticket) cannot reach a blocked chat, so it must come by email instead.
+            await _resolve_tickets_of(db, blocked_chats)
 
         async def deliveries() -> dict[str, int]:
             d = t.outbox_deliveries.c
@@ -232,6 +236,19 @@ async def _judge_email(
         result.fail(f"{states.get('dead', 0)} dead emails, {pending} outbox rows not done")
 
 
+async def _resolve_tickets_of(db: Database, chats: list[int]) -> None:
+    ci, tk = t.channel_identities.c, t.tickets.c
+    async with db.uow() as uow:
+        ids = await uow.session.scalars(
+            select(tk.id)
+            .join(t.channel_identities, ci.id == tk.identity_id)
+            .where(ci.chat_id.in_([str(c) for c in chats]))
+        )
+        for ticket_id in list(ids):
+            await services.resolve_ticket(uow, ticket_id, actor="agent")
+        await uow.commit()
+
+
 async def _judge_blocked(
     result: Result, db: Database, sendgrid: FaultySendGrid, blocked_chats: list[int]
 ) -> None:
@@ -246,9 +263,9 @@ async def _judge_blocked(
         told = [subject for _, address, subject in sendgrid.accepted if address == to]
         if reachable.get(str(chat), True):
             result.fail(f"chat {chat} answered 403 but is still marked reachable")
-        if not any("queue" in s.lower() or " is on " in s for s in told):
+        if not any("resolved" in s.lower() for s in told):
             result.lost += 1
-            result.notes.append(f"chat {chat}: no queue notice by email (got {told})")
+            result.notes.append(f"chat {chat}: no resolution notice by email (got {told})")
 
 
 def _judge_429(result: Result, calls: list[dict[str, Any]], limited_chats: list[int]) -> None:

@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
+from core import services
 from core.db import tables as t
 from core.db.database import Database
+from core.errors import Conflict
 from resilience.procs import SECRET, TOKEN, Fake, Processes, Server, server_env
 from resilience.report import Result
 
 NO_RELAY = "no relay handlers registered"
 WATCH_SECONDS = 0.5  # how often a running scenario looks at its processes and fakes
 CLEAN_UP_SECONDS = 60.0  # what a stopped scenario gets to end its processes
+LOAD_AGENT = "load-agent@example.com"  # the agent who takes the load's tickets
 
 T = TypeVar("T")
 
@@ -136,6 +140,45 @@ async def outbox_backlog(database_url: str) -> tuple[int, int]:
     finally:
         await db.dispose()
     return int(open_rows or 0), int(dead or 0)
+
+
+async def assign_as_opened(database_url: str, finished: Callable[[], bool]) -> int:
+    """An agent takes each ticket as it opens, so the relay has chat notices to send ("… is
+    looking after CR-…") while the scenario interrupts it. Rides out a dead or locked
+    database. Returns how many tickets it assigned."""
+    db = Database(database_url)
+    assigned = 0
+    agent_id: int | None = None
+    try:
+        while True:
+            done = finished()  # read first: tickets opened before it was true get assigned
+            try:
+                async with db.uow() as uow:
+                    if agent_id is None:
+                        agent = await uow.agents.by_email(
+                            LOAD_AGENT
+                        ) or await services.create_agent(
+                            uow, name="Load Agent", email=LOAD_AGENT, capacity=1000
+                        )
+                        await uow.commit()
+                        agent_id = agent.id
+                    assert agent_id is not None
+                    waiting = await uow.session.scalars(
+                        select(t.tickets.c.id).where(t.tickets.c.assignee_id.is_(None))
+                    )
+                    ids = list(waiting)
+                    for ticket_id in ids:
+                        await services.assign_ticket(uow, ticket_id, agent_id, force=True)
+                    await uow.commit()
+                    assigned += len(ids)
+            except (DBAPIError, Conflict):  # down, restarting, locked or raced: next round
+                pass
+            else:
+                if done:
+                    return assigned
+            await asyncio.sleep(0.5)
+    finally:
+        await db.dispose()
 
 
 async def check_relay(result: Result, server: Server, database_url: str, within: float) -> None:

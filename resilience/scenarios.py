@@ -10,7 +10,14 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from resilience.faults import platform_faults
 from resilience.fuzz import fuzzed_input
-from resilience.harness import Context, check_relay, supervised, telegram_env, wait_until
+from resilience.harness import (
+    Context,
+    assign_as_opened,
+    check_relay,
+    supervised,
+    telegram_env,
+    wait_until,
+)
 from resilience.procs import SECRET, TOKEN, Server, start_fake
 from resilience.report import Result
 from resilience.slack_load import slack_redeliveries
@@ -66,6 +73,16 @@ def score(result: Result, verdict: Verdict, load: Load) -> None:
     result.notes += verdict.examples
 
 
+def expect_notices(result: Result, verdict: Verdict, assigned: int) -> None:
+    """Each ticket an agent took owes its customer one chat notice, under the same faults."""
+    result.notes.append(f"tickets assigned during the load: {assigned}")
+    if assigned == 0:
+        result.fail("no ticket was assigned, so no chat notice was tested")
+    elif verdict.notices < assigned:
+        result.lost += assigned - verdict.notices
+        result.fail(f"{assigned} tickets assigned but only {verdict.notices} chat notices")
+
+
 # -- 1. kill -9 during inbound load ----------------------------------------------------------
 
 
@@ -113,12 +130,16 @@ async def crash_during_telegram_load(ctx: Context, *, database_url: str | None =
 
     started = time.monotonic()
     killing = asyncio.create_task(killer())
+    loaded = asyncio.Event()
+    assigning = asyncio.create_task(assign_as_opened(url, loaded.is_set))
     try:
         await load.run()
     finally:
         killing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await killing
+        loaded.set()
+    assigned = await assigning
     elapsed = time.monotonic() - started
     if not server.alive():  # killed after the last update: bring it back for the relay
         server.start()
@@ -132,6 +153,7 @@ async def crash_during_telegram_load(ctx: Context, *, database_url: str | None =
     server.stop()
 
     result.recover_seconds = max(recoveries) if recoveries else None
+    expect_notices(result, verdict, assigned)
     rate = verdict.updates / elapsed if elapsed else 0.0
     result.notes.append(
         f"{verdict.updates} updates in {elapsed:.0f} s ({rate:.0f}/s), {server.starts - 1} restarts"
@@ -199,6 +221,8 @@ async def postgres_restart_under_load(ctx: Context, cluster: PgCluster) -> Resul
         wall["up"] = time.time()
 
     outage_task = asyncio.create_task(outage_at_a_third())
+    loaded = asyncio.Event()
+    assigning = asyncio.create_task(assign_as_opened(url, loaded.is_set))
     try:
         await load.run()
     finally:
@@ -206,6 +230,8 @@ async def postgres_restart_under_load(ctx: Context, cluster: PgCluster) -> Resul
             outage_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await outage_task
+        loaded.set()
+    assigned = await assigning
     if "up" not in window:
         return result.unavailable("the load finished before the outage could start")
     # Requests made and answered while the database was down must all ask for a retry.
@@ -225,6 +251,7 @@ async def postgres_restart_under_load(ctx: Context, cluster: PgCluster) -> Resul
     calls = await asyncio.to_thread(fake.calls)
     verdict = judge(conversations, effects, calls, [(wall["down"], wall["up"])])
     server.stop()
+    expect_notices(result, verdict, assigned)
     score(result, verdict, load)
     return result
 

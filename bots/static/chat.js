@@ -31,27 +31,114 @@
     if (line.id <= last) return;
     last = line.id;
     const item = document.createElement("li");
-    item.className = "line line--" + line.direction;
+    item.className = "line line--" + line.direction + (line.agent ? " line--agent" : "");
     item.dataset.id = line.id;
+    item.appendChild(speaker(line));
     let text = line.text || "";
     if (line.attachment) text = (text ? text + "\n" : "") + "📎 " + line.attachment.name;
     if (!text && line.choice) text = line.choice;
-    item.textContent = text;
-    if (line.direction === "out" && line.choices && line.choices.length) {
-      const group = document.createElement("div");
-      group.className = "choices";
-      group.setAttribute("role", "group");
-      for (const choice of line.choices) {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.textContent = choice.label;
-        button.addEventListener("click", () => send({ text: choice.label, choice: choice.value }));
-        group.appendChild(button);
-      }
-      item.appendChild(group);
+    if (text) {
+      const body = document.createElement("div");
+      body.className = "line__text";
+      body.textContent = text;
+      item.appendChild(body);
     }
+    if (line.download) item.appendChild(downloadLink(line.download));
+    const offersChoices = line.direction === "out" && line.choices && line.choices.length;
+    // A set of buttons answers the step it was sent for: once the visitor says anything, or
+    // a newer set or a person's message arrives, pressing an old one would act out of turn.
+    if (line.direction === "in" || offersChoices || line.agent) retireChoices();
+    if (offersChoices) item.appendChild(choiceGroup(line.choices));
+    item.appendChild(stamp(line.at));
     log.appendChild(item);
     log.scrollTop = log.scrollHeight;
+  }
+
+  function speaker(line) {
+    const who = document.createElement("div");
+    if (!line.agent) {
+      who.className = "visually-hidden";
+      who.textContent = line.direction === "in" ? "You:" : "Assistant:";
+      return who;
+    }
+    const name = line.agent.name || "Agent";
+    who.className = "line__who";
+    const avatar = document.createElement("span");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    avatar.textContent = name.trim().charAt(0).toUpperCase() || "?";
+    const label = document.createElement("span");
+    label.textContent = name;
+    const role = document.createElement("span");
+    role.className = "line__role";
+    role.textContent = "Support team";
+    who.append(avatar, label, role);
+    return who;
+  }
+
+  function stamp(at) {
+    const time = document.createElement("time");
+    time.className = "line__time";
+    const when = at ? new Date(at) : new Date();
+    time.dateTime = when.toISOString();
+    const sameDay = when.toDateString() === new Date().toDateString();
+    const clock = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.textContent = sameDay ? clock : when.toLocaleDateString([], { day: "numeric", month: "short" }) + ", " + clock;
+    time.title = when.toLocaleString();
+    return time;
+  }
+
+  function choiceGroup(choices) {
+    const group = document.createElement("div");
+    group.className = "choices";
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", "Choices");
+    for (const choice of choices) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = choice.label;
+      button.addEventListener("click", () => {
+        if (button.disabled) return;
+        button.classList.add("chosen");
+        button.setAttribute("aria-pressed", "true");
+        retire(group);
+        send({ text: choice.label, choice: choice.value });
+      });
+      group.appendChild(button);
+    }
+    return group;
+  }
+
+  function retire(group) {
+    group.classList.add("choices--used");
+    group.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  }
+
+  function retireChoices() {
+    log.querySelectorAll(".choices:not(.choices--used)").forEach(retire);
+  }
+
+  function downloadLink(download) {
+    const link = document.createElement("a");
+    link.className = "line__download";
+    link.href = download.href;
+    link.download = "careline-data.json";
+    link.textContent = download.label;
+    // Fetched with the visitor's token: a framed page may have no cookie to send with a plain link.
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const response = await fetch(download.href, { headers: headers(), credentials: "same-origin" });
+      if (!response.ok) return say("Your data could not be downloaded; please try again.");
+      const file = URL.createObjectURL(await response.blob());
+      const save = document.createElement("a");
+      save.href = file;
+      save.download = link.download;
+      document.body.appendChild(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(file), 10000);
+    });
+    return link;
   }
 
   function update(payload) {
@@ -66,7 +153,15 @@
 
   async function start() {
     const response = await fetch("/chat/api/session", { method: "POST", headers: headers(), credentials: "same-origin" });
-    const data = await response.json();
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok || !data.token) {
+      // Refused (too many sessions from here, or the chat is starting): say why and try
+      // again when the server allows, keeping any token we already had.
+      const wait = Number(response.headers.get("Retry-After")) || 5;
+      say(data.error || data.detail || "The chat is unavailable right now. Trying again…");
+      setTimeout(() => start().catch(() => say("The chat is unavailable right now.")), wait * 1000);
+      return;
+    }
     token = data.token;
     store.set(token);
     update(data);

@@ -49,6 +49,21 @@ async def test_validation_errors_list_each_field(api: Api) -> None:
     assert_problem(huge, 422)
 
 
+async def test_integers_are_json_schema_integers(api: Api) -> None:
+    """21.0 is an integer in JSON Schema (what the OpenAPI document promises); 21.5, "21" and
+    true are not."""
+    made = await api.post("/agents", json={"name": "Ada", "email": "ada@example.com",
+                                           "capacity": 21.0})  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert made.json()["capacity"] == 21
+    for wrong in (21.5, "21", True):
+        refused = await api.post("/agents", json={"name": "Bo", "email": "bo@example.com",
+                                                  "capacity": wrong})  # fmt: skip
+        assert_problem(refused, 422, "invalid_request")
+    limited = await api.post("/tickets/auto-assign", json={"limit": 3.0})
+    assert limited.status_code == 200, limited.text
+
+
 async def test_bodies_over_the_limit_are_refused_with_413(api: Api) -> None:
     app = build_app(api.db, max_body_bytes=1000)
     transport = httpx.ASGITransport(app=app)

@@ -76,9 +76,11 @@ def engine(db: Database) -> DialogEngine:
 
 @dataclass(frozen=True)
 class Press:
-    """A button press (UserSaid.choice) rather than typed text."""
+    """A button press (UserSaid.choice) rather than typed text; Telegram and the web chat
+    send the button's label as the text."""
 
     value: str
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,12 @@ class Customer:
             display_name=self.name,
         )
         if isinstance(what, Press):
-            return UserSaid(**base, choice=what.value, message_id=message_id)  # type: ignore[arg-type]
+            return UserSaid(
+                **base,  # type: ignore[arg-type]
+                text=what.label,
+                choice=what.value,
+                message_id=message_id,
+            )
         if isinstance(what, Send):
             return UserSaid(
                 **base,  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from dialogs.decisions import (
     AddToTicket,
     ConfirmEmailCode,
     Context,
+    CustomerView,
     DialogState,
     OpenTicket,
     RequestEmailCode,
@@ -48,9 +49,9 @@ def test_confirmation_opens_the_ticket_from_the_collected_slots() -> None:
         "priority": "high",
         "external_id": "c:5",
     }
-    decision = decide(
-        DialogState("intake_confirm", {"intake": intake}), NOTHING, said(choice="confirm"), ctx()
-    )
+    offered = [["Yes, open it", "confirm"], ["Cancel", "/cancel"]]
+    state = DialogState("intake_confirm", {"intake": intake, "offered": offered})
+    decision = decide(state, NOTHING, said(choice="confirm"), ctx())
     assert decision.actions == (OpenTicket("It broke", "billing", Priority.HIGH, (), "c:5"),)
     assert decision.state.name == "idle"
     assert "intake" not in decision.state.slots
@@ -85,6 +86,15 @@ def test_handover_ends_when_the_ticket_is_no_longer_active() -> None:
     assert decision.says[0].key == "greet"
 
 
+def test_greeting_without_a_name_reads_naturally() -> None:
+    nameless = decide(DialogState(), Parse("greet", 0.99), said("hi"), ctx())
+    named = decide(
+        DialogState(), Parse("greet", 0.99), said("hi"), ctx(customer=CustomerView("Ada Lovelace"))
+    )
+    assert [s.key for s in nameless.says] == ["greet_anonymous"]
+    assert named.says[0].key == "greet" and named.says[0].params == {"name": "Ada"}
+
+
 def test_low_confidence_counts_as_not_understood() -> None:
     decision = decide(DialogState(), Parse("greet", 0.2), said("hmm"), ctx())
     assert decision.says[0].key == "input.not_understood"
@@ -96,7 +106,10 @@ def test_recently_resolved_ticket_turns_free_text_into_a_reopen_question() -> No
     decision = decide(DialogState(), NOTHING, said("again broken"), ctx(resolved))
     assert decision.state.name == "new_or_reopen"
     assert decision.state.slots["pending"] == "again broken"
-    follow = decide(decision.state, NOTHING, said(choice="reopen"), ctx(resolved))
+    offered = {**decision.state.slots, "offered": [["About CR-1001", "reopen"]]}
+    follow = decide(
+        replace(decision.state, slots=offered), NOTHING, said(choice="reopen"), ctx(resolved)
+    )
     assert follow.actions == (AddToTicket(1, "again broken"),)
 
 
@@ -126,7 +139,8 @@ def test_email_code_is_checked_against_the_pending_verification() -> None:
 
 
 def test_resend_requests_a_new_code() -> None:
-    state = DialogState("intake_code", {"intake": {"email": "a@b.co"}})
+    offered = [["Resend the code", "resend"], ["Skip", "skip"]]
+    state = DialogState("intake_code", {"intake": {"email": "a@b.co"}, "offered": offered})
     assert decide(state, NOTHING, said(choice="resend"), ctx()).actions == (
         RequestEmailCode("a@b.co"),
     )

@@ -202,8 +202,8 @@ async def test_complaint_with_email_verification_code(db: Database, engine: Dial
         [
             (wrong, "doesn't match (4 tries left)"),
             (code, ["ada@example.com is confirmed", "keep you posted"]),
-            (Press("notify:email"), ["Updates also go to ada@example.com", "open it"]),
-            (Press("confirm"), "CR-1001"),
+            (Press("notify:email"), ["Updates go to ada@example.com.", "open it"]),
+            (Press("confirm"), ["CR-1001", "reply by email to ada@example.com"]),
         ],
     )
     async with db.uow() as uow:
@@ -250,7 +250,7 @@ async def test_customer_with_verified_email_is_not_asked_again(
             ("/new", "describe"),
             ("Another problem entirely here", "area"),
             ("billing", "urgent"),
-            ("low", ["Updates also go to ada@example.com", "open it"]),
+            ("low", ["Updates come here, and also go to ada@example.com", "open it"]),
         ],
     )
 
@@ -264,7 +264,9 @@ async def test_cancel_at_any_intake_step_opens_nothing(db: Database, engine: Dia
                 ("/new", "describe"),
                 ("It broke", "area"),
                 ("billing", "urgent"),
-                (Press("/cancel"), "Cancelled"),
+                ("low", "email"),
+                (Press("skip"), "open it"),
+                (Press("/cancel", "Cancel"), "Cancelled"),  # the confirmation's own button
             ],
             [
                 ("/new", "describe"),
@@ -569,7 +571,13 @@ async def test_export_my_data_as_summary_and_json(engine: DialogEngine) -> None:
             ("/mydata", ["Export my data", "Erase my data"]),
             (
                 Press("export"),
-                ["Name: Ada Lovelace", "telegram", "CR-1001", '"reference": "CR-1001"'],
+                [
+                    "Name: Ada Lovelace",
+                    "telegram",
+                    "CR-1001",
+                    "· 1 message",  # a plural word, not a cryptic count with an envelope
+                    '"reference": "CR-1001"',
+                ],
             ),
         ],
     )

@@ -21,6 +21,11 @@ class Running:
     database: Path
 
     @property
+    def url(self) -> str:
+        """The server's database, for `core` services run from the test."""
+        return f"sqlite+aiosqlite:///{self.database}"
+
+    @property
     def webhook(self) -> str:
         return f"{self.server.url}/telegram/webhook"
 

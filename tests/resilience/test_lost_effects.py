@@ -6,6 +6,7 @@ into the running `careline serve`, lifts it, and checks what the customer finall
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from resilience.harness import assign_as_opened
 from resilience.procs import SECRET
 from resilience.telegram_load import Sent
 from tests.resilience.conftest import Running
@@ -102,14 +104,15 @@ def test_sent_notice_is_recorded_done_when_a_bookkeeping_write_failed_once(
     PostgreSQL-restart scenario)."""
     chat = next(_chats)
     sent = Sent(next(_updates), chat, 1, "/human", opens_ticket=True)
+    assert post(running, sent).status_code == 200
     running.sql(
         "CREATE TRIGGER fail_done BEFORE UPDATE ON outbox_deliveries "
         "WHEN NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'injected: database went away'); END"
     )
     try:
-        assert post(running, sent).status_code == 200
-        notice = wait_for(lambda: [t for t in sends_to(running, chat) if "queue" in t], 30)
-        assert notice, "the queue notice was never sent"
+        asyncio.run(assign_as_opened(running.url, lambda: True))  # the relay tells the customer
+        notice = wait_for(lambda: [t for t in sends_to(running, chat) if "looking after" in t], 30)
+        assert notice, "the assignment notice was never sent"
         assert wait_for(lambda: "writing delivery records failed" in running.server.log_text(), 30)
     finally:
         running.sql("DROP TRIGGER fail_done")
@@ -126,4 +129,4 @@ def test_sent_notice_is_recorded_done_when_a_bookkeeping_write_failed_once(
         f"the sent notice is still {recorded()} after the database came back: "
         "it will be sent again when the lease expires"
     )
-    assert len([t for t in sends_to(running, chat) if "queue" in t]) == 1
+    assert len([t for t in sends_to(running, chat) if "looking after" in t]) == 1

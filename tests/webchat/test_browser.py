@@ -81,3 +81,37 @@ def test_customer_opens_a_ticket_and_sees_the_agent_reply_live(server: tuple[str
         expect(log).to_contain_text("Thanks! A fix ships tomorrow.", timeout=10_000)
         expect(log).to_contain_text("The app crashes when I upload a photo")
         browser.close()
+
+
+def test_a_refused_session_is_explained_and_retried_not_stored(server: tuple[str, str]) -> None:
+    """429 on the first session call: the page shows the server's reason, stores no token,
+    and starts the chat once the server allows it."""
+    chromium = chromium_or_skip()
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    url, _ = server
+    refusals = []
+
+    def refuse_once(route: Route) -> None:
+        if refusals:
+            route.continue_()
+            return
+        refusals.append(route.request.url)
+        route.fulfill(
+            status=429,
+            headers={"Retry-After": "1", "Content-Type": "application/json"},
+            body='{"error": "Too many new chats from your network. Try again in a minute."}',
+        )
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        page = browser.new_page()
+        page.route("**/chat/api/session", refuse_once)
+        page.goto(f"{url}/chat")
+        expect(page.locator("#notice")).to_contain_text("Too many new chats", timeout=10_000)
+        assert page.evaluate("() => Object.values(localStorage)") == []
+        expect(page.locator("#log")).to_contain_text("Report a problem", timeout=20_000)
+        token = page.evaluate("() => Object.values(localStorage)")
+        assert len(token) == 1 and token[0] not in ("", "undefined")
+        assert len(refusals) == 1
+        browser.close()
