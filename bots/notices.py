@@ -228,7 +228,10 @@ class CustomerNotices:
             ev.AgentReplied,
         ):
             handlers.add(event, "customer_email", self.email_notice)
-        handlers.add(ev.AgentReplied, "agent_reply_chat", self.deliver_agent_reply)
+        # The same chat as the notices: an assignment notice goes out before the reply.
+        handlers.add(
+            ev.AgentReplied, "agent_reply_chat", self.deliver_agent_reply, lane="customer_chat"
+        )
         handlers.add(ev.EmailVerificationRequested, "verification_email", self.verification)
         handlers.add(ev.SlaBreached, "assignee_email", self.sla_breach_to_assignee)
 

@@ -9,17 +9,21 @@ repeats at most the message that was in flight, never one already recorded as do
 Each handler succeeds, retries (exponential backoff with jitter, at least what the platform
 asked for in `RetryLater.seconds`) or is parked as a dead letter on its own; a row is done
 when all its handlers are. Rows are worked concurrently, one task each, so a chat that a
-channel adapter is pacing never holds up other chats; rows about the same ticket are worked
-in order within a relay. A claim marks the claimed rows' deliveries `sending` in the same
-transaction (a row waiting behind an earlier one about its ticket is marked when its turn
-comes); the results (`done`, retries) and the rows' release are group-committed: whatever
-the running tasks need written is flushed together in one transaction. On PostgreSQL the
-relay keeps one connection for claims and one for the journal (no pool checkout and
-pre-ping per transaction; a stale one after a server restart is replaced and the
-transaction retried at once).
+channel adapter is pacing never holds up other chats. Order is kept per destination: each
+handler belongs to a lane (the customer's chat, their email, the Slack desk, ...), and a
+ticket's deliveries in one lane go out in the order of its events, within a relay. Lanes do
+not wait for each other: an agent's reply reaches the customer's chat while the desk's
+Slack updates, paced by Slack, are still queued. A claim marks the claimed rows' deliveries
+`sending` in the same transaction (a delivery waiting behind an earlier one of its ticket
+and lane is marked when its turn comes); the results (`done`, retries) and the rows'
+release are group-committed: whatever the running tasks need written is flushed together in
+one transaction. On PostgreSQL the relay keeps one connection for claims and one for the
+journal (no pool checkout and pre-ping per transaction; a stale one after a server restart
+is replaced and the transaction retried at once).
 
-Pickup is prompt: LISTEN/NOTIFY on PostgreSQL (channel `careline_outbox`), a short poll on
-SQLite, where only one relay process may run (`SqliteRelayLock`).
+Pickup is prompt: a commit in the relay's own process wakes it at once; other processes'
+commits reach it by LISTEN/NOTIFY on PostgreSQL (channel `careline_outbox`), by a short poll
+on SQLite, where only one relay process may run (`SqliteRelayLock`).
 """
 
 from __future__ import annotations
@@ -93,19 +97,34 @@ any other exception is retried like a transient failure and dead-lettered in the
 
 
 class Handlers:
-    """The registry of named handlers per event type. Open: any area adds its own."""
+    """The registry of named handlers per event type. Open: any area adds its own.
+
+    A handler's lane is where its messages go (by default its name up to the first dot:
+    `slack.open_thread` and `slack.note_change` share the lane `slack`). A ticket's
+    deliveries in one lane keep the order of its events; different lanes never wait for
+    each other. Handlers that write to the same place under different names share a lane.
+    """
 
     def __init__(self) -> None:
         self._by_event: dict[str, dict[str, Handler]] = {}
+        self._lanes: dict[str, str] = {}
 
-    def add(self, event: type[Event] | str, name: str, handler: Handler) -> None:
+    def add(
+        self, event: type[Event] | str, name: str, handler: Handler, *, lane: str | None = None
+    ) -> None:
         event_type = event if isinstance(event, str) else event.__name__
         if len(name) > 64:
             raise ValueError(f"handler name {name!r} is longer than 64 characters")
         named = self._by_event.setdefault(event_type, {})
         if name in named:
             raise ValueError(f"{event_type} already has a handler named {name!r}")
+        lane = lane or name.split(".", 1)[0]
+        if self._lanes.setdefault(name, lane) != lane:
+            raise ValueError(f"handler {name!r} is in lane {self._lanes[name]!r}, not {lane!r}")
         named[name] = handler
+
+    def lane(self, name: str) -> str:
+        return self._lanes.get(name, name)
 
     def for_event(self, event_type: str) -> list[tuple[str, Handler]]:
         return list(self._by_event.get(event_type, {}).items())
@@ -492,7 +511,8 @@ class Relay:
         self._claims = _Link(db)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tails: dict[Hashable, asyncio.Task[None]] = {}
+        # (ticket or customer, lane) -> when the last delivery queued in that lane is over
+        self._tails: dict[Hashable, asyncio.Future[None]] = {}
         self._slot_freed = asyncio.Event()
 
     @classmethod
@@ -525,37 +545,45 @@ class Relay:
                 await self._journal.stop()
                 await self._claims.close()
 
-    async def _claim(self, limit: int) -> list[tuple[OutboxRow, dict[str, _State] | None]]:
+    async def _claim(self, limit: int) -> list[tuple[OutboxRow, dict[str, _State]]]:
         """Lease rows and, in the same transaction, mark `sending` what can start at once.
 
-        A row queued behind an earlier one about the same ticket is marked only when its
-        turn comes (`_Journal.begin`): a mark must not age towards the lease while it waits.
+        A delivery queued behind an earlier one of its ticket and lane is marked only when
+        its turn comes (`_Journal.begin`): a mark must not age towards the lease while it
+        waits. Such a handler is absent from its row's states.
         """
 
-        async def work(conn: AsyncConnection) -> list[tuple[OutboxRow, dict[str, _State] | None]]:
+        async def work(conn: AsyncConnection) -> list[tuple[OutboxRow, dict[str, _State]]]:
             rows = await claim(self.db, self.worker, limit=limit, lease=self.lease, conn=conn)
-            queued: set[Hashable] = {key for key, task in self._tails.items() if not task.done()}
+            queued = {lane for lane, tail in self._tails.items() if not tail.done()}
             now_pairs: list[tuple[int, str]] = []
             for row in rows:
-                key = _order_key(row)
-                if key is None or key not in queued:
-                    now_pairs += [(row.id, name) for name in self.handlers.names(row.event_type)]
-                if key is not None:
-                    queued.add(key)
+                for name in self.handlers.names(row.event_type):
+                    lane = self._lane_of(row, name)
+                    if lane is None or lane not in queued:
+                        now_pairs.append((row.id, name))
+                    if lane is not None:
+                        queued.add(lane)
             states: dict[int, dict[str, _State]] = {}
             if now_pairs:
                 states = await begin_deliveries(
                     conn, self.db.is_postgres, now_pairs, utcnow(), self.lease
                 )
-            marked = {e for e, _ in now_pairs}
-            return [(row, states.get(row.id, {}) if row.id in marked else None) for row in rows]
+            return [(row, states.get(row.id, {})) for row in rows]
 
         return await self._claims.transaction(work)
+
+    def _lane_of(self, row: OutboxRow, name: str) -> Hashable | None:
+        key = _order_key(row)
+        return None if key is None else (key, self.handlers.lane(name))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work the outbox until `stop` is set; in-flight rows get `grace_seconds` to finish."""
         lock = self._sqlite_lock()
         listener: asyncio.Task[None] | None = None
+        # A commit of this process wakes the relay at once (SQLite has no NOTIFY; this also
+        # saves PostgreSQL's round trip when the web and the relay share a process).
+        unlisten = self.db.on_outbox_written(self._wake.set)
         try:
             self._journal.start()
             if self.db.is_postgres:
@@ -589,6 +617,7 @@ class Relay:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+            unlisten()
             for task in list(self._tasks):
                 task.cancel()
             await self._journal.stop()
@@ -646,60 +675,98 @@ class Relay:
 
     # --- one row --------------------------------------------------------------------------
 
-    def _spawn(self, row: OutboxRow, states: dict[str, _State] | None) -> asyncio.Task[None]:
-        key = _order_key(row)
-        before = self._tails.get(key) if key is not None else None
-        task = asyncio.create_task(self._work_row(row, states, before), name=f"relay-row-{row.id}")
+    def _spawn(self, row: OutboxRow, states: dict[str, _State]) -> asyncio.Task[None]:
+        """One task per row; each of its handlers waits for its lane's earlier delivery."""
+        turns: dict[str, tuple[asyncio.Future[None] | None, asyncio.Future[None]]] = {}
+        loop = asyncio.get_running_loop()
+        for name in self.handlers.names(row.event_type):
+            lane = self._lane_of(row, name)
+            if lane is None:
+                continue
+            over: asyncio.Future[None] = loop.create_future()
+            turns[name] = (self._tails.get(lane), over)
+            self._tails[lane] = over
+            over.add_done_callback(functools.partial(self._forget_lane, lane))
+        task = asyncio.create_task(self._work_row(row, states, turns), name=f"relay-row-{row.id}")
         self._tasks.add(task)
-        if key is not None:
-            self._tails[key] = task
-        task.add_done_callback(lambda done: self._forget(done, key))
+        task.add_done_callback(self._forget)
         return task
 
-    def _forget(self, task: asyncio.Task[None], key: Hashable | None) -> None:
+    def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if key is not None and self._tails.get(key) is task:
-            del self._tails[key]
         self._slot_freed.set()
+
+    def _forget_lane(self, lane: Hashable, over: asyncio.Future[None]) -> None:
+        if self._tails.get(lane) is over:
+            del self._tails[lane]
 
     async def _work_row(
         self,
         row: OutboxRow,
-        states: dict[str, _State] | None,
-        before: asyncio.Task[None] | None,
+        states: dict[str, _State],
+        turns: dict[str, tuple[asyncio.Future[None] | None, asyncio.Future[None]]],
     ) -> None:
-        if before is not None and not before.done():
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(before)  # rows about one ticket go out in order
         try:
-            await self._carry_out(row, states)
+            await self._carry_out(row, states, turns)
         except asyncio.CancelledError:
             raise
         except Exception:  # the lease expires and the row is claimed again
             log.exception("relay: outbox row %s could not be worked", row.id)
+        finally:
+            for _, over in turns.values():  # the lanes' next deliveries may go
+                if not over.done():
+                    over.set_result(None)
 
-    async def _carry_out(self, row: OutboxRow, states: dict[str, _State] | None) -> None:
+    async def _carry_out(
+        self,
+        row: OutboxRow,
+        states: dict[str, _State],
+        turns: dict[str, tuple[asyncio.Future[None] | None, asyncio.Future[None]]],
+    ) -> None:
         named = self.handlers.for_event(row.event_type)
         if not named:
             await self._journal.settle(row.id, "done", utcnow(), "")
             return
-        if states is None:  # not marked at claim time: it waited for its turn
-            states = await self._journal.begin(row.id, [name for name, _ in named])
-        mine = [(name, fn) for name, fn in named if name in states and states[name].ours]
-        if len(mine) == 1:  # the usual case: no gather (two tasks) per row
-            name, fn = mine[0]
-            results = [await self._run_handler(row, name, fn, states[name])]
+        if len(named) == 1:  # the usual case: no gather (two tasks) per row
+            name, fn = named[0]
+            results = [await self._in_turn(row, name, fn, states, turns.get(name))]
         else:
             results = await asyncio.gather(
-                *(self._run_handler(row, n, fn, states[n]) for n, fn in mine)
+                *(self._in_turn(row, n, fn, states, turns.get(n)) for n, fn in named)
             )
         for result in results:
+            if result is None:  # not ours to carry out: its state says why
+                continue
             self._journal.outcome(row.id, result)
             states[result.handler] = _State(
                 result.status, states[result.handler].attempts, result.next_attempt_at,
                 utcnow(), result.error,
             )  # fmt: skip
         await self._settle(row, named, states)
+
+    async def _in_turn(
+        self,
+        row: OutboxRow,
+        name: str,
+        handler: Handler,
+        states: dict[str, _State],
+        turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]] | None,
+    ) -> _Outcome | None:
+        """Run one handler once its lane's earlier delivery is over (marking it then)."""
+        before, over = turn or (None, None)
+        try:
+            if before is not None and not before.done():
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(before)  # a ticket's lane goes out in order
+            if name not in states:  # not marked at claim time: it waited for its turn
+                states.update(await self._journal.begin(row.id, [name]))
+            state = states.get(name)
+            if state is None or not state.ours:
+                return None
+            return await self._run_handler(row, name, handler, state)
+        finally:
+            if over is not None and not over.done():
+                over.set_result(None)
 
     async def _run_handler(
         self, row: OutboxRow, name: str, handler: Handler, state: _State

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.exc import StaleDataError
 
 from core import services
 from core.db import tables as t
@@ -143,11 +144,11 @@ async def outbox_backlog(database_url: str) -> tuple[int, int]:
 
 
 async def assign_as_opened(database_url: str, finished: Callable[[], bool]) -> int:
-    """An agent takes each ticket as it opens, so the relay has chat notices to send ("… is
-    looking after CR-…") while the scenario interrupts it. Rides out a dead or locked
-    database. Returns how many tickets it assigned."""
+    """An agent takes each ticket as it opens (once the agent exists, the server's own
+    auto-assignment may be quicker), so the relay has chat notices to send ("… is looking
+    after CR-…") while the scenario interrupts it. Rides out a dead or locked database.
+    Returns how many tickets the agent holds at the end."""
     db = Database(database_url)
-    assigned = 0
     agent_id: int | None = None
     try:
         while True:
@@ -166,16 +167,13 @@ async def assign_as_opened(database_url: str, finished: Callable[[], bool]) -> i
                     waiting = await uow.session.scalars(
                         select(t.tickets.c.id).where(t.tickets.c.assignee_id.is_(None))
                     )
-                    ids = list(waiting)
-                    for ticket_id in ids:
+                    for ticket_id in list(waiting):
                         await services.assign_ticket(uow, ticket_id, agent_id, force=True)
                     await uow.commit()
-                    assigned += len(ids)
-            except (DBAPIError, Conflict):  # down, restarting, locked or raced: next round
+                    if done:
+                        return len(await uow.tickets.held_by(agent_id))
+            except (DBAPIError, OSError, Conflict, StaleDataError):  # down, locked, raced: again
                 pass
-            else:
-                if done:
-                    return assigned
             await asyncio.sleep(0.5)
     finally:
         await db.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -75,6 +76,17 @@ class Database:
         # task that just released the connection can take it straight back, and a waiter
         # starves for seconds under load (asyncio.Lock queues newcomers behind waiters).
         self._turn: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        self._outbox_listeners: list[Callable[[], None]] = []
+
+    def on_outbox_written(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after each commit of this process that wrote outbox rows (a relay
+        in the same process wakes at once, on SQLite too); returns the way to stop."""
+        self._outbox_listeners.append(listener)
+        return lambda: self._outbox_listeners.remove(listener)
+
+    def _outbox_written(self) -> None:
+        for listener in list(self._outbox_listeners):
+            listener()
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -84,7 +96,9 @@ class Database:
         return Path(db)
 
     def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.sessions, notify=self.is_postgres, turn=self._turn)
+        return SqlUnitOfWork(
+            self.sessions, notify=self.is_postgres, turn=self._turn, written=self._outbox_written
+        )
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -110,10 +124,12 @@ class SqlUnitOfWork:
         *,
         notify: bool,
         turn: asyncio.Lock | None = None,
+        written: Callable[[], None] | None = None,
     ) -> None:
         self._turn = turn
         self._sessions = sessions
         self._notify = notify
+        self._written = written
 
     async def __aenter__(self) -> SqlUnitOfWork:
         if self._turn is not None:
@@ -163,6 +179,8 @@ class SqlUnitOfWork:
         except StaleDataError as exc:
             await self.session.rollback()
             raise Conflict("someone else changed this at the same time; try again") from exc
+        if rows and self._written is not None:
+            self._written()
 
     async def rollback(self) -> None:
         await self.session.rollback()

@@ -316,8 +316,8 @@ class FakeServer:
     async def _keep_internal_errors(self, request: web.Request, handler: Any) -> Any:
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except (web.HTTPException, ConnectionResetError):
+            raise  # an HTTP answer, or the client went away mid-request (a kill -9): not ours
         except Exception as error:
             # The method, not the path: a Bot API path carries the bot token.
             where = request.match_info.get("method") or request.path

@@ -13,11 +13,12 @@ from sqlalchemy import update
 
 from bots.channels import PermanentFailure, RetryLater
 from bots.relay import Delivery, Handler, Handlers, Relay, RetryPolicy, Skip
+from core import services
 from core.db import tables as t
 from core.db.database import Database
 from core.db.outbox import RelayLockHeld, SqliteRelayLock
-from core.events import AgentReplied, TicketOpened
-from core.model import utcnow
+from core.events import AgentReplied, TicketAssigned, TicketOpened
+from core.model import Channel, utcnow
 from tests.relay.support import deliveries, drain, outbox_rows, put_events
 
 FAST = RetryPolicy(base_seconds=0.01, max_seconds=0.05, max_attempts=4)
@@ -246,6 +247,55 @@ async def test_rows_about_one_ticket_go_out_in_order(db: Database) -> None:
     assert seen == [1, 2, 3]
 
 
+async def test_a_paced_lane_does_not_hold_up_the_customers_chat(db: Database) -> None:
+    """The desk's Slack updates of a ticket wait for Slack; the agent's reply to the same
+    ticket's customer goes out meanwhile, and each lane keeps its own order."""
+    desk_free = asyncio.Event()
+    seen: list[str] = []
+
+    def handler(name: str, wait: asyncio.Event | None = None) -> Handler:
+        async def run(delivery: Delivery) -> str:
+            if wait is not None:
+                await wait.wait()
+            seen.append(f"{name}:{delivery.event_type}")
+            if name == "agent_reply_chat":
+                desk_free.set()  # only once the reply went out does Slack allow the desk
+            return "sent"
+
+        return run
+
+    handlers = Handlers()
+    handlers.add(TicketAssigned, "slack.note_change", handler("slack.note_change", desk_free))
+    handlers.add(TicketAssigned, "customer_chat", handler("customer_chat"))
+    handlers.add(AgentReplied, "slack.confirm_reply", handler("slack.confirm_reply"))
+    handlers.add(AgentReplied, "agent_reply_chat", handler("agent_reply_chat"),
+                 lane="customer_chat")  # fmt: skip
+    await put_events(
+        db,
+        [
+            TicketAssigned(ticket_id=4, agent_id=1),
+            AgentReplied(ticket_id=4, message_id=1, agent_id=1),
+        ],
+    )
+    await asyncio.wait_for(drain(Relay(db, handlers)), 10)
+    assert seen == [
+        "customer_chat:TicketAssigned",  # the customer's lane, in the ticket's order
+        "agent_reply_chat:AgentReplied",
+        "slack.note_change:TicketAssigned",  # the desk's lane, in the ticket's order
+        "slack.confirm_reply:AgentReplied",
+    ]
+
+
+def test_one_handler_name_lives_in_one_lane() -> None:
+    handlers = Handlers()
+    handlers.add(TicketOpened, "agent_reply_chat", recorder(Counter()), lane="customer_chat")
+    with pytest.raises(ValueError, match="lane"):
+        handlers.add(AgentReplied, "agent_reply_chat", recorder(Counter()), lane="other")
+    assert handlers.lane("agent_reply_chat") == "customer_chat"
+    handlers.add(TicketOpened, "slack.open_thread", recorder(Counter()))
+    assert handlers.lane("slack.open_thread") == "slack"
+
+
 async def test_a_throttled_chat_does_not_hold_up_other_chats(db: Database) -> None:
     sent_at: dict[int, float] = {}
 
@@ -359,3 +409,35 @@ async def test_four_relays_on_postgres_deliver_each_row_exactly_once(pg_db: Data
     workers = {r["locked_by"] for r in (await outbox_rows(pg_db)).values()}
     assert workers == {None}
     assert len(per_relay) == 4  # all four took part
+
+
+async def test_a_commit_in_the_same_process_wakes_the_relay_at_once(db: Database) -> None:
+    """No waiting for the next poll: SQLite has no NOTIFY, and the web and the relay share
+    a process in the embedded default."""
+    opened = asyncio.Event()
+
+    async def tell(delivery: Delivery) -> str:
+        opened.set()
+        return "sent"
+
+    handlers = Handlers()
+    handlers.add(TicketOpened, "chat", tell)
+    stop = asyncio.Event()
+    relay = Relay(db, handlers, poll_seconds=60, idle_seconds=60)
+    runner = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.sleep(0.3)  # the relay found nothing and waits
+        async with db.uow() as uow:
+            customer, identity = await services.find_or_register_customer(
+                uow, channel=Channel.WEBCHAT, external_id="v-wake", chat_id="v-wake"
+            )
+            assert customer.id is not None
+            await services.open_ticket(
+                uow, customer_id=customer.id, description="It broke", category="other",
+                identity_id=identity.id,
+            )  # fmt: skip
+            await uow.commit()
+        await asyncio.wait_for(opened.wait(), 5)
+    finally:
+        stop.set()
+        await runner
