@@ -1,0 +1,307 @@
+"""The product's central story, end to end, on the real `careline serve` and its defaults.
+
+A customer complains in Telegram and becomes a ticket (with a verified email address); its
+Slack thread opens in the desk channel; an admin assigns it to an agent over the API; the
+agent answers in the thread; the customer reads the answer in Telegram and by email, is
+told it is resolved, rates it, and then erases their data, after which nothing of them
+remains: not in the database, not in the desk's copies, not in an export.
+
+Every platform is a contract-checking fake on 127.0.0.1 (Telegram Bot API, Slack Web API,
+SendGrid Mail Send), each a subprocess like the server. The customer acts like Telegram
+does: updates posted to the webhook with its secret, and a reply that rides in the
+webhook's answer run against the Bot API, so the fake holds the whole chat in order.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from resilience.fuzz import SLACK_SECRET, SLACK_TOKEN
+from resilience.harness import telegram_env
+from resilience.procs import ROOT, SECRET, TOKEN, Fake, Processes, Server, start_fake, workspace
+from tests.fakes.slack_events import SlackEvents
+from tests.fakes.telegram_updates import Person, TelegramUpdates
+
+pytestmark = pytest.mark.slow
+
+DESK = "C0DESK0001"
+AGENT_SLACK = "U0AGENT01"
+DANA = Person(id=4_200_000_001, first_name="Dana", last_name="Storyteller", username="dana_s")
+EMAIL = "dana.story@example.com"
+COMPLAINT = "My card was charged twice for order 4411"
+ANSWER = "We refunded the second charge of order 4411"
+SENDGRID_KEY = "SG.story-key"
+
+
+@dataclass
+class World:
+    server: Server
+    telegram: Fake
+    slack: Fake
+    sendgrid: Fake
+    database: Path
+    admin: httpx.Client
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.database, timeout=30) as conn:
+            return list(conn.execute(statement).fetchall())
+
+
+class Customer:
+    """Dana in Telegram: writes, presses buttons, reads the chat as the fake holds it."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.updates = TelegramUpdates(first_update_id=910_000_001)
+
+    def chat(self) -> list[dict[str, Any]]:
+        return [
+            call["params"]
+            for call in self.world.telegram.calls()
+            if call["method"] == "sendMessage"
+            and call["status"] == 200
+            and str(call["params"].get("chat_id")) == str(DANA.id)
+        ]
+
+    def texts(self) -> list[str]:
+        return [str(message.get("text", "")) for message in self.chat()]
+
+    def say(self, text: str, expect: str) -> str:
+        update = (
+            self.updates.command(text[1:], person=DANA)
+            if text.startswith("/")
+            else self.updates.text(text, person=DANA)
+        )
+        return self._post(update, expect)
+
+    def press(self, label: str, expect: str) -> str:
+        """Tap the button with this label on the newest message that has it."""
+        for message in reversed(self.chat()):
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+                for button in row:
+                    if label.lower() in button["text"].lower():
+                        update = self.updates.callback_query(
+                            button["callback_data"], person=DANA, message_text=message["text"]
+                        )
+                        return self._post(update, expect)
+        raise AssertionError(f"no button {label!r} in the chat: {self.texts()[-3:]}")
+
+    def _post(self, update: dict[str, Any], expect: str) -> str:
+        seen = len(self.chat())
+        answer = httpx.post(
+            f"{self.world.server.url}/telegram/webhook",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        method = answer.json() if answer.content else {}
+        if method.get("method"):  # Telegram runs the method given in a webhook's answer
+            name = method.pop("method")
+            sent = httpx.post(f"{self.world.telegram.url}/bot{TOKEN}/{name}", json=method)
+            assert sent.status_code == 200, sent.text
+        return self.expect(expect, after=seen)
+
+    def expect(self, words: str, after: int = 0, within: float = 30.0) -> str:
+        """The first message after the `after`-th that says `words` (waiting for the relay)."""
+        found = wait_for(
+            lambda: next((t for t in self.texts()[after:] if words.lower() in t.lower()), None),
+            within,
+        )
+        assert found, f"Dana never read {words!r}; the chat ends with {self.texts()[after:]}"
+        return found
+
+
+def wait_for(check: Callable[[], Any], within: float) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    return check()
+
+
+def emails_to(world: World, address: str) -> list[dict[str, Any]]:
+    """Mails SendGrid accepted for `address`: subject and the plain-text part."""
+    found = []
+    for call in world.sendgrid.calls():
+        body = call["params"]
+        to = [p["email"] for p in body["personalizations"][0]["to"]]
+        if call["status"] == 202 and address in to:
+            text = next(c["value"] for c in body["content"] if c["type"] == "text/plain")
+            found.append({"subject": body.get("subject", ""), "text": text})
+    return found
+
+
+def mail_with(world: World, words: str) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        mails = emails_to(world, EMAIL)
+        return next((m for m in mails if words.lower() in m["subject"].lower()), None)
+
+    mail = wait_for(find, 30)
+    subjects = [m["subject"] for m in emails_to(world, EMAIL)]
+    assert mail, f"no email about {words!r} reached {EMAIL}; got {subjects}"
+    return mail
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    procs = Processes()
+    with workspace() as workdir:
+        try:
+            telegram = start_fake(procs, "tests.fakes.telegram_api", workdir)
+            slack = start_fake(procs, "tests.fakes.slack_api", workdir)
+            sendgrid = start_fake(procs, "tests.fakes.sendgrid_api", workdir)
+            database = workdir / "careline.db"
+            env = telegram_env(
+                f"sqlite+aiosqlite:///{database}",
+                telegram,
+                workdir,
+                SLACK_BOT_TOKEN=SLACK_TOKEN,
+                SLACK_SIGNING_SECRET=SLACK_SECRET,
+                SLACK_API_URL=f"{slack.url}/api/",
+                CARELINE_SLACK_SUPPORT_CHANNEL=DESK,
+                SENDGRID_API_KEY=SENDGRID_KEY,
+                SENDGRID_API_HOST=sendgrid.url,
+                CARELINE_EMAIL_FROM="support@careline.example",
+            )
+            key = admin_key(env)
+            server = Server(procs, env, workdir)
+            server.start()
+            server.wait_ready()
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers) as admin:
+                yield World(server, telegram, slack, sendgrid, database, admin)
+            server.stop()
+        finally:
+            procs.close()
+
+
+def admin_key(env: dict[str, str]) -> str:
+    run = [sys.executable, "-m", "bots.cli"]
+    subprocess.run([*run, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    made = subprocess.run(
+        [*run, "admin", "create-key", "--role", "admin", "--name", "story"],
+        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return made.stdout.strip().splitlines()[0]
+
+
+def test_a_complaint_from_telegram_to_erasure(world: World) -> None:
+    dana = Customer(world)
+
+    # -- a complaint in Telegram becomes a ticket, with a verified email address ------------
+    dana.say("/start", "Hi Dana")
+    dana.say("I want to complain", "describe the problem")
+    dana.say(COMPLAINT, "which area")
+    dana.press("Billing", "how urgent")
+    dana.press("High", "email")
+    dana.say(EMAIL, "6-digit code")
+    code_mail = mail_with(world, "verification code")
+    code = re.search(r"\b(\d{6})\b", code_mail["text"])
+    assert code, code_mail["text"]
+    dana.say(code.group(1), "confirmed")
+    dana.press("Both", "open it")
+    opened = dana.press("Yes, open it", "CR-")
+    reference = re.search(r"CR-\d+", opened)
+    assert reference, opened
+    ref = reference.group(0)
+    [ticket] = world.admin.get("/tickets").json()["items"]
+    assert ticket["reference"] == ref
+
+    # -- its Slack thread opens in the desk channel -----------------------------------------
+    def root() -> dict[str, Any] | None:
+        return next(
+            (
+                c
+                for c in world.slack.calls()
+                if c["method"] == "chat.postMessage"
+                and c["params"].get("channel") == DESK
+                and not c["params"].get("thread_ts")
+                and ref in str(c["params"].get("text", ""))
+            ),
+            None,
+        )
+
+    assert wait_for(root, 30), "the ticket's root message never reached the desk channel"
+    [(thread_ts,)] = world.sql(
+        f"SELECT thread_ts FROM slack_threads WHERE ticket_id = {ticket['id']}"
+    )
+
+    # -- an admin assigns it; Dana is told who is on it, in Telegram and by email -----------
+    agent = world.admin.post(
+        "/agents",
+        json={"name": "Grace Hopper", "email": "grace@example.com", "slack_user_id": AGENT_SLACK},
+    )
+    assert agent.status_code == 201, agent.text
+    assigned = world.admin.post(
+        f"/tickets/{ticket['id']}/assign", json={"agent_id": agent.json()["id"]}
+    )
+    assert assigned.status_code == 200, assigned.text
+    dana.expect(f"Grace Hopper from our team is now looking after {ref}")
+    mail_with(world, f"Grace Hopper is looking after {ref}")
+
+    # -- the agent answers in the thread; Dana reads it in Telegram and by email ------------
+    events = SlackEvents(signing_secret=SLACK_SECRET)
+    body = events.body(events.thread_reply(DESK, thread_ts, ANSWER, user=AGENT_SLACK))
+    answer = httpx.post(f"{world.server.url}/slack/events", content=body, headers=events.sign(body))
+    assert answer.status_code == 200, answer.text
+    dana.expect(f"Grace Hopper: {ANSWER}")
+    replied = mail_with(world, f"replied on {ref}")
+    assert ANSWER in replied["text"]
+
+    # -- resolved: Dana is told, rates it, and the score is kept at once --------------------
+    resolved = world.admin.post(f"/tickets/{ticket['id']}/status", json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+    dana.expect(f"{ref} is resolved")
+    mail_with(world, f"{ref} is resolved")
+    dana.press("5", "thank")
+    assert world.admin.get(f"/tickets/{ticket['id']}").json()["csat_score"] == 5
+
+    # -- Dana erases their data; nothing of them remains ------------------------------------
+    customer_id = ticket["customer_id"]
+    before = everything_stored(world)
+    assert EMAIL in before and COMPLAINT in before and ANSWER in before  # the check can fail
+    dana.say("/mydata", "with your data")
+    dana.press("Erase my data", "Erase everything?")
+    dana.press("Yes", "erased")
+    personal = (EMAIL, COMPLAINT, ANSWER, "Storyteller", "dana_s", code.group(1))
+
+    def still_stored() -> list[str]:
+        return [p for p in personal if p in everything_stored(world)]
+
+    assert wait_for(lambda: not still_stored(), 10), f"{still_stored()} still stored"
+    exported = world.admin.get(f"/customers/{customer_id}/export").json()
+    assert not [p for p in personal if p in str(exported)]
+    assert all(not t["messages"] for t in exported["tickets"])
+
+    def desk_thread() -> str:
+        replies = httpx.post(
+            f"{world.slack.url}/api/conversations.replies",
+            data={"channel": DESK, "ts": thread_ts},
+            headers={"Authorization": f"Bearer {SLACK_TOKEN}"},
+        )
+        return str(replies.json().get("messages", []))
+
+    assert COMPLAINT in str(world.slack.calls())  # the desk had a copy of Dana's words
+    assert wait_for(lambda: not [p for p in personal if p in desk_thread()], 30), (
+        f"the desk's thread still holds Dana's words: {desk_thread()[:500]}"
+    )
+
+
+def everything_stored(world: World) -> str:
+    """Every row of every table of the database, as text."""
+    tables = [name for (name,) in world.sql("SELECT name FROM sqlite_master WHERE type='table'")]
+    return "\n".join(str(row) for table in tables for row in world.sql(f'SELECT * FROM "{table}"'))
