@@ -59,8 +59,8 @@ def _whole_number(value: object) -> object:
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 # JSON bodies are read strictly for numbers and booleans: "5" is not 5, 0 is not false.
-WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
-BodyId = Annotated[WholeNumber, Field(ge=1, le=MAX_ID)]
+WholeNumber = Annotated[int, Field(strict=True), BeforeValidator(_whole_number)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True), BeforeValidator(_whole_number)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
                                         pattern=NO_NUL)]  # fmt: skip

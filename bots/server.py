@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -65,6 +66,7 @@ class Runtime:
     admin_key: str | None = None  # the bootstrap admin key, when this start created it
     slack_socket: Any = None  # Socket Mode client (development)
     housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
+    reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -166,6 +168,8 @@ def create_app(
         try:
             if settings.auto_migrate:
                 await migrate(db)
+            if settings.email_reply_domain:
+                runtime.reply_addresses = await _reply_addresses(runtime)
             if web:
                 runtime.engine = (
                     engine
@@ -241,10 +245,19 @@ def create_app(
     if web:
         from admin_api import create_admin_app
         from bots.email import sendgrid_events_router
+        from bots.email_inbound import email_inbound_router
 
         app.mount(ADMIN_API_PATH, create_admin_app(db, settings))
         app.include_router(webchat_router(runtime.webchat))
         app.include_router(sendgrid_events_router(db, settings.sendgrid_webhook_public_key))
+        app.include_router(
+            email_inbound_router(
+                db,
+                lambda: runtime.reply_addresses,
+                settings.sendgrid_inbound_public_key,
+                timedelta(days=settings.reopen_window_days),
+            )
+        )
         if runtime.slack is not None:
             from bots.slack import slack_router
 
@@ -300,6 +313,17 @@ def _build_webchat(settings: Settings, db: Database) -> WebChat:
         allowed_origins=allowed_origins(settings.webchat_allowed_origins, settings.public_url),
         limits=WebChatLimits.from_settings(settings, db),
     )
+
+
+async def _reply_addresses(runtime: Runtime) -> Any:
+    from bots.email_inbound import ReplyAddresses
+
+    secret = runtime.settings.secret_key
+    key = await load_or_create_secret(
+        runtime.db, secret.get_secret_value() if secret is not None else None
+    )
+    assert runtime.settings.email_reply_domain is not None
+    return ReplyAddresses.keyed(runtime.settings.email_reply_domain, key)
 
 
 async def _start_webchat(runtime: Runtime) -> None:

@@ -138,6 +138,17 @@ class Settings(BaseSettings):
         validation_alias=_env("SENDGRID_WEBHOOK_PUBLIC_KEY"),
         description="Verifies SendGrid Event Webhook signatures (ECDSA public key).",
     )
+    email_reply_domain: str | None = Field(
+        None,
+        description="Hostname whose MX points at SendGrid Inbound Parse: notices then carry "
+        "a Reply-To for their ticket and customers' replies reach it "
+        "(POST /sendgrid/inbound).",
+    )
+    sendgrid_inbound_public_key: str | None = Field(
+        None,
+        validation_alias=_env("SENDGRID_INBOUND_PUBLIC_KEY"),
+        description="Verifies signed Inbound Parse requests (the security policy's public key).",
+    )
 
     # --- Telegram ---
     telegram_bot_token: SecretStr | None = Field(

@@ -62,6 +62,9 @@ async def test_integers_are_json_schema_integers(api: Api) -> None:
         assert_problem(refused, 422, "invalid_request")
     limited = await api.post("/tickets/auto-assign", json={"limit": 3.0})
     assert limited.status_code == 200, limited.text
+    schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    agent_id = schemas["AssignIn"]["properties"]["agent_id"]
+    assert (agent_id["type"], agent_id["minimum"]) == ("integer", 1)  # the bounds documented
 
 
 async def test_bodies_over_the_limit_are_refused_with_413(api: Api) -> None:
