@@ -67,6 +67,7 @@ class Email:
     html: str | None = None
     category: str = "notice"  # SendGrid category: notice kind, for the stats there
     key: str | None = None  # the relay's idempotency key, echoed back by the Event Webhook
+    reply_to: str | None = None  # where a reply goes (its ticket's address); else the sender's
 
 
 class EmailSender(Protocol):
@@ -114,8 +115,8 @@ class SendGridEmail:
             plain_text_content=email.text,
             html_content=email.html,
         )
-        if self.reply_to:
-            mail.reply_to = ReplyTo(self.reply_to)
+        if email.reply_to or self.reply_to:
+            mail.reply_to = ReplyTo(email.reply_to or self.reply_to)
         mail.category = Category(email.category)
         if email.key:
             # Per personalization: the published spec types a top-level custom_args as a string.
@@ -175,8 +176,8 @@ class LocalMailbox:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = email.to
-        if self.reply_to:
-            message["Reply-To"] = self.reply_to
+        if email.reply_to or self.reply_to:
+            message["Reply-To"] = email.reply_to or self.reply_to
         message["Subject"] = email.subject
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain="careline.local")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bots.channels import PermanentFailure
@@ -35,3 +37,16 @@ async def test_a_mail_that_breaks_the_contract_is_a_violation() -> None:
         with pytest.raises(PermanentFailure, match="SendGrid 400"):
             await sender.send(MAIL)
         assert [v.method for v in fake.violations] == ["mail.send"]
+
+
+async def test_a_mail_with_its_own_reply_to_says_so() -> None:
+    with SendGridFake() as fake:
+        sender = SendGridEmail(
+            "SG.k", host=fake.url, sender="support@careline.example", reply_to="help@x.example"
+        )
+        await sender.send(MAIL)
+        await sender.send(dataclasses.replace(MAIL, reply_to="reply+7-abc@reply.x.example"))
+        first, second = fake.calls
+        fake.assert_no_violations()
+    assert first.params["reply_to"] == {"email": "help@x.example"}
+    assert second.params["reply_to"] == {"email": "reply+7-abc@reply.x.example"}
