@@ -1,4 +1,5 @@
-"""Careline admin API: agents, tickets, assignment, customers, dead letters and reports.
+"""Careline admin API: agents, tickets, assignment, customers, dead letters, reports and the
+knowledge base.
 
 Mounted by `careline serve` at `/api/v1`; interactive docs at `/api/v1/docs`.
 
@@ -28,6 +29,10 @@ is always served. All replicas count into the same limits (PostgreSQL).
 | `GET /customers/{id}/export`, `POST /customers/{id}/erase` | yes | 403 |
 | `GET /dead-letters`, `POST /dead-letters/{id}/retry` | yes | 403 |
 | `GET /reports/agents`, `/categories`, `/daily` | yes | 403 |
+| `GET /articles`, `/articles/{id}`, `/articles/{id}/versions`, `/articles/export` | yes | yes |
+| `POST /articles`, `PATCH /articles/{id}` | yes | drafts only |
+| `POST /articles/{id}/publish`, `/unpublish`, `DELETE /articles/{id}` | yes | 403 |
+| `POST /articles/import` | yes | 403 |
 
 A reply on an unassigned ticket claims it for the replying agent. An agent acting on a
 ticket held by another agent gets 403.
@@ -38,7 +43,8 @@ refuses a well-formed request in the current state (a closed ticket, an email al
 taken). A 422 refuses the request itself, also for rules a schema cannot state: a `cursor`
 the API did not issue (`invalid_cursor`), `since` after `until` (`invalid_period`),
 reassigning an agent's tickets to that agent (`reassign_to_self`), an admin reply without
-`agent_id` (`agent_id_required`). Request bodies are limited (256 KiB by default; 413).
+`agent_id` (`agent_id_required`), an imported file that is not an article
+(`invalid_file`). Request bodies are limited (256 KiB by default; 413).
 
 **Lists** page by keyset: pass the `next_cursor` of one page as `cursor` for the next.
 """

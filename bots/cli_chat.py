@@ -28,6 +28,8 @@ def chat(
             await migrate(db)
             nlu = default_nlu(settings.nlu_intents_file, threshold=settings.nlu_threshold)
             engine = build_engine(settings, db, nlu)
+            if engine.knowledge is not None:  # loaded once: a short session follows no edits
+                await engine.knowledge.start()
             await chat_loop(engine, user_id=user, name=name, language=language)
         finally:
             await db.dispose()

@@ -96,9 +96,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "verification": ("Your Careline verification code", ""),
 }
 
-#: The last line of every email: where to write (nothing receives replies to an email).
+#: The last line of every email: where to write. A customer's email is answerable (its
+#: Reply-To is the ticket's reply address) when a reply domain is configured.
 FOOTER = {
     "customer": "To add to {reference}, write to us {where}.",
+    "customer_replies": "To add to {reference}, reply to this email or write to us {where}.",
     "assignee": "You get this email because {reference} is assigned to you.",
 }
 
@@ -190,6 +192,7 @@ class CustomerNotices:
         chat_on_open: bool = False,
         timeline_entries: int = 20,
         catalogue: Catalogue | None = None,
+        reply_to: Callable[[int], str] | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -201,6 +204,8 @@ class CustomerNotices:
         self.chat_on_open = chat_on_open
         self.timeline_entries = timeline_entries
         self.catalogue = catalogue or load_catalogue()
+        # A ticket's reply address (bots/email_inbound.ReplyAddresses.for_ticket), if any.
+        self.reply_to = reply_to
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html.j2"]),
@@ -393,7 +398,11 @@ class CustomerNotices:
             raise Skip("the address bounced or reported spam")
         facts.fields["where"] = where_to_write(facts.identity)
         subject, text = _fill(kind, facts.fields)
-        context = self._context(facts, subject, text, customer, rating=kind == "resolved")
+        ticket_id = facts.ticket.id
+        reply_to = self.reply_to(ticket_id) if self.reply_to and ticket_id else None
+        context = self._context(
+            facts, subject, text, customer, rating=kind == "resolved", answerable=bool(reply_to)
+        )
         return await self.email.send(
             Email(
                 to=customer.email,
@@ -402,6 +411,7 @@ class CustomerNotices:
                 html=self._render("notice.html.j2", context),
                 category=kind,
                 key=delivery.key,
+                reply_to=reply_to,
             )
         )
 
@@ -426,11 +436,15 @@ class CustomerNotices:
         customer: Customer | None,
         *,
         rating: bool = False,
+        answerable: bool = False,
     ) -> dict[str, Any]:
-        """`customer` None: the email goes to the assignee."""
+        """`customer` None: the email goes to the assignee. `answerable`: a reply to the
+        email reaches the ticket."""
         ticket = facts.ticket
         language = customer.language if customer else None
-        footer = FOOTER["customer" if customer else "assignee"]
+        footer = FOOTER[
+            "assignee" if customer is None else "customer_replies" if answerable else "customer"
+        ]
         return {
             "subject": subject,
             "greeting": _greeting(customer) if customer else f"Hello {facts.agent},",

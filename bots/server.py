@@ -109,6 +109,7 @@ def default_relay_handlers(runtime: Runtime) -> Any:
         channels=channels,
         email=build_email(runtime.settings),
         reopen_days=runtime.settings.reopen_window_days,
+        reply_to=runtime.reply_addresses.for_ticket if runtime.reply_addresses else None,
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
@@ -177,6 +178,7 @@ def create_app(
                     else await asyncio.to_thread(build_engine, settings, db)
                 )
                 runtime.webchat.engine = runtime.engine
+                await _start_knowledge(runtime)
                 await _start_webchat(runtime)
                 runtime.admin_key = await ensure_bootstrap_admin_key(db)
                 if runtime.admin_key:
@@ -334,6 +336,17 @@ async def _start_webchat(runtime: Runtime) -> None:
     runtime.webchat.visitors = Visitors(
         URLSafeTimedSerializer(key, salt="careline-webchat"),
         max_age=runtime.settings.webchat_token_max_age_days * 24 * 3600,
+    )
+
+
+async def _start_knowledge(runtime: Runtime) -> None:
+    """Seed and load the knowledge base, then follow its revision (admins publish live)."""
+    live = getattr(runtime.engine, "knowledge", None)
+    if live is None:
+        return
+    await live.start()
+    runtime.background.append(
+        asyncio.create_task(live.follow(runtime.stopping), name="knowledge-refresh")
     )
 
 

@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         None, description="Training data (YAML or CSV); the shipped support intents if unset."
     )
     nlu_faq_file: str | None = Field(None, description="FAQ answers (YAML) keyed by intent.")
+    knowledge_min_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of a question's words an article must cover to be quoted; below "
+        "it the bot says it is not sure and offers a ticket or a person.",
+    )
+    knowledge_refresh_seconds: float = Field(
+        2.0, gt=0, description="How often each process checks for published article changes."
+    )
     watson_assistant_id: str | None = Field(None, description="Watson Assistant id.")
     watson_environment_id: str | None = Field(None, description="Watson environment id.")
     watson_version: str = Field("2024-08-25", description="Watson API version date.")

@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from core.knowledge import (
+    Article,
+    ArticleQuery,
+    ArticleStatus,
+    ArticleText,
+    ArticleVersion,
+    Change,
+)
 from core.model import (
     Agent,
     Channel,
@@ -181,3 +189,45 @@ class RateLimiter(Protocol):
         """Count one hit: 0 while it is within the limit, else the seconds until the
         window ends (the answer's `Retry-After`)."""
         ...
+
+
+# --- knowledge base (admin API, dialog engine) -------------------------------------------
+
+
+class KnowledgeRepository(Protocol):
+    """Articles, their versions and the knowledge base's revision (core/knowledge.py)."""
+
+    async def get(self, article_id: int) -> Article | None: ...
+    async def by_key(self, language: str, key: str) -> Article | None: ...
+    async def find(self, query: ArticleQuery) -> Sequence[Article]: ...
+    async def published(self) -> Sequence[Article]:
+        """Every published article, for the answer index."""
+        ...
+
+    async def add(
+        self, text: ArticleText, *, status: ArticleStatus, by: str, now: datetime
+    ) -> Article:
+        """Save a new article at version 1; its id is set on return."""
+        ...
+
+    async def save(self, article: Article, *, previous_version: int) -> bool:
+        """Write the article if it is still at `previous_version`; False if another change
+        came first."""
+        ...
+
+    async def add_version(self, article: Article, change: Change) -> None: ...
+    async def versions(self, article_id: int) -> Sequence[ArticleVersion]:
+        """Newest first."""
+        ...
+
+    async def delete(self, article_id: int) -> None: ...
+    async def revision(self) -> int:
+        """Grows with every change to the published articles."""
+        ...
+
+    async def bump_revision(self) -> None: ...
+    async def claim_seeding(self, now: datetime) -> bool:
+        """True exactly once per database: the caller seeds the shipped articles."""
+        ...
+
+    async def count_feedback(self, article_id: int, version: int, *, helped: bool) -> None: ...

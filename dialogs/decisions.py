@@ -56,6 +56,28 @@ class FaqAnswers(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Passage:
+    """A paragraph of a published article, quoted verbatim, and where it comes from."""
+
+    text: str
+    title: str
+    article_id: int
+    version: int
+    confidence: float  # 0-1: how much of the question the article covers
+    confident: bool  # at or above the threshold: answer; below: say so and offer a person
+
+
+class KnowledgeAnswers(Protocol):
+    """The published articles in the customer's language (dialogs/knowledge.py)."""
+
+    def find(self, question: str, intent: str) -> Passage | None:
+        """The best passage for the question (the article keyed by `intent`, the NLU's
+        FAQ intent, unless the question's words fit another better); None when no article
+        shares a word with it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     """Facts loaded for this turn, so that `decide` needs no I/O."""
 
@@ -64,6 +86,7 @@ class Context:
     customer: CustomerView = field(default_factory=CustomerView)
     tickets: tuple[TicketView, ...] = ()  # newest first
     faq: FaqAnswers | None = None
+    knowledge: KnowledgeAnswers | None = None
     verification: EmailVerification | None = None  # the pending code, while one is asked
 
     def ticket(self, ticket_id: Any) -> TicketView | None:
@@ -199,6 +222,15 @@ class ConfirmEmailCode(Action):
 @dataclass(frozen=True, slots=True)
 class SetNotify(Action):
     notify: Notify
+
+
+@dataclass(frozen=True, slots=True)
+class RateAnswer(Action):
+    """The customer's "did that help?" about the article version they were answered from."""
+
+    article_id: int
+    version: int
+    helped: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from typing import Any, cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from core import contact, services
-from core.db.database import Database
+from core import contact, knowledge, services
+from core.db.database import Database, SqlUnitOfWork
+from core.db.knowledge import SqlKnowledgeBase
 from core.db.repositories import SqlDialogStore, TicketRecord
 from core.errors import Conflict, InvalidInput
 from core.model import Agent, Author, Notify, Ticket, reference_of, utcnow
@@ -45,6 +46,7 @@ from dialogs.decisions import (
     ExportData,
     FaqAnswers,
     OpenTicket,
+    RateAnswer,
     RateTicket,
     RequestEmailCode,
     RequestHuman,
@@ -52,6 +54,7 @@ from dialogs.decisions import (
     ShowTicket,
     TicketView,
 )
+from dialogs.knowledge import LiveKnowledge
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
 from dialogs.policy import chosen_value, decide, picked_assistant_text
 from dialogs.turn import Choice, Reply, UserSaid
@@ -75,6 +78,7 @@ class DialogEngine:
         catalogue: Catalogue,
         *,
         faq: FaqAnswers | None = None,
+        knowledge: LiveKnowledge | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -82,6 +86,7 @@ class DialogEngine:
         self.config = config
         self.catalogue = catalogue
         self.faq = faq
+        self.knowledge = knowledge  # answers from the published articles, kept current
         self.clock = clock
 
     async def handle_turn(self, said: UserSaid) -> list[Reply]:
@@ -193,6 +198,11 @@ class DialogEngine:
                 ),
                 tickets=tuple(_view(t) for t in tickets),
                 faq=self.faq,
+                knowledge=(
+                    self.knowledge.answers(said.language or record.language)
+                    if self.knowledge
+                    else None
+                ),
                 verification=verification,
             )
             decision = decide(state, parse, said, ctx)
@@ -297,6 +307,11 @@ class DialogEngine:
             await contact.confirm_email_verification(uow, customer_id, action.typed, now=now)
         elif isinstance(action, SetNotify):
             await contact.set_notify_preference(uow, customer_id, action.notify)
+        elif isinstance(action, RateAnswer):
+            articles = SqlKnowledgeBase(cast(SqlUnitOfWork, uow).session)
+            await knowledge.record_feedback(
+                articles, action.article_id, action.version, helped=action.helped
+            )
         else:  # pragma: no cover - a new action without its effect is a bug
             raise TypeError(f"no effect for {action!r}")
 

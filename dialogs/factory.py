@@ -11,6 +11,7 @@ from core.db.database import Database
 from dialogs.catalogue import load_catalogue
 from dialogs.config import DialogConfig
 from dialogs.engine import DialogEngine
+from dialogs.knowledge import LiveKnowledge, shipped_articles
 from dialogs.nlu.base import NLU
 
 #: How the start-up log names each local backend.
@@ -69,12 +70,28 @@ def build_nlu(settings: Any) -> NLU:
 def build_engine(settings: Any, db: Database, nlu: NLU | None = None) -> DialogEngine:
     """The engine on `settings`; the NLU from `build_nlu` when none is given.
 
-    Loads the message catalogue and FAQ file and trains or loads the cached classifier:
-    call it at start-up, never per request.
+    Loads the message catalogue and the FAQ file (the knowledge base's seed) and trains or
+    loads the cached classifier: call it at start-up, never per request. Answers come from
+    the published articles only; `engine.knowledge.start()` seeds and loads them.
     """
-    from dialogs.nlu import load_faq
-
-    faq = load_faq(getattr(settings, "nlu_faq_file", None))
     if nlu is None:
         nlu = build_nlu(settings)
-    return DialogEngine(db, nlu, DialogConfig.from_settings(settings), load_catalogue(), faq=faq)
+    return DialogEngine(
+        db,
+        nlu,
+        DialogConfig.from_settings(settings),
+        load_catalogue(),
+        knowledge=build_knowledge(settings, db),
+    )
+
+
+def build_knowledge(settings: Any, db: Database) -> LiveKnowledge:
+    """The knowledge base's answers, seeded from the FAQ file on a new install."""
+    faq_file = getattr(settings, "nlu_faq_file", None)
+    intents_file = getattr(settings, "nlu_intents_file", None)
+    return LiveKnowledge(
+        db,
+        min_confidence=settings.knowledge_min_confidence,
+        refresh_seconds=settings.knowledge_refresh_seconds,
+        seeds=shipped_articles(faq_file, intents_file),
+    )

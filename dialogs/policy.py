@@ -32,7 +32,9 @@ from dialogs.decisions import (
     ExportData,
     OpenTicket,
     Option,
+    Passage,
     Phrase,
+    RateAnswer,
     RateTicket,
     RequestEmailCode,
     RequestHuman,
@@ -262,7 +264,7 @@ def _idle(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     if not turn.text:
         key = "input.unsupported" if turn.said.attachments else "input.empty"
         return Decision(state, (Say(key, {}, MENU),))
-    intent = turn.intent(ctx)
+    intent = asked = turn.intent(ctx)
     state = _with(state, "idle", misses=0) if intent != OUT_OF_SCOPE else state
     if intent == FAQ or intent.startswith("faq_"):
         answer = turn.parse.answer or (ctx.faq.answer(intent) if ctx.faq else None)
@@ -277,6 +279,10 @@ def _idle(state: DialogState, turn: Turn, ctx: Context) -> Decision:
         return _human(state, turn, ctx)
     if assistant and intent != OUT_OF_SCOPE:
         return _assistant_answers(state, assistant)
+    found = ctx.knowledge.find(turn.text, asked) if ctx.knowledge else None
+    # A weak match must not keep a recently resolved ticket from being offered again.
+    if found is not None and (found.confident or ctx.recently_resolved() is None):
+        return _grounded(state, found)
     return _not_understood(state, turn, ctx)
 
 
@@ -309,6 +315,17 @@ def _faq(state: DialogState, answer: str) -> Decision:
         _with(state, "faq_feedback"),
         (Say("faq.answer", {"answer": answer}), Say("faq.did_it_help", {}, helped)),
     )
+
+
+def _grounded(state: DialogState, found: Passage) -> Decision:
+    """A paragraph of a published article as written, and its title; when the best match
+    is weak, no quote at all: the bot says it is not sure and offers a ticket or a person."""
+    if not found.confident:
+        return Decision(_with(state, "faq_offer"), (Say("knowledge.unsure", {}, FAQ_OFFERS),))
+    helped = (Option("yes", "common.yes"), Option("no", "common.no"))
+    state = _with(state, "faq_feedback", answered=[found.article_id, found.version])
+    source = {"passage": found.text, "title": found.title}
+    return Decision(state, (Say("knowledge.answer", source), Say("faq.did_it_help", {}, helped)))
 
 
 def _greet(state: DialogState, turn: Turn, ctx: Context) -> Decision:
@@ -648,17 +665,29 @@ def _on_reopen_text(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 # --- FAQ feedback --------------------------------------------------------------------------
 
 
+FAQ_OFFERS = (
+    Option("/new", "faq.offer_ticket"),
+    Option("/human", "faq.offer_human"),
+    Option("no_thanks", "common.no_thanks"),
+)
+
+
 def _on_faq_feedback(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     if turn.choice == "yes" or turn.word in YES_WORDS or turn.intent(ctx) in ("affirm", "thanks"):
-        return Decision(_reset(state), (Say("faq.glad"),))
+        return Decision(_reset(state), (Say("faq.glad"),), _rated(state, helped=True))
     if turn.choice == "no" or turn.word in NO_WORDS or turn.intent(ctx) == "deny":
-        options = (
-            Option("/new", "faq.offer_ticket"),
-            Option("/human", "faq.offer_human"),
-            Option("no_thanks", "common.no_thanks"),
-        )
-        return Decision(_with(state, "faq_offer"), (Say("faq.sorry", {}, options),))
+        said = (Say("faq.sorry", {}, FAQ_OFFERS),)
+        return Decision(_with(state, "faq_offer"), said, _rated(state, helped=False))
     return _idle(_reset(state), turn, ctx)
+
+
+def _rated(state: DialogState, *, helped: bool) -> tuple[Action, ...]:
+    """Feedback on the article version answered from (none for the FAQ file's answers)."""
+    answered = state.slot("answered")
+    if not answered:
+        return ()
+    article_id, version = answered
+    return (RateAnswer(int(article_id), int(version), helped),)
 
 
 def _on_faq_offer(state: DialogState, turn: Turn, ctx: Context) -> Decision:

@@ -304,6 +304,61 @@ webchat_messages = Table(
     Index("ix_webchat_messages_visitor", "visitor_id", "id"),
 )
 
+# --- knowledge base --------------------------------------------------------------------
+
+# Articles the support team writes; the bot quotes the published ones verbatim. `key` ties an
+# article to an NLU intent (`faq_opening_hours`) and to the FAQ YAML it was imported from.
+knowledge_articles = Table(
+    "knowledge_articles",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("key", String(100)),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),  # Markdown; paragraphs are the quotable passages
+    Column("language", String(16), nullable=False),
+    Column("tags", json_type(), nullable=False),
+    Column("questions", json_type(), nullable=False),  # example questions it answers
+    Column("status", String(16), nullable=False),  # draft, published
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(100), nullable=False),
+    UniqueConstraint("language", "key"),
+)
+
+# Every saved version of an article (who changed what, when), and whether its answers helped.
+knowledge_article_versions = Table(
+    "knowledge_article_versions",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("article_id", ForeignKey("knowledge_articles.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("change", String(16), nullable=False),  # created, edited, published, unpublished
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("tags", json_type(), nullable=False),
+    Column("questions", json_type(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("changed_by", String(100), nullable=False),
+    Column("helped", Integer, nullable=False, server_default="0"),
+    Column("not_helped", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("article_id", "version"),
+)
+
+# One row: `revision` grows with every change to what customers may be answered, so each
+# replica learns with one cheap read that it must rebuild its index; `seeded_at` marks that
+# the shipped FAQ was loaded once (never again, whatever admins later changed or deleted).
+knowledge_state = Table(
+    "knowledge_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("seeded_at", UTCDateTime),
+)
+
 # --- admin API indexes ---
 # Owned by the admin API (admin_api/queries.py). Ticket lists page by keyset over
 # (sort column, id), newest first; these keep every page of 1,000,000 tickets an index walk.

@@ -169,6 +169,7 @@ RULES_NO_SCHEMA_STATES = {
     "invalid_period",
     "reassign_to_self",
     "agent_id_required",
+    "invalid_file",
 }
 
 

@@ -80,6 +80,12 @@ def on(make: str, suffix: str = "", body: Any = None) -> Setup:
             return f"/keys/{made.json()['id']}", None
         if make == "dead":
             return f"/dead-letters/{await w.dead_letter()}/retry", None
+        if make in ("draft", "published"):
+            made = await w.api.post("/articles", json={"title": "Hours", "body": "9 to 5."})
+            article = made.json()["id"]
+            if make == "published":
+                await w.api.post(f"/articles/{article}/publish")
+            return f"/articles/{article}{suffix}", body
         raise AssertionError(make)
 
     return setup
@@ -138,6 +144,19 @@ MATRIX: list[tuple[str, str, Setup, int, int]] = [
     ("GET", "/reports/agents", fixed("/reports/agents"), 200, 403),
     ("GET", "/reports/categories", fixed("/reports/categories"), 200, 403),
     ("GET", "/reports/daily", fixed("/reports/daily"), 200, 403),
+    # Knowledge base: agents read and write drafts; admins publish, delete, import.
+    ("GET", "/articles", fixed("/articles"), 200, 200),
+    ("POST", "/articles", fixed("/articles", {"title": "T", "body": "B"}), 201, 201),
+    ("GET", "/articles/{article_id}", on("draft"), 200, 200),
+    ("PATCH", "/articles/{article_id}", on("draft", "", {"body": "new"}), 200, 200),
+    ("PATCH", "/articles/{article_id}", on("published", "", {"body": "new"}), 200, 403),
+    ("DELETE", "/articles/{article_id}", on("draft"), 204, 403),
+    ("POST", "/articles/{article_id}/publish", on("draft", "/publish"), 200, 403),
+    ("POST", "/articles/{article_id}/unpublish", on("published", "/unpublish"), 200, 403),
+    ("GET", "/articles/{article_id}/versions", on("published", "/versions"), 200, 200),
+    ("GET", "/articles/export", fixed("/articles/export"), 200, 200),
+    ("POST", "/articles/import", fixed("/articles/import", {"format": "markdown",
+     "files": [{"name": "a.md", "content": "# Returns\n\n30 days."}]}), 200, 403),
 ]  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """Emails read right to the customer: one number per rating, no promise that replying by
-email works (nothing receives those replies), words not codes, plurals that agree."""
+email works unless a reply reaches the ticket (a reply domain is set), words not codes,
+plurals that agree."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bots.email import LocalMailbox
+from bots.email_inbound import ReplyAddresses
 from bots.notices import CustomerNotices
 from bots.relay import Handlers, Relay
 from core import services
@@ -21,11 +23,23 @@ from tests.relay.support import CollectingChannel, agent, customer_with_ticket, 
 from tests.relay.test_notices import Mail
 
 
-def wire(db: Database, tmp_path: Path, *, reopen_days: float = 7) -> tuple[Relay, Mail]:
+def wire(
+    db: Database,
+    tmp_path: Path,
+    *,
+    reopen_days: float = 7,
+    replies: ReplyAddresses | None = None,
+) -> tuple[Relay, Mail]:
     mailbox = LocalMailbox(tmp_path / "mailbox", sender="support@careline.test")
     handlers = Handlers()
     chats = {c: CollectingChannel(c) for c in (Channel.TELEGRAM, Channel.WEBCHAT)}
-    CustomerNotices(db, channels=chats, email=mailbox, reopen_days=reopen_days).register(handlers)
+    CustomerNotices(
+        db,
+        channels=chats,
+        email=mailbox,
+        reopen_days=reopen_days,
+        reply_to=replies.for_ticket if replies else None,
+    ).register(handlers)
     return Relay(db, handlers), Mail(tmp_path / "mailbox")
 
 
@@ -84,6 +98,35 @@ async def test_no_email_asks_for_a_reply_by_email_and_each_says_which_chat_to_us
         assert f"To add to {reference}, write to us in the web chat." in body
     assert any("answers you in the web chat" in b for b in emails)  # opened
     assert any("Write to us in the web chat to continue." in b for b in emails)  # waiting
+
+
+async def test_with_a_reply_domain_each_customer_email_answers_to_its_ticket_and_says_so(
+    db: Database, tmp_path: Path
+) -> None:
+    replies = ReplyAddresses.keyed("reply.careline.test", "k" * 32)
+    relay, mail = wire(db, tmp_path, replies=replies)
+    _, ticket_id, _ = await customer_with_ticket(
+        db, "eva", email="eva@example.org", channel=Channel.WEBCHAT
+    )
+    anna = await agent(db)
+    async with db.uow() as uow:
+        await services.assign_ticket(uow, ticket_id, anna)
+        await services.add_agent_reply(uow, ticket_id, anna, "Which card was it?")
+        await uow.commit()
+    await drain(relay)
+
+    reference = f"CR-{ticket_id + 1000}"
+    messages = mail.messages("eva@example.org")
+    assert len(messages) == 3  # opened, assigned, replied
+    for message in messages:
+        assert message["Reply-To"] == replies.for_ticket(ticket_id)
+        assert replies.ticket(message["Reply-To"]) == ticket_id
+    for body in both_parts(mail, "eva@example.org"):
+        assert (
+            f"To add to {reference}, reply to this email or write to us in the web chat." in body
+        )
+    for message in mail.messages("anna@support.example"):  # the assignee answers in Slack
+        assert message["Reply-To"] != replies.for_ticket(ticket_id)
 
 
 async def test_email_names_status_and_priority_in_words_and_agrees_with_its_numbers(
