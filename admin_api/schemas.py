@@ -61,6 +61,9 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 # JSON bodies are read strictly for numbers and booleans: "5" is not 5, 0 is not false.
 WholeNumber = Annotated[int, Field(strict=True), BeforeValidator(_whole_number)]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True), BeforeValidator(_whole_number)]
+# Bounds inside the type: on an optional field, Field(ge=, le=) would reach the OpenAPI as
+# the non-keywords "ge"/"le" and leave the bounds undocumented.
+Capacity = Annotated[int, Field(ge=0, le=1000, strict=True), BeforeValidator(_whole_number)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
                                         pattern=NO_NUL)]  # fmt: skip
@@ -136,7 +139,7 @@ class AgentIn(In):
     email: Email
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] = Field(default_factory=list, max_length=50)
-    capacity: WholeNumber = Field(5, ge=0, le=1000)
+    capacity: Capacity = 5
     availability: Availability = Availability.AVAILABLE
 
 
@@ -146,7 +149,7 @@ class AgentPatch(In):
     name: Name | None = None
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] | None = Field(None, max_length=50)
-    capacity: WholeNumber | None = Field(None, ge=0, le=1000)
+    capacity: Capacity | None = None
     availability: Availability | None = None
 
 

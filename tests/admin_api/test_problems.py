@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -65,6 +67,10 @@ async def test_integers_are_json_schema_integers(api: Api) -> None:
     schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
     agent_id = schemas["AssignIn"]["properties"]["agent_id"]
     assert (agent_id["type"], agent_id["minimum"]) == ("integer", 1)  # the bounds documented
+    [capacity, _] = schemas["AgentPatch"]["properties"]["capacity"]["anyOf"]
+    assert (capacity["minimum"], capacity["maximum"]) == (0, 1000)  # also when optional
+    too_many = await api.client.patch("/agents/1", json={"capacity": 1001}, headers=api.admin)
+    assert_problem(too_many, 422, "invalid_request")
 
 
 async def test_bodies_over_the_limit_are_refused_with_413(api: Api) -> None:
@@ -118,3 +124,24 @@ async def test_mounted_under_api_v1_the_routes_docs_and_allow_header_work(api: A
         wrong = await client.delete("/api/v1/agents/1", headers=api.admin)
         assert_problem(wrong, 405)
         assert wrong.headers["allow"] == "GET, PATCH"
+
+
+async def test_the_openapi_states_every_bound_in_json_schema_keywords(api: Api) -> None:
+    """A bound written where pydantic cannot translate it (`Field(le=...)` on an optional
+    field) reaches the document as "le": no client or fuzzer reads it, and valid-looking
+    requests are refused."""
+    spec = (await api.client.get("/openapi.json")).json()
+    not_json_schema = {"ge", "le", "gt", "lt", "max_length", "min_length", "strict"}
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            found.extend(f"{path}/{k}" for k in node if k in not_json_schema)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(spec, "")
+    assert found == []
