@@ -24,6 +24,16 @@ MAX_ID = 2**53 - 1
 
 # PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the driver.
 NO_NUL = r"^[^\x00]*$"
+# Some text: no NUL and at least one character that is not white space (white space around
+# it is stripped, so "\r" alone would be empty: the document says so, not only the server).
+SOME_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
+
+def words(max_length: int) -> StringConstraints:
+    """Stripped, not blank, at most `max_length` characters: names, tags, titles."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=SOME_TEXT
+    )
 
 
 def _not_a_number(value: object) -> object:
@@ -65,13 +75,11 @@ BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True), BeforeValidator(_wh
 # the non-keywords "ge"/"le" and leave the bounds undocumented.
 Capacity = Annotated[int, Field(ge=0, le=1000, strict=True), BeforeValidator(_whole_number)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                                        pattern=NO_NUL)]  # fmt: skip
+Name = Annotated[str, words(200)]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320,
                                          pattern=r"^[^\x00@\s]+@[^\x00@\s]+$")]  # fmt: skip
 SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,30}$")]
-Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                         pattern=NO_NUL)]  # fmt: skip
+Skill = Annotated[str, words(64)]
 Body = Annotated[str, StringConstraints(min_length=1, max_length=20_000, pattern=NO_NUL)]
 Reason = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 
@@ -96,8 +104,7 @@ class CallerOut(Out):
     agent_id: int | None
 
 
-KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
-                                           pattern=NO_NUL)]  # fmt: skip
+KeyName = Annotated[str, words(100)]
 
 
 class AdminKeyIn(In):

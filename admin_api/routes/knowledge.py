@@ -17,7 +17,7 @@ from admin_api import article_files
 from admin_api.deps import AdminDep, CallerDep, UowDep
 from admin_api.keys import Caller
 from admin_api.problems import Problem
-from admin_api.schemas import NO_NUL, Id, In, Out, _whole_number
+from admin_api.schemas import NO_NUL, SOME_TEXT, Id, In, Out, _whole_number, words
 from core import knowledge
 from core.db.knowledge import SqlKnowledgeBase
 from core.knowledge import Article, ArticleQuery, ArticleStatus, ArticleText, ArticleVersion, Edit
@@ -25,18 +25,15 @@ from core.model import utcnow
 
 router = APIRouter(prefix="/articles", tags=["knowledge base"])
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                                         pattern=NO_NUL)]  # fmt: skip
+Title = Annotated[str, words(200)]
 # Not blank, no NUL.
 ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000,
-                                               pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")]  # fmt: skip
+                                               pattern=SOME_TEXT)]  # fmt: skip
 Language = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}$",
                                             max_length=16)]  # fmt: skip
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                       pattern=NO_NUL)]  # fmt: skip
-Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500,
-                                            pattern=NO_NUL)]  # fmt: skip
+Tag = Annotated[str, words(64)]
+Question = Annotated[str, words(500)]
 Words = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
 FileName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
 FileContent = Annotated[str, StringConstraints(max_length=200_000, pattern=NO_NUL)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -145,3 +146,15 @@ async def test_the_openapi_states_every_bound_in_json_schema_keywords(api: Api) 
 
     walk(spec, "")
     assert found == []
+
+
+async def test_a_blank_name_is_refused_and_the_document_says_so(api: Api) -> None:
+    """Names are stripped, so white space alone is empty: the schema's pattern refuses it
+    too, and a client (or fuzzer) that follows the document never sends it."""
+    schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    pattern = schemas["AgentIn"]["properties"]["name"]["pattern"]
+    for blank in ("\r", " \t ", "\u2003"):
+        assert re.search(pattern, blank) is None
+        made = await api.post("/agents", json={"name": blank, "email": "bo@example.com"})
+        assert_problem(made, 422, "invalid_request")
+    assert re.search(pattern, " Bo ")
