@@ -38,23 +38,28 @@ async def chat_loop(
     name: str = "",
     language: str = "en",
 ) -> int:
-    """Talk until end of input or /quit; returns how many messages were sent."""
+    """Greet, then talk until end of input or /quit; returns how many messages were sent."""
     user = user_id or getpass.getuser()
     write("Careline chat: type a message, a number to pick a choice, /help, or /quit.")
-    sent = 0
-    while True:
-        line = await read_line()
-        if line is None or line.strip().lower() in QUIT:
-            return sent
-        sent += 1
+
+    async def say(text: str) -> None:
         said = UserSaid(
             channel=Channel.TERMINAL,
             user_id=user,
             chat_id=user,
-            text=line,
+            text=text,
             message_id=None,  # one reader, no redeliveries
             display_name=name or user,
             language=language,
         )
         for reply in await engine.handle_turn(said):
             write(render(reply))
+
+    await say("/start")  # the bot speaks first, as in the web chat (not counted, not shown)
+    sent = 0
+    while True:
+        line = await read_line()
+        if line is None or line.strip().lower() in QUIT:
+            return sent
+        sent += 1
+        await say(line)

@@ -45,6 +45,19 @@ def test_chat_in_the_terminal_opens_a_ticket_with_numbered_choices(
     assert "Your ticket CR-1001 is open" in out
 
 
+def test_chat_greets_before_the_customer_types(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARELINE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/chat.db")
+    monkeypatch.setenv("CARELINE_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["--user", "ada", "--name", "Ada"], input="")
+    assert result.exit_code == 0, result.output
+    greeting = result.output.split("/quit.", 1)[1]
+    assert "bot> Hi Ada!" in greeting
+    assert "bot> 1. Report a problem" in greeting
+    assert "/start" not in result.output
+
+
 def test_chat_ends_quietly_at_end_of_input(
     app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
