@@ -29,7 +29,7 @@ is always served. All replicas count into the same limits (PostgreSQL).
 | `GET /customers/{id}/export`, `POST /customers/{id}/erase` | yes | 403 |
 | `GET /dead-letters`, `POST /dead-letters/{id}/retry` | yes | 403 |
 | `GET /reports/agents`, `/categories`, `/daily` | yes | 403 |
-| `GET /articles`, `/articles/{id}`, `/articles/{id}/versions`, `/articles/export` | yes | yes |
+| `GET /articles`, `/articles/{id}`, `/articles/{id}/versions`, `/export`, `/gaps` | yes | yes |
 | `POST /articles`, `PATCH /articles/{id}` | yes | drafts only |
 | `POST /articles/{id}/publish`, `/unpublish`, `DELETE /articles/{id}` | yes | 403 |
 | `POST /articles/import` | yes | 403 |

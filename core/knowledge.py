@@ -135,6 +135,36 @@ class ImportResult:
     unchanged: list[int] = field(default_factory=list)
 
 
+class GapReason(StrEnum):
+    """Why a question is a gap in the knowledge base."""
+
+    NOT_UNDERSTOOD = "not_understood"  # no intent, no article
+    UNSURE = "unsure"  # an article matched, too weakly to quote
+    NOT_HELPED = "not_helped"  # quoted, and the customer said it did not help
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A question the bot could not answer, in the customer's words."""
+
+    customer_id: int
+    language: str
+    question: str
+    reason: GapReason
+    created_at: datetime
+    article_id: int | None = None  # the article that did not help, or matched too weakly
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAnswer:
+    """What an agent answered on the ticket the customer opened after a gap: the draft of
+    the missing article."""
+
+    ticket_id: int
+    body: str
+
+
 def normalise_language(code: str) -> str:
     """`en-GB`, `EN_gb` -> `en-gb`: one spelling, so lookups by language match."""
     return code.strip().lower().replace("_", "-")
@@ -336,6 +366,12 @@ def checked_text(text: ArticleText) -> ArticleText:
     if len(checked.tags) > MAX_TAGS or len(checked.questions) > MAX_QUESTIONS:
         raise InvalidInput(f"at most {MAX_TAGS} tags and {MAX_QUESTIONS} questions")
     return checked
+
+
+async def note_gap(repo: KnowledgeRepository, gap: Gap) -> None:
+    """Keep a question the bot could not answer (blank questions are not gaps)."""
+    if gap.question.strip():
+        await repo.add_gap(gap)
 
 
 async def record_feedback(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from core.knowledge import (
+    AgentAnswer,
     Article,
     ArticleQuery,
     ArticleStatus,
     ArticleText,
     ArticleVersion,
     Change,
+    Gap,
 )
 from core.model import (
     Agent,
@@ -231,3 +233,11 @@ class KnowledgeRepository(Protocol):
         ...
 
     async def count_feedback(self, article_id: int, version: int, *, helped: bool) -> None: ...
+    async def add_gap(self, gap: Gap) -> None: ...
+    async def gaps(self, *, since: datetime, language: str | None, limit: int) -> Sequence[Gap]:
+        """Newest first."""
+        ...
+
+    async def answer_after(self, gap: Gap, *, within: timedelta) -> AgentAnswer | None:
+        """The first agent reply on a ticket the customer opened within `within` of the gap."""
+        ...

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from core.knowledge import GapReason
 from core.lifecycle import ACTIVE_STATUSES, Status
 from core.model import Notify, Priority
 from core.ports import EmailVerification
@@ -231,6 +232,15 @@ class RateAnswer(Action):
     article_id: int
     version: int
     helped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoteGap(Action):
+    """A question the bot could not answer, kept for the admins' list of knowledge gaps."""
+
+    question: str
+    reason: GapReason
+    article_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from core.db.database import Database, SqlUnitOfWork
 from core.db.knowledge import SqlKnowledgeBase
 from core.db.repositories import SqlDialogStore, TicketRecord
 from core.errors import Conflict, InvalidInput
+from core.knowledge import normalise_language
 from core.model import Agent, Author, Notify, Ticket, reference_of, utcnow
 from core.ports import ContactUnitOfWork
 from dialogs.catalogue import Catalogue
@@ -45,6 +46,7 @@ from dialogs.decisions import (
     EraseData,
     ExportData,
     FaqAnswers,
+    NoteGap,
     OpenTicket,
     RateAnswer,
     RateTicket,
@@ -312,6 +314,16 @@ class DialogEngine:
             await knowledge.record_feedback(
                 articles, action.article_id, action.version, helped=action.helped
             )
+        elif isinstance(action, NoteGap):
+            gap = knowledge.Gap(
+                customer_id=customer_id,
+                language=normalise_language(said.language or r.language).split("-")[0],
+                question=action.question,
+                reason=action.reason,
+                article_id=action.article_id,
+                created_at=now,
+            )
+            await knowledge.note_gap(SqlKnowledgeBase(cast(SqlUnitOfWork, uow).session), gap)
         else:  # pragma: no cover - a new action without its effect is a bug
             raise TypeError(f"no effect for {action!r}")
 

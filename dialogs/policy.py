@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.contact import CodeCheck, check_code, normalise_email
+from core.knowledge import GapReason
 from core.model import Notify, Priority, ticket_id_from_reference
 from dialogs.decisions import (
     Action,
@@ -30,6 +31,7 @@ from dialogs.decisions import (
     DialogState,
     EraseData,
     ExportData,
+    NoteGap,
     OpenTicket,
     Option,
     Passage,
@@ -282,7 +284,7 @@ def _idle(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     found = ctx.knowledge.find(turn.text, asked) if ctx.knowledge else None
     # A weak match must not keep a recently resolved ticket from being offered again.
     if found is not None and (found.confident or ctx.recently_resolved() is None):
-        return _grounded(state, found)
+        return _grounded(state, found, turn.text)
     return _not_understood(state, turn, ctx)
 
 
@@ -304,9 +306,10 @@ def _not_understood(state: DialogState, turn: Turn, ctx: Context) -> Decision:
         return _ask_new_or_reopen(state, resolved, pending=turn.text)
     misses = int(state.slot("misses", 0)) + 1
     state = _with(state, "idle", misses=misses)
+    gap = (NoteGap(turn.text, GapReason.NOT_UNDERSTOOD),)
     if misses >= ctx.config.misses_before_human:
-        return Decision(state, (Say("input.not_understood_again", {}, MENU),))
-    return Decision(state, (Say("input.not_understood", {}, MENU),))
+        return Decision(state, (Say("input.not_understood_again", {}, MENU),), gap)
+    return Decision(state, (Say("input.not_understood", {}, MENU),), gap)
 
 
 def _faq(state: DialogState, answer: str) -> Decision:
@@ -317,13 +320,16 @@ def _faq(state: DialogState, answer: str) -> Decision:
     )
 
 
-def _grounded(state: DialogState, found: Passage) -> Decision:
+def _grounded(state: DialogState, found: Passage, question: str) -> Decision:
     """A paragraph of a published article as written, and its title; when the best match
     is weak, no quote at all: the bot says it is not sure and offers a ticket or a person."""
     if not found.confident:
-        return Decision(_with(state, "faq_offer"), (Say("knowledge.unsure", {}, FAQ_OFFERS),))
+        unsure = NoteGap(question, GapReason.UNSURE, found.article_id)
+        said = (Say("knowledge.unsure", {}, FAQ_OFFERS),)
+        return Decision(_with(state, "faq_offer"), said, (unsure,))
     helped = (Option("yes", "common.yes"), Option("no", "common.no"))
-    state = _with(state, "faq_feedback", answered=[found.article_id, found.version])
+    answered = [found.article_id, found.version]
+    state = _with(state, "faq_feedback", answered=answered, asked=question)
     source = {"passage": found.text, "title": found.title}
     return Decision(state, (Say("knowledge.answer", source), Say("faq.did_it_help", {}, helped)))
 
@@ -687,7 +693,11 @@ def _rated(state: DialogState, *, helped: bool) -> tuple[Action, ...]:
     if not answered:
         return ()
     article_id, version = answered
-    return (RateAnswer(int(article_id), int(version), helped),)
+    rated = RateAnswer(int(article_id), int(version), helped)
+    if helped:
+        return (rated,)
+    asked = str(state.slot("asked", ""))
+    return (rated, NoteGap(asked, GapReason.NOT_HELPED, int(article_id)))
 
 
 def _on_faq_offer(state: DialogState, turn: Turn, ctx: Context) -> Decision:

@@ -7,7 +7,7 @@ answers within seconds (dialogs/knowledge.py).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -20,8 +20,17 @@ from admin_api.problems import Problem
 from admin_api.schemas import NO_NUL, SOME_TEXT, Id, In, Out, _whole_number, words
 from core import knowledge
 from core.db.knowledge import SqlKnowledgeBase
-from core.knowledge import Article, ArticleQuery, ArticleStatus, ArticleText, ArticleVersion, Edit
+from core.knowledge import (
+    Article,
+    ArticleQuery,
+    ArticleStatus,
+    ArticleText,
+    ArticleVersion,
+    Edit,
+    GapReason,
+)
 from core.model import utcnow
+from dialogs.gaps import GapGroup, group_gaps
 
 router = APIRouter(prefix="/articles", tags=["knowledge base"])
 
@@ -262,6 +271,93 @@ async def import_articles(body: ImportIn, caller: AdminDep, uow: UowDep) -> Impo
     )
     await uow.commit()
     return ImportOut(created=result.created, updated=result.updated, unchanged=result.unchanged)
+
+
+class GapDraft(BaseModel):
+    """An agent's answer to one of these questions, as the start of a new article."""
+
+    title: str
+    body: str
+    questions: list[str]
+    language: str
+    ticket_id: int = Field(description="The ticket the agent answered it on.")
+
+
+class GapGroupOut(BaseModel):
+    count: int = Field(description="How often it was asked in the period.")
+    examples: list[str] = Field(description="Distinct questions as customers asked, newest first.")
+    reasons: dict[GapReason, int]
+    language: str
+    article_ids: list[int] = Field(description="Articles that matched too weakly or did not help.")
+    last_seen: datetime
+    draft: GapDraft | None = Field(
+        description="When a customer opened a ticket after asking and an agent answered it: "
+        "that answer, ready to POST to /articles."
+    )
+
+
+class GapsOut(BaseModel):
+    since: datetime
+    questions: int = Field(description="Questions read (the newest, at most 5,000).")
+    groups: list[GapGroupOut]
+
+
+#: The longest a customer's ticket can follow their question and still be about it.
+GAP_TICKET_WINDOW = timedelta(hours=24)
+GAPS_READ = 5000
+
+
+@router.get(
+    "/gaps",
+    response_model=GapsOut,
+    summary="Questions the bot could not answer, grouped",
+    description="What customers asked that no article answered (not understood, answered "
+    'with too little confidence, or "that didn\'t help"), grouped by their words, the most '
+    "asked first; each group offers an agent's answer as a draft article when there is one.",
+)
+async def list_gaps(
+    _: CallerDep,
+    uow: UowDep,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+    language: Annotated[Language | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> GapsOut:
+    repo = SqlKnowledgeBase(uow.session)
+    since = utcnow() - timedelta(days=days)
+    code = knowledge.normalise_language(language).split("-")[0] if language else None
+    gaps = await repo.gaps(since=since, language=code, limit=GAPS_READ)
+    groups = group_gaps(gaps)[:limit]
+    return GapsOut(
+        since=since,
+        questions=len(gaps),
+        groups=[
+            GapGroupOut(
+                count=group.count,
+                examples=group.examples,
+                reasons=group.reasons,
+                language=group.language,
+                article_ids=group.article_ids,
+                last_seen=group.last_seen,
+                draft=await _draft(repo, group),
+            )
+            for group in groups
+        ],
+    )
+
+
+async def _draft(repo: SqlKnowledgeBase, group: GapGroup) -> GapDraft | None:
+    for gap in group.gaps[:20]:  # the newest first: the freshest answer
+        answer = await repo.answer_after(gap, within=GAP_TICKET_WINDOW)
+        if answer is not None:
+            examples = group.examples
+            return GapDraft(
+                title=examples[0][:200],
+                body=answer.body,
+                questions=examples,
+                language=group.language,
+                ticket_id=answer.ticket_id,
+            )
+    return None
 
 
 @router.get("/{article_id:int}", response_model=ArticleOut, summary="Get an article")

@@ -41,6 +41,7 @@ class SqlErasure:
         return {
             "transcript_lines": await self._delete_transcript(traces.visitor_ids),
             "email_codes": await self._delete_codes(traces.customer_id),
+            "knowledge_gaps": await self._delete_gaps(traces.customer_id),
             "suppressions": await self._delete_suppressions(emails),
             "conversations": await self._reset_conversations(traces.identity_ids),
             "rate_limits": await self._delete_counters(traces.visitor_ids),
@@ -63,6 +64,12 @@ class SqlErasure:
     async def _delete_codes(self, customer_id: int) -> int:
         v = t.email_verifications.c
         stmt = delete(t.email_verifications).where(v.customer_id == customer_id)
+        return _count(await self.session.execute(stmt))
+
+    async def _delete_gaps(self, customer_id: int) -> int:
+        """The questions the bot could not answer are the customer's own words."""
+        g = t.knowledge_gaps.c
+        stmt = delete(t.knowledge_gaps).where(g.customer_id == customer_id)
         return _count(await self.session.execute(stmt))
 
     async def _delete_suppressions(self, emails: set[str]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
@@ -13,17 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import tables as t
 from core.db.database import Database
 from core.knowledge import (
+    AgentAnswer,
     Article,
     ArticleQuery,
     ArticleStatus,
     ArticleText,
     ArticleVersion,
     Change,
+    Gap,
+    GapReason,
 )
+from core.model import Author
 
 a = t.knowledge_articles.c
 v = t.knowledge_article_versions.c
 s = t.knowledge_state.c
+g = t.knowledge_gaps.c
 STATE_ROW = 1
 
 
@@ -151,6 +156,57 @@ class SqlKnowledgeBase:
             .where(v.article_id == article_id, v.version == version)
             .values({column.name: column + 1})
         )
+
+    async def add_gap(self, gap: Gap) -> None:
+        await self.session.execute(
+            insert(t.knowledge_gaps).values(
+                customer_id=gap.customer_id,
+                language=gap.language,
+                question=gap.question,
+                reason=gap.reason.value,
+                article_id=gap.article_id,
+                created_at=gap.created_at,
+            )
+        )
+
+    async def gaps(self, *, since: datetime, language: str | None, limit: int) -> Sequence[Gap]:
+        query = (
+            select(t.knowledge_gaps)
+            .where(g.created_at >= since)
+            .order_by(g.created_at.desc(), g.id.desc())
+            .limit(limit)
+        )
+        if language is not None:
+            query = query.where(g.language == language)
+        return [
+            Gap(
+                id=row.id,
+                customer_id=row.customer_id,
+                language=row.language,
+                question=row.question,
+                reason=GapReason(row.reason),
+                article_id=row.article_id,
+                created_at=row.created_at,
+            )
+            for row in (await self.session.execute(query)).all()
+        ]
+
+    async def answer_after(self, gap: Gap, *, within: timedelta) -> AgentAnswer | None:
+        tk, m = t.tickets.c, t.messages.c
+        query = (
+            select(m.ticket_id, m.body)
+            .join(t.tickets, tk.id == m.ticket_id)
+            .where(
+                tk.customer_id == gap.customer_id,
+                tk.created_at >= gap.created_at,
+                tk.created_at <= gap.created_at + within,
+                m.author == Author.AGENT,
+            )
+            .order_by(tk.created_at, m.id)
+            .limit(1)
+        )
+        row = (await self.session.execute(query)).first()
+        return None if row is None else AgentAnswer(ticket_id=row.ticket_id, body=row.body)
 
     def _insert(self) -> Any:
         dialect = self.session.get_bind().dialect.name

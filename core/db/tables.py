@@ -359,6 +359,22 @@ knowledge_state = Table(
     Column("seeded_at", UTCDateTime),
 )
 
+# What the bot could not answer: not understood, not sure, or "that didn't help". Admins read
+# them clustered (GET /articles/gaps) to write the missing articles. The question is the
+# customer's own words: erasure deletes their rows.
+knowledge_gaps = Table(
+    "knowledge_gaps",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("customer_id", ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("reason", String(16), nullable=False),  # not_understood, unsure, not_helped
+    Column("article_id", ForeignKey("knowledge_articles.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_knowledge_gaps_created", "created_at"),
+)
+
 # --- admin API indexes ---
 # Owned by the admin API (admin_api/queries.py). Ticket lists page by keyset over
 # (sort column, id), newest first; these keep every page of 1,000,000 tickets an index walk.

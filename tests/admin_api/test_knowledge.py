@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import yaml
 
+from core import services
+from core.db.knowledge import SqlKnowledgeBase
+from core.knowledge import Gap, GapReason
+from core.model import utcnow
 from tests.admin_api.conftest import Api, assert_problem
 
 HOURS = {
@@ -147,3 +152,46 @@ async def test_a_deleted_article_is_gone_with_its_history(api: Api) -> None:
     deleted = await api.client.delete(f"/articles/{article['id']}", headers=api.admin)
     assert deleted.status_code == 204
     assert_problem(await api.get(f"/articles/{article['id']}/versions"), 404, "not_found")
+
+
+async def test_gaps_list_what_customers_asked_grouped_with_an_agents_answer_as_draft(
+    api: Api,
+) -> None:
+    ada, bob, cy = await api.customer("Ada"), await api.customer("Bob"), await api.customer("Cy")
+    now = utcnow()
+    async with api.db.uow() as uow:
+        repo = SqlKnowledgeBase(uow.session)
+        for customer, question, minutes, language in (
+            (ada, "Do you deliver to Iceland?", 30, "en"),
+            (bob, "delivery to Iceland?", 20, "en"),
+            (cy, "Can I pay with PayPal?", 10, "en"),
+            (cy, "¿Aceptan PayPal?", 5, "es"),
+        ):
+            at = now - timedelta(minutes=minutes)
+            await repo.add_gap(Gap(customer, language, question, GapReason.NOT_UNDERSTOOD, at))
+        await uow.commit()
+    grace, agent = await api.agent_key("Grace")
+    ticket = await api.ticket(bob, "Iceland?")  # Bob opened a ticket after asking
+    async with api.db.uow() as uow:
+        await services.add_agent_reply(uow, ticket, grace, "Yes: Iceland in 5-8 working days.")
+        await uow.commit()
+
+    listed = await api.get("/articles/gaps", headers=agent)  # agents read it too
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["questions"] == 4
+    iceland = body["groups"][0]
+    assert (iceland["count"], iceland["language"]) == (2, "en")
+    assert iceland["examples"] == ["delivery to Iceland?", "Do you deliver to Iceland?"]
+    assert iceland["reasons"] == {"not_understood": 2}
+    draft = iceland["draft"]
+    assert draft["body"] == "Yes: Iceland in 5-8 working days."
+    assert (draft["ticket_id"], draft["questions"]) == (ticket, iceland["examples"])
+    paypal = [(g["language"], g["examples"]) for g in body["groups"][1:]]
+    assert paypal == [("es", ["¿Aceptan PayPal?"]), ("en", ["Can I pay with PayPal?"])]
+    assert [g["draft"] for g in body["groups"][1:]] == [None, None]  # nobody answered those
+    made = await api.post("/articles", json={k: draft[k] for k in ("title", "body", "questions")})
+    assert made.status_code == 201, made.text  # the draft is a valid article as it is
+
+    spanish = (await api.get("/articles/gaps", params={"language": "es-MX"})).json()
+    assert [g["examples"] for g in spanish["groups"]] == [["¿Aceptan PayPal?"]]

@@ -155,6 +155,7 @@ MATRIX: list[tuple[str, str, Setup, int, int]] = [
     ("POST", "/articles/{article_id}/unpublish", on("published", "/unpublish"), 200, 403),
     ("GET", "/articles/{article_id}/versions", on("published", "/versions"), 200, 200),
     ("GET", "/articles/export", fixed("/articles/export"), 200, 200),
+    ("GET", "/articles/gaps", fixed("/articles/gaps"), 200, 200),
     ("POST", "/articles/import", fixed("/articles/import", {"format": "markdown",
      "files": [{"name": "a.md", "content": "# Returns\n\n30 days."}]}), 200, 403),
 ]  # fmt: skip

@@ -23,7 +23,9 @@ from core.config import Settings
 from core.db import inbox as raw_inbox
 from core.db import tables as t
 from core.db.database import Database
+from core.db.knowledge import SqlKnowledgeBase
 from core.db.ratelimit import SqlRateLimiter
+from core.knowledge import Gap, GapReason
 from core.lifecycle import Status
 from core.model import Author, Channel, ChannelIdentity, Conversation, Message, utcnow
 from core.ports import RateLimit
@@ -59,10 +61,13 @@ PERSONAL = {
     "outbox_deliveries.last_error": "cleared for their events",
     "outbox_deliveries.provider_id": "cleared for their events (Slack ts kept)",
     "rate_limits.key": "their visitor's counters deleted",
+    "knowledge_gaps.question": "rows deleted (their unanswered questions)",
 }
 # Columns that never hold a customer's personal data.
 NOT_PERSONAL = {
     "customers.language",
+    "knowledge_gaps.language",
+    "knowledge_gaps.reason",
     "customers.notify",
     "channel_identities.channel",
     "tickets.category",
@@ -127,7 +132,9 @@ PHONE = "+44 7700 900123"
 SECRET = "My secret account number is 12345678"
 TELEGRAM_ID = "987654321"
 FILE_NAME = "ada-passport.pdf"
+UNANSWERED = "Can my cat Babbage share my analytical engine plan?"
 SEEDED = [
+    UNANSWERED,
     "Lovelace",
     IDENTITY_NAME,
     EMAIL,
@@ -266,6 +273,10 @@ async def _seed(db: Database, uploads: Path) -> dict[str, int | str]:
         event = {"event": {"type": "message", "text": f"Dear {NAME}, account 12345678 is fixed"}}
         await raw_inbox.record(uow.session, "slack", "Ev0001", payload=event)
         await raw_inbox.mark(uow.session, "slack", "Ev0001", "done")
+        await uow.commit()
+    async with db.uow() as uow:
+        gap = Gap(customer.id, "en", UNANSWERED, GapReason.NOT_UNDERSTOOD, utcnow())
+        await SqlKnowledgeBase(uow.session).add_gap(gap)
         await uow.commit()
     telegram_inbox = Inbox(db, "telegram")
     await telegram_inbox.begin("5001")

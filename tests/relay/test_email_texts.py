@@ -122,9 +122,7 @@ async def test_with_a_reply_domain_each_customer_email_answers_to_its_ticket_and
         assert message["Reply-To"] == replies.for_ticket(ticket_id)
         assert replies.ticket(message["Reply-To"]) == ticket_id
     for body in both_parts(mail, "eva@example.org"):
-        assert (
-            f"To add to {reference}, reply to this email or write to us in the web chat." in body
-        )
+        assert f"To add to {reference}, reply to this email or write to us in the web chat." in body
     for message in mail.messages("anna@support.example"):  # the assignee answers in Slack
         assert message["Reply-To"] != replies.for_ticket(ticket_id)
 
