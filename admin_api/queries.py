@@ -102,7 +102,7 @@ class TicketFilter:
 
 
 SUMMARY_COLUMNS = (
-    c.id, c.subject, c.category, c.priority, c.status, c.channel, c.customer_id,
+    c.id, c.subject, c.category, c.priority, c.status, c.channel, c.language, c.customer_id,
     c.assignee_id, c.created_at, c.updated_at, c.first_response_at, c.resolved_at,
     c.first_response_due, c.resolution_due,
 )  # fmt: skip

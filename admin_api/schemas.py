@@ -80,6 +80,9 @@ Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, ma
                                          pattern=r"^[^\x00@\s]+@[^\x00@\s]+$")]  # fmt: skip
 SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,30}$")]
 Skill = Annotated[str, words(64)]
+# A language tag (`es`, `pt-BR`); agents and tickets keep its language part (`pt`).
+Language = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}$",
+                                            max_length=16)]  # fmt: skip
 Body = Annotated[str, StringConstraints(min_length=1, max_length=20_000, pattern=NO_NUL)]
 Reason = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 
@@ -146,6 +149,12 @@ class AgentIn(In):
     email: Email
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] = Field(default_factory=list, max_length=50)
+    languages: list[Language] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Languages the agent answers in; none: the default language (en). "
+        "Auto-assignment gives a ticket to an agent who speaks its customer's language.",
+    )
     capacity: Capacity = 5
     availability: Availability = Availability.AVAILABLE
 
@@ -156,6 +165,7 @@ class AgentPatch(In):
     name: Name | None = None
     slack_user_id: SlackUserId | None = None
     skills: list[Skill] | None = Field(None, max_length=50)
+    languages: list[Language] | None = Field(None, max_length=50)
     capacity: Capacity | None = None
     availability: Availability | None = None
 
@@ -172,6 +182,7 @@ class AgentOut(Out):
     email: str
     slack_user_id: str | None
     skills: list[str]
+    languages: list[str]
     capacity: int
     active: bool
     availability: Availability
@@ -190,6 +201,7 @@ class TicketSummary(Out):
     priority: Priority
     status: Status
     channel: Channel
+    language: str = Field(description="The customer's language (ISO 639-1).")
     customer_id: int
     assignee_id: int | None
     created_at: datetime

@@ -361,6 +361,7 @@ async def ticket_card(uow: SqlUnitOfWork, ticket: Ticket) -> kit.TicketCard:
         category=ticket.category,
         priority=ticket.priority,
         status=ticket.status,
+        language=ticket.language,
         assignee=assignee.name if assignee else None,
         assignee_slack_id=assignee.slack_user_id if assignee else None,
         first_response_due=ticket.first_response_due,

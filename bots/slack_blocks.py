@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+
 from core.lifecycle import Status
 from core.model import Priority
 from dialogs.turn import Reply
@@ -46,6 +48,7 @@ class TicketCard:
     category: str
     priority: Priority
     status: Status
+    language: str = "en"  # the customer's (ISO 639-1)
     assignee: str | None = None  # agent name
     assignee_slack_id: str | None = None
     first_response_due: datetime | None = None
@@ -64,6 +67,15 @@ def escape(text: str) -> str:
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def language_name(code: str) -> str:
+    """`es` -> `Spanish (es)`: how agents read a customer's language."""
+    try:
+        name = Locale("en").languages.get(code)
+    except (ValueError, UnknownLocaleError):
+        name = None
+    return f"{name} ({code})" if name else escape(code)
 
 
 def slack_date(moment: datetime) -> str:
@@ -176,6 +188,7 @@ def root_blocks(card: TicketCard, marker: str | None = None) -> list[Block]:
     fields = [
         _mrkdwn(f"*Customer*\n{escape(card.customer) or '—'}", 2000),
         _mrkdwn(f"*Category*\n{escape(card.category)}", 2000),
+        _mrkdwn(f"*Language*\n{language_name(card.language)}", 2000),
         _mrkdwn(f"*Priority*\n{card.priority.value}", 2000),
         _mrkdwn(f"*Status*\n{card.status.value}", 2000),
         _mrkdwn(f"*Assignee*\n{who(card)}", 2000),
@@ -301,7 +314,8 @@ def status_text(card: TicketCard) -> str:
             f"*{card.reference}* · {escape(card.subject)}",
             f"Status: {card.status.value} · Priority: {card.priority.value} · "
             f"Category: {escape(card.category)}",
-            f"Customer: {escape(card.customer)} · Assignee: {who(card)}",
+            f"Customer: {escape(card.customer)} ({language_name(card.language)}) · "
+            f"Assignee: {who(card)}",
             f"SLA: {sla_due(card)}",
         ]
     )

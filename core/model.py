@@ -32,6 +32,13 @@ __all__ = [
 
 REFERENCE_PREFIX = "CR-"
 REFERENCE_OFFSET = 1000
+DEFAULT_LANGUAGE = "en"
+
+
+def base_language(code: str | None) -> str:
+    """`pt-BR`, `PT_br` -> `pt`: the language a customer is answered and routed by."""
+    found = (code or "").strip().lower().replace("_", "-").split("-")[0]
+    return found or DEFAULT_LANGUAGE
 
 
 def utcnow() -> datetime:
@@ -148,6 +155,8 @@ class Agent(Aggregate):
     email: str
     slack_user_id: str | None = None
     skills: list[str] = field(default_factory=list)  # categories this agent can take
+    # Languages the agent answers customers in (ISO 639-1); none: the default language only.
+    languages: list[str] = field(default_factory=list)
     capacity: int = 5  # most open tickets at once
     active: bool = True
     availability: Availability = Availability.AVAILABLE
@@ -157,6 +166,9 @@ class Agent(Aggregate):
 
     def can_take(self, category: str) -> bool:
         return not self.skills or category in self.skills
+
+    def speaks(self, language: str) -> bool:
+        return language in (self.languages or [DEFAULT_LANGUAGE])
 
 
 @dataclass(eq=False)
@@ -168,6 +180,7 @@ class Ticket(Aggregate):
     priority: Priority = Priority.NORMAL
     channel: Channel = Channel.WEBCHAT  # where the customer is answered
     identity_id: int | None = None  # the channel identity that opened it
+    language: str = "en"  # the customer's (ISO 639-1), for routing and the agents' view
     status: Status = Status.NEW
     assignee_id: int | None = None
     created_at: datetime = field(default_factory=utcnow)

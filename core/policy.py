@@ -43,12 +43,16 @@ class SlaPolicy:
 
 
 def pick_agent(ticket: Ticket, agents: Iterable[Agent], load: Mapping[int, int]) -> Agent | None:
-    """The least-loaded available agent with the ticket's skill and free capacity."""
+    """The least-loaded available agent with the ticket's skill and free capacity, among
+    those who speak the customer's language. When some active agent speaks it, the ticket
+    waits for one of them; when nobody does, anyone may take it."""
+    active = [a for a in agents if a.active]
+    if any(a.speaks(ticket.language) for a in active):
+        active = [a for a in active if a.speaks(ticket.language)]
     candidates = [
         a
-        for a in agents
-        if a.active
-        and a.availability == Availability.AVAILABLE
+        for a in active
+        if a.availability == Availability.AVAILABLE
         and a.can_take(ticket.category)
         and a.id is not None
         and load.get(a.id, 0) < a.capacity

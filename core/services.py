@@ -24,6 +24,7 @@ from core.model import (
     Priority,
     Ticket,
     TicketActivity,
+    base_language,
     utcnow,
 )
 from core.policy import SlaPolicy, pick_agent
@@ -281,9 +282,10 @@ async def open_ticket(
     category = category.strip().lower()
     if not category:
         raise InvalidInput("a ticket needs a category")
-    await get_customer(uow, customer_id)
+    customer = await get_customer(uow, customer_id)
     ticket = Ticket(
         customer_id=customer_id,
+        language=base_language(customer.language),
         subject=(subject.strip() or _subject_from(description))[:MAX_SUBJECT],
         description=description,
         category=category[:64],
@@ -733,6 +735,7 @@ async def create_agent(
     email: str,
     slack_user_id: str | None = None,
     skills: list[str] | None = None,
+    languages: list[str] | None = None,
     capacity: int = 5,
     availability: Availability = Availability.AVAILABLE,
 ) -> Agent:
@@ -751,6 +754,7 @@ async def create_agent(
             email=email,
             slack_user_id=slack_user_id,
             skills=sorted({s.strip().lower() for s in skills or [] if s.strip()}),
+            languages=sorted({base_language(code) for code in languages or [] if code.strip()}),
             capacity=capacity,
             availability=Availability(availability),
         )

@@ -9,7 +9,7 @@ from admin_api.problems import Problem
 from admin_api.schemas import AgentIn, AgentOut, AgentPatch, DeactivateIn, Id
 from core import services
 from core.errors import NotFound
-from core.model import Agent, Availability
+from core.model import Agent, Availability, base_language
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -37,6 +37,7 @@ async def create_agent(body: AgentIn, _: AdminDep, uow: UowDep) -> AgentOut:
         email=body.email,
         slack_user_id=body.slack_user_id,
         skills=body.skills,
+        languages=body.languages,
         capacity=body.capacity,
         availability=body.availability,
     )
@@ -65,6 +66,8 @@ async def update_agent(agent_id: Id, body: AgentPatch, _: AdminDep, uow: UowDep)
         agent.slack_user_id = body.slack_user_id
     if "skills" in sent and body.skills is not None:
         agent.skills = sorted({s.lower() for s in body.skills})
+    if "languages" in sent and body.languages is not None:
+        agent.languages = sorted({base_language(code) for code in body.languages})
     if "capacity" in sent and body.capacity is not None:
         agent.capacity = body.capacity
     if "availability" in sent and body.availability is not None:

@@ -17,7 +17,7 @@ from admin_api import article_files
 from admin_api.deps import AdminDep, CallerDep, UowDep
 from admin_api.keys import Caller
 from admin_api.problems import Problem
-from admin_api.schemas import NO_NUL, SOME_TEXT, Id, In, Out, _whole_number, words
+from admin_api.schemas import NO_NUL, SOME_TEXT, Id, In, Language, Out, _whole_number, words
 from core import knowledge
 from core.db.knowledge import SqlKnowledgeBase
 from core.knowledge import (
@@ -38,8 +38,6 @@ Title = Annotated[str, words(200)]
 # Not blank, no NUL.
 ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000,
                                                pattern=SOME_TEXT)]  # fmt: skip
-Language = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}$",
-                                            max_length=16)]  # fmt: skip
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 Tag = Annotated[str, words(64)]
 Question = Annotated[str, words(500)]

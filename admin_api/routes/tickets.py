@@ -127,6 +127,7 @@ def _detail(ticket: Ticket, timeline: list[TimelineEntry]) -> TicketDetail:
         priority=ticket.priority,
         status=ticket.status,
         channel=ticket.channel,
+        language=ticket.language,
         customer_id=ticket.customer_id,
         assignee_id=ticket.assignee_id,
         created_at=ticket.created_at,

@@ -78,6 +78,8 @@ agents = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("slack_user_id", String(32), unique=True),
     Column("skills", json_type(), nullable=False),
+    # Languages the agent answers in (ISO 639-1); none listed: the default language only.
+    Column("languages", json_type(), nullable=False, server_default="[]"),
     Column("capacity", Integer, nullable=False, server_default="5"),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("availability", EnumText(Availability), nullable=False, server_default="available"),
@@ -107,6 +109,8 @@ tickets = Table(
     Column("csat_score", Integer),
     Column("csat_comment", Text),
     Column("human_requested", Boolean, nullable=False, server_default=text("false")),
+    # The customer's language when it opened (ISO 639-1): who can answer it, in what words.
+    Column("language", String(16), nullable=False, server_default="en"),
     Column("version", Integer, nullable=False),
     Index("ix_tickets_status_created", "status", "created_at"),
     Index("ix_tickets_assignee_status", "assignee_id", "status"),

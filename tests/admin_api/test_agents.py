@@ -82,3 +82,31 @@ async def test_a_deactivated_agent_can_be_activated_again(api: Api) -> None:
     assert (await api.post(f"/agents/{grace}/deactivate")).json()["availability"] == "away"
     back = await api.post(f"/agents/{grace}/activate")
     assert back.json()["active"] is True and back.json()["availability"] == "available"
+
+
+async def test_agents_speak_languages_and_auto_assignment_follows_them(api: Api) -> None:
+    await api.post("/agents", json={"name": "Ann", "email": "ann@example.com"})  # first in line
+    made = await api.post("/agents", json={"name": "Lucía", "email": "lucia@example.com",
+                                           "languages": ["ES", "pt-BR", "es-MX"]})  # fmt: skip
+    assert made.status_code == 201, made.text
+    lucia = made.json()
+    assert lucia["languages"] == ["es", "pt"]
+    wrong = await api.post("/agents", json={"name": "X", "email": "x@example.com",
+                                            "languages": ["Spanish"]})  # fmt: skip
+    assert_problem(wrong, 422, "invalid_request")
+
+    customer = await api.customer("Pilar")
+    async with api.db.uow() as uow:
+        (await uow.customers.get(customer)).language = "es-ES"  # type: ignore[union-attr]
+        await uow.commit()
+    ticket = await api.ticket(customer, "Me cobraron dos veces")
+    listed = (await api.get("/tickets")).json()["items"]
+    assert [t["language"] for t in listed if t["id"] == ticket] == ["es"]
+    assigned = await api.post("/tickets/auto-assign", json={})
+    assert assigned.status_code == 200, assigned.text
+    detail = (await api.get(f"/tickets/{ticket}")).json()
+    assert (detail["language"], detail["assignee_id"]) == ("es", lucia["id"])
+
+    patched = await api.client.patch(f"/agents/{lucia['id']}", json={"languages": []},
+                                     headers=api.admin)  # fmt: skip
+    assert patched.json()["languages"] == []

@@ -67,6 +67,7 @@ PERSONAL = {
 NOT_PERSONAL = {
     "customers.language",
     "knowledge_gaps.language",
+    "tickets.language",
     "knowledge_gaps.reason",
     "customers.notify",
     "channel_identities.channel",
@@ -122,6 +123,7 @@ NOT_PERSONAL = {
     "agents.email",
     "agents.slack_user_id",
     "agents.skills",
+    "agents.languages",
     "agents.availability",
     "api_keys.name",
 }

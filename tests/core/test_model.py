@@ -67,3 +67,26 @@ def test_pick_agent_prefers_least_loaded_with_skill_and_room() -> None:
 def test_pick_agent_returns_none_when_everyone_is_full() -> None:
     ticket = Ticket(customer_id=1, subject="s", description="d", category="billing")
     assert pick_agent(ticket, [_agent(1, capacity=1)], {1: 1}) is None
+
+
+def test_pick_agent_gives_a_ticket_to_someone_who_speaks_its_language() -> None:
+    spanish = Ticket(customer_id=1, subject="s", description="d", category="billing", language="es")
+    english = Ticket(customer_id=1, subject="s", description="d", category="billing")
+    agents = [
+        _agent(1),  # no languages listed: the default language, English
+        _agent(2, languages=["es", "en"]),
+        _agent(3, languages=["es"]),
+    ]
+    load = {1: 0, 2: 2, 3: 1}
+    chosen = pick_agent(spanish, agents, load)
+    assert chosen is not None and chosen.id == 3  # busier than 1, but speaks Spanish
+    chosen = pick_agent(english, agents, load)
+    assert chosen is not None and chosen.id == 1  # 3 speaks no English
+    full = {1: 0, 2: 5, 3: 5}
+    assert pick_agent(spanish, agents, full) is None  # waits for a Spanish speaker
+
+
+def test_a_ticket_in_a_language_nobody_speaks_goes_to_anyone() -> None:
+    german = Ticket(customer_id=1, subject="s", description="d", category="billing", language="de")
+    chosen = pick_agent(german, [_agent(1), _agent(2, languages=["es"])], {1: 1, 2: 0})
+    assert chosen is not None and chosen.id == 2

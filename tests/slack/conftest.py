@@ -73,13 +73,15 @@ class Desk:
             "/slack/commands", self.events.slash_command("/careline", text, user=user)
         )
 
-    async def open_ticket(self, category: str = "billing", text: str = "Charged twice") -> Ticket:
+    async def open_ticket(
+        self, category: str = "billing", text: str = "Charged twice", language: str = "en"
+    ) -> Ticket:
         async with self.db.uow() as uow:
             customer, identity = await services.find_or_register_customer(
                 uow, channel=Channel.TELEGRAM, external_id="42", chat_id="42", display_name="Maria"
             )
             assert customer.id is not None
-            customer.email = "maria@example.test"
+            customer.email, customer.language = "maria@example.test", language
             ticket = await services.open_ticket(
                 uow,
                 customer_id=customer.id,

@@ -39,6 +39,17 @@ async def test_new_ticket_opens_a_thread_in_its_category_channel(desk: Desk) -> 
     desk.fake.assert_no_violations()
 
 
+async def test_the_thread_names_the_customers_language(desk: Desk) -> None:
+    """Agents see at once who can answer: the language of the customer, by name."""
+    ticket = await desk.open_ticket(language="es-MX")
+    await desk.drain()
+    assert ticket.language == "es"
+    [root] = desk.fake.posted(BILLING)
+    fields = [f["text"] for b in root["blocks"] if b["type"] == "section" for f in b["fields"]]
+    assert "*Language*\nSpanish (es)" in fields
+    desk.fake.assert_no_violations()
+
+
 async def test_thread_is_stored_under_team_channel_and_ts(desk: Desk) -> None:
     ticket = await desk.open_ticket()
     await desk.drain()
