@@ -136,6 +136,17 @@ async def set_notify_preference(
     return customer
 
 
+async def set_language(
+    uow: ContactUnitOfWork, customer_id: int, language: str, *, chosen: bool
+) -> Customer:
+    """The language the customer is answered in, and their notices and emails written in.
+    `chosen`: the customer picked it, so detection no longer changes it."""
+    customer = await _customer(uow, customer_id)
+    customer.language = language
+    customer.language_chosen = customer.language_chosen or chosen
+    return customer
+
+
 async def forget_email_verifications(uow: ContactUnitOfWork, customer_id: int) -> None:
     """Erasure: codes hold an address too."""
     await uow.email_verifications.forget(customer_id)

@@ -130,6 +130,7 @@ class ChannelIdentity:
 class Customer(Aggregate):
     display_name: str
     language: str = "en"
+    language_chosen: bool = False  # picked with /language: detection leaves it alone
     email: str | None = None
     email_verified: bool = False
     email_blocked: bool = False  # bounced or spam report: no more mail

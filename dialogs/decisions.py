@@ -89,6 +89,8 @@ class Context:
     faq: FaqAnswers | None = None
     knowledge: KnowledgeAnswers | None = None
     verification: EmailVerification | None = None  # the pending code, while one is asked
+    #: The languages the bot speaks, (code, name in that language), for /language.
+    languages: tuple[tuple[str, str], ...] = (("en", "English"),)
 
     def ticket(self, ticket_id: Any) -> TicketView | None:
         return next((t for t in self.tickets if t.id == ticket_id), None)
@@ -232,6 +234,14 @@ class RateAnswer(Action):
     article_id: int
     version: int
     helped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetLanguage(Action):
+    """Answer in this language from now on; `chosen`: the customer picked it."""
+
+    language: str
+    chosen: bool = True
 
 
 @dataclass(frozen=True, slots=True)

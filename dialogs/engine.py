@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from core import contact, knowledge, services
 from core.db.database import Database, SqlUnitOfWork
 from core.db.knowledge import SqlKnowledgeBase
-from core.db.repositories import SqlDialogStore, TicketRecord
+from core.db.repositories import SqlDialogStore, TicketRecord, TurnRecord
 from core.errors import Conflict, InvalidInput
 from core.knowledge import normalise_language
 from core.model import Agent, Author, Notify, Ticket, reference_of, utcnow
@@ -52,11 +52,13 @@ from dialogs.decisions import (
     RateTicket,
     RequestEmailCode,
     RequestHuman,
+    SetLanguage,
     SetNotify,
     ShowTicket,
     TicketView,
 )
 from dialogs.knowledge import LiveKnowledge
+from dialogs.language import language_for_turn, native_name
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
 from dialogs.policy import chosen_value, decide, picked_assistant_text
 from dialogs.turn import Choice, Reply, UserSaid
@@ -90,6 +92,8 @@ class DialogEngine:
         self.faq = faq
         self.knowledge = knowledge  # answers from the published articles, kept current
         self.clock = clock
+        # The languages of the catalogue, each named in itself, for /language and detection.
+        self.languages = tuple((code, native_name(code)) for code in catalogue.languages)
 
     async def handle_turn(self, said: UserSaid) -> list[Reply]:
         """The bot's replies to one message.
@@ -118,6 +122,15 @@ class DialogEngine:
                 # Jitter keeps two racing turns from colliding again on the retry.
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")
+
+    def _detected_language(self, record: TurnRecord, said: UserSaid) -> str | None:
+        """The language this message is clearly written in, when it is not the remembered
+        one and the customer did not choose theirs (dialogs/language.py)."""
+        text = said.text.strip()
+        if said.choice is not None or not text or text.startswith("/") or len(self.languages) < 2:
+            return None
+        codes = tuple(code for code, _ in self.languages)
+        return language_for_turn(record.language, record.language_chosen, text, codes)
 
     async def _parse(self, said: UserSaid) -> Parse:
         text = said.text.strip()
@@ -183,6 +196,11 @@ class DialogEngine:
                 if first_contact
                 else await store.tickets(record.customer_id, self.config.tickets_in_context)
             )
+            language = record.language
+            detected = self._detected_language(record, said)
+            if detected is not None:  # written in another language: answered in it from now
+                await contact.set_language(uow, record.customer_id, detected, chosen=False)
+                language = detected
             verification = None
             if state.name == "intake_code":
                 verification = await uow.email_verifications.latest_pending(record.customer_id)
@@ -200,15 +218,13 @@ class DialogEngine:
                 ),
                 tickets=tuple(_view(t) for t in tickets),
                 faq=self.faq,
-                knowledge=(
-                    self.knowledge.answers(said.language or record.language)
-                    if self.knowledge
-                    else None
-                ),
+                knowledge=self.knowledge.answers(language) if self.knowledge else None,
                 verification=verification,
+                languages=self.languages,
             )
             decision = decide(state, parse, said, ctx)
-            renderer = Renderer(self.catalogue, said.language or record.language)
+            switched = [a.language for a in decision.actions if isinstance(a, SetLanguage)]
+            renderer = Renderer(self.catalogue, switched[-1] if switched else language)
             applied = _Applied()
             for action in decision.actions:
                 await self._apply(
@@ -309,6 +325,8 @@ class DialogEngine:
             await contact.confirm_email_verification(uow, customer_id, action.typed, now=now)
         elif isinstance(action, SetNotify):
             await contact.set_notify_preference(uow, customer_id, action.notify)
+        elif isinstance(action, SetLanguage):
+            await contact.set_language(uow, customer_id, action.language, chosen=action.chosen)
         elif isinstance(action, RateAnswer):
             articles = SqlKnowledgeBase(cast(SqlUnitOfWork, uow).session)
             await knowledge.record_feedback(

@@ -2,7 +2,7 @@
 
 States: idle (with or without a ticket handed over to a human), faq_feedback, faq_offer,
 intake_description/category/priority/email/code/notify/confirm, new_or_reopen, reopen_text,
-status_pick, rate_score, rate_comment, data_menu, erase_confirm.
+status_pick, rate_score, rate_comment, data_menu, erase_confirm, language_pick.
 
 A pressed choice acts only while it is offered: a button of an earlier message (stale) or a
 second click on one already acted on (doubled) is refused and never reaches a ticket. Only
@@ -41,6 +41,7 @@ from dialogs.decisions import (
     RequestEmailCode,
     RequestHuman,
     Say,
+    SetLanguage,
     SetNotify,
     ShowTicket,
     TicketView,
@@ -48,7 +49,7 @@ from dialogs.decisions import (
 from dialogs.nlu.base import OUT_OF_SCOPE, AssistantAnswer, Parse
 from dialogs.turn import Choice, Reply, UserSaid
 
-COMMANDS = ("/start", "/help", "/new", "/status", "/human", "/cancel", "/mydata")
+COMMANDS = ("/start", "/help", "/new", "/status", "/human", "/cancel", "/mydata", "/language")
 CANCEL_WORDS = frozenset({"cancel", "stop", "abort", "quit", "exit", "never mind", "nevermind"})
 YES_WORDS = frozenset({"yes", "y", "yeah", "yep", "sure", "ok", "okay"})
 NO_WORDS = frozenset({"no", "n", "nope", "nah"})
@@ -227,6 +228,8 @@ def _command(state: DialogState, turn: Turn, ctx: Context) -> Decision:
         return _cancel(state)
     if command == "/mydata":
         return _data_menu(_reset(state))
+    if command == "/language":
+        return _language_menu(_reset(state), ctx)
     return Decision(state, (Say("input.unknown_command", {"commands": " ".join(COMMANDS)}),))
 
 
@@ -765,6 +768,19 @@ def _on_comment(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 # --- my data --------------------------------------------------------------------------------
 
 
+def _language_menu(state: DialogState, ctx: Context) -> Decision:
+    """Each language the bot speaks, named in itself."""
+    options = tuple(Option(f"lang:{code}", label=name) for code, name in ctx.languages)
+    return Decision(_reset(state, "language_pick"), (Say("language.ask", {}, options),))
+
+
+def _on_language_pick(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    code = (turn.choice or "").removeprefix("lang:")
+    if turn.choice and turn.choice.startswith("lang:") and code in dict(ctx.languages):
+        return Decision(_reset(state), (Say("language.set"),), (SetLanguage(code),))
+    return _idle(_reset(state), turn, ctx)
+
+
 def _data_menu(state: DialogState) -> Decision:
     options = (
         Option("export", "data.export"),
@@ -845,6 +861,7 @@ HANDLERS: dict[str, Handler] = {
     "rate_score": _on_score,
     "rate_comment": _on_comment,
     "data_menu": _on_data_menu,
+    "language_pick": _on_language_pick,
     "erase_confirm": _on_erase_confirm,
 }
 

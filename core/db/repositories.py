@@ -319,6 +319,7 @@ class TurnRecord:
     chat_id: str
     customer_name: str
     language: str
+    language_chosen: bool
     email: str | None
     email_verified: bool
     email_blocked: bool
@@ -366,6 +367,7 @@ class SqlDialogStore:
                 {
                     "display_name": customer.display_name,
                     "language": customer.language,
+                    "language_chosen": customer.language_chosen,
                     "email": customer.email,
                     "email_verified": customer.email_verified,
                     "email_blocked": customer.email_blocked,
@@ -396,6 +398,7 @@ class SqlDialogStore:
             chat_id=identity.chat_id,
             customer_name=customer.display_name,
             language=customer.language,
+            language_chosen=customer.language_chosen,
             email=customer.email,
             email_verified=customer.email_verified,
             email_blocked=customer.email_blocked,
@@ -459,6 +462,7 @@ def _turn_query() -> Any:
             i.chat_id,
             c.display_name,
             c.language,
+            c.language_chosen,
             c.email,
             c.email_verified,
             c.email_blocked,

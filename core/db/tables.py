@@ -46,6 +46,8 @@ customers = Table(
     Column("id", BigId, primary_key=True),
     Column("display_name", String(200), nullable=False),
     Column("language", String(16), nullable=False, server_default="en"),
+    # True once the customer picked it (/language): detection no longer changes it.
+    Column("language_chosen", Boolean, nullable=False, server_default=text("false")),
     Column("email", String(320)),
     Column("email_verified", Boolean, nullable=False, server_default=text("false")),
     Column("email_blocked", Boolean, nullable=False, server_default=text("false")),

@@ -108,5 +108,5 @@ def test_plural_forms_follow_each_languages_rule_and_number_format() -> None:
 def test_help_reads_as_sentences_with_the_commands_on_their_own_line() -> None:
     text = load_catalogue(strict=True).text("help", "en", commands="/start /help")
     first, commands = text.split("\n")
-    assert first.startswith("I can answer") and first.endswith("your data.")
+    assert first.startswith("I can answer") and first.endswith("/language switches.")
     assert commands == "Commands: /start /help"

@@ -670,9 +670,10 @@ async def test_replies_follow_the_customers_language_with_english_fallback(
         german,
         [
             (Send("hi", language="de-AT"), ["Hallo Ada!", "Report a problem"]),  # labels: English
-            (Send("hi", language="fr"), "Hi Ada!"),
+            (Send("hi", language="fr"), "Hallo Ada!"),  # remembered: the first platform code
         ],
     )
+    await verify_dialog(german, [(Send("hi", language="fr"), "Hi Ada!")], user_id="french")
 
 
 async def test_oversize_file_is_refused_politely(db: Database, engine: DialogEngine) -> None:

@@ -1,4 +1,5 @@
-"""languages: the languages each agent answers in, and each ticket's customer language.
+"""languages: the languages each agent answers in, each ticket's customer language, and
+whether a customer chose theirs.
 
 Revision ID: 0010
 Revises: 0009
@@ -19,6 +20,10 @@ Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("customers") as customers:
+        customers.add_column(
+            sa.Column("language_chosen", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
     with op.batch_alter_table("agents") as agents:
         agents.add_column(sa.Column("languages", Json, server_default="[]", nullable=False))
     with op.batch_alter_table("tickets") as tickets:
@@ -37,3 +42,5 @@ def downgrade() -> None:
         tickets.drop_column("language")
     with op.batch_alter_table("agents") as agents:
         agents.drop_column("languages")
+    with op.batch_alter_table("customers") as customers:
+        customers.drop_column("language_chosen")
