@@ -44,73 +44,11 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
 
-#: kind -> (email subject, text). Fields: reference, subject, agent, body, position, wait,
-#: reopen_days, where, kind, due, priority.
-CATALOGUE: dict[str, tuple[str, str]] = {
-    "ticket_opened": (
-        "We have your request: {reference}",
-        "Thanks, we have your request. Your ticket is {reference}.\n\n"
-        "What happens next: a member of our team picks it up and answers you {where}, "
-        "where you can add details at any time.",
-    ),
-    "agent_assigned": (
-        "{agent} is looking after {reference}",
-        "{agent} from our team is now looking after {reference}.",
-    ),
-    "agent_replied": (
-        "{agent} replied on {reference}",
-        "{agent} replied on {reference}:\n\n{body}",
-    ),
-    "agent_reply_chat": ("{agent} replied on {reference}", "{agent}: {body}"),
-    "waiting": (
-        "We need your answer on {reference}",
-        "We are waiting for your answer on {reference}. Write to us {where} to continue.",
-    ),
-    "resolved": (
-        "{reference} is resolved",
-        "{reference} is resolved. If something is still wrong, write to us {where} within "
-        "{reopen_days} and it reopens.\n\nHow did we do?",
-    ),
-    "closed": (
-        "{reference} is closed",
-        "{reference} is closed. Write to us any time to open a new request.",
-    ),
-    "auto_closed": (
-        "{reference} was closed",
-        "{reference} was closed because we did not hear back after it was resolved. "
-        "Write to us any time to open a new request.",
-    ),
-    "queued": (
-        "You are number {position} in the queue",
-        "You are number {position} in the queue for a person on {reference}. "
-        "Expected wait: {wait}. We will answer you {where}.",
-    ),
-    "with_agent": (
-        "{agent} is on {reference}",
-        "{agent} is already on {reference} and will answer you {where}.",
-    ),
-    "sla_breach": (
-        "SLA breach on {reference} ({priority})",
-        "{reference} ({priority}) is past its {kind} due time ({due}). Please look at it now.",
-    ),
-    "verification": ("Your Careline verification code", ""),
-}
-
-#: The last line of every email: where to write. A customer's email is answerable (its
-#: Reply-To is the ticket's reply address) when a reply domain is configured.
-FOOTER = {
-    "customer": "To add to {reference}, write to us {where}.",
-    "customer_replies": "To add to {reference}, reply to this email or write to us {where}.",
-    "assignee": "You get this email because {reference} is assigned to you.",
-}
-
+#: The notices' texts are the catalogue's `notice.*` (dialogs/messages/<language>.yaml), in the
+#: customer's language; an assignee's email is in the default language. Fields: reference,
+#: subject, agent, body, position, wait, reopen_days, where, kind, due, priority.
 #: Where a customer writes to us, by the channel their ticket came from (`{where}` in email).
-CHAT_NAMES = {
-    Channel.WEBCHAT: "in the web chat",
-    Channel.TELEGRAM: "on Telegram",
-    Channel.SLACK: "in Slack",
-}
-IN_CHAT = "here"
+WHERE = {Channel.WEBCHAT: "webchat", Channel.TELEGRAM: "telegram", Channel.SLACK: "slack"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +60,19 @@ class AgentReply(Reply):
     body: str = ""
 
 
-RATING = tuple(
-    (n, label) for n, label in enumerate(("Poor", "Fair", "Good", "Very good", "Excellent"), 1)
-)
+SCORES = (1, 2, 3, 4, 5)
 
 
-def rating_choices(reference: str) -> tuple[Choice, ...]:
-    """The button values the dialog engine reads back: `rate:<reference>:<1-5>`."""
-    return tuple(Choice(f"{n} - {label}", f"rate:{reference}:{n}") for n, label in RATING)
+def rating_choices(
+    reference: str, catalogue: Catalogue | None = None, language: str | None = None
+) -> tuple[Choice, ...]:
+    """The button values the dialog engine reads back: `rate:<reference>:<1-5>`; the labels
+    carry their number ("4 - Very good") in the customer's language."""
+    words = catalogue or load_catalogue()
+    return tuple(
+        Choice(f"{n} - {words.text(f'notice.rating.{n}', language)}", f"rate:{reference}:{n}")
+        for n in SCORES
+    )
 
 
 def notice_kind(event: ev.Event) -> str | None:
@@ -152,17 +95,20 @@ def notice_kind(event: ev.Event) -> str | None:
     return None
 
 
-def where_to_write(identity: ChannelIdentity | None) -> str:
+def where_to_write(
+    identity: ChannelIdentity | None, catalogue: Catalogue, language: str | None
+) -> str:
     """For an email: the chat the customer uses, by name."""
-    return CHAT_NAMES.get(identity.channel, "in the chat") if identity else "in the chat"
+    place = WHERE.get(identity.channel, "chat") if identity else "chat"
+    return catalogue.text(f"notice.where.{place}", language)
 
 
-def human_wait(minutes: float) -> str:
+def human_wait(minutes: float, catalogue: Catalogue, language: str | None) -> str:
     if minutes < 1.5:
-        return "about a minute"
+        return catalogue.text("notice.wait.minute", language)
     if minutes < 90:
-        return f"about {round(minutes)} minutes"
-    return f"about {round(minutes / 60)} hours"
+        return catalogue.text("notice.wait.minutes", language, n=round(minutes))
+    return catalogue.text("notice.wait.hours", language, n=round(minutes / 60))
 
 
 @dataclass(slots=True)
@@ -176,6 +122,7 @@ class _Facts:
     timeline: list[dict[str, str]] = field(default_factory=list)
     agent: str | None = None
     agent_email: str | None = None
+    language: str | None = None  # the reader's: the customer's, or None (the default) for staff
 
 
 class CustomerNotices:
@@ -251,7 +198,11 @@ class CustomerNotices:
         if facts.customer.notify == Notify.EMAIL:
             raise Skip("the customer chose email only")
         kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
-        choices = rating_choices(facts.ticket.reference) if kind == "resolved" else ()
+        choices = (
+            rating_choices(facts.ticket.reference, self.catalogue, facts.language)
+            if kind == "resolved"
+            else ()
+        )
         return await self._to_chat(delivery, facts, kind, choices)
 
     async def deliver_agent_reply(self, delivery: Delivery) -> str | None:
@@ -309,13 +260,20 @@ class CustomerNotices:
         if await is_suppressed(self.db, address):
             raise Skip("the address bounced or reported spam")
         minutes = max(1, round((expires_at - utcnow()).total_seconds() / 60))
-        subject = CATALOGUE["verification"][0]
+        language = customer.language
+        keys = ("verification.code", "verification.use", "verification.ignore")
+        words = self._words(language, *keys)
+        subject = self.catalogue.text("notice.verification.subject", language)
+        expires_in = self.catalogue.text("duration.minutes", language, n=minutes)
         context = {
             "subject": subject,
-            "greeting": _greeting(customer),
+            "greeting": self._greeting(customer),
+            # The code stands out on its own line after the words that introduce it.
+            "code_intro": words["verification.code"].split("{code}")[0].strip(),
+            "use": words["verification.use"].replace("{expires_in}", expires_in),
+            "ignore": words["verification.ignore"],
             "code": code,
-            "expires_in": self.catalogue.text("duration.minutes", customer.language, n=minutes),
-            "language": customer.language,
+            "language": self.catalogue.language_for(language),
         }
         return await self.email.send(
             Email(
@@ -331,7 +289,7 @@ class CustomerNotices:
     async def sla_breach_to_assignee(self, delivery: Delivery) -> str | None:
         event = delivery.event
         assert isinstance(event, ev.SlaBreached)
-        facts = await self._facts(event, "sla_breach", timeline=True)
+        facts = await self._facts(event, "sla_breach", timeline=True, staff=True)
         if facts.agent_email is None:
             raise Skip("nobody is assigned; the Slack thread shows the breach")
         due = (
@@ -344,7 +302,7 @@ class CustomerNotices:
             due=due.strftime("%Y-%m-%d %H:%M UTC") if due else "unknown",
             priority=facts.ticket.priority.value,
         )
-        subject, text = _fill("sla_breach", facts.fields)
+        subject, text = self._fill("sla_breach", facts)
         context = self._context(facts, subject, text, None)
         return await self.email.send(
             Email(
@@ -368,7 +326,7 @@ class CustomerNotices:
         channel = self.channels.get(identity.channel)
         if channel is None:
             raise Skip(f"no {identity.channel.value} channel is configured")
-        _, text = _fill(kind, facts.fields)
+        _, text = self._fill(kind, facts)
         reply = (
             AgentReply(text, agent=facts.fields["agent"], body=facts.fields["body"])
             if kind == "agent_reply_chat"
@@ -396,8 +354,8 @@ class CustomerNotices:
             raise Skip("the customer has no verified, deliverable email address")
         if await is_suppressed(self.db, customer.email):
             raise Skip("the address bounced or reported spam")
-        facts.fields["where"] = where_to_write(facts.identity)
-        subject, text = _fill(kind, facts.fields)
+        facts.fields["where"] = where_to_write(facts.identity, self.catalogue, facts.language)
+        subject, text = self._fill(kind, facts)
         ticket_id = facts.ticket.id
         reply_to = self.reply_to(ticket_id) if self.reply_to and ticket_id else None
         context = self._context(
@@ -441,17 +399,32 @@ class CustomerNotices:
         """`customer` None: the email goes to the assignee. `answerable`: a reply to the
         email reaches the ticket."""
         ticket = facts.ticket
-        language = customer.language if customer else None
-        footer = FOOTER[
+        language = facts.language
+        footer = (
             "assignee" if customer is None else "customer_replies" if answerable else "customer"
-        ]
+        )
+        greeting = (
+            self._greeting(customer)
+            if customer
+            else self.catalogue.text("notice.greeting", language, name=facts.agent or "")
+        )
+        where = facts.fields.get("where") or self.catalogue.text("notice.where.here", language)
+        words = self._words(
+            language, "ticket", "status", "priority", "agent", "timeline", "answer_with_number"
+        )
+        words["answer_with_number"] = words["answer_with_number"].replace("{where}", where)
         return {
             "subject": subject,
-            "greeting": _greeting(customer) if customer else f"Hello {facts.agent},",
+            "greeting": greeting,
             "text": text,
             # The chat's buttons carry their number ("4 - Very good"); an email numbers once.
-            "ratings": RATING if rating else (),
-            "where": facts.fields.get("where", IN_CHAT),
+            "ratings": (
+                [(n, self.catalogue.text(f"notice.rating.{n}", language)) for n in SCORES]
+                if rating
+                else ()
+            ),
+            "where": where,
+            "words": words,
             "language": self.catalogue.language_for(language),
             "agent": facts.agent,
             "ticket": {
@@ -461,12 +434,33 @@ class CustomerNotices:
                 "priority": self.catalogue.text(f"priority.{ticket.priority.value}", language),
             },
             "timeline": facts.timeline,
-            "footer": footer.format_map(facts.fields),
+            "footer": self.catalogue.text(f"notice.footer.{footer}", language, **facts.fields),
         }
+
+    def _fill(self, kind: str, facts: _Facts) -> tuple[str, str]:
+        """A notice's email subject and text in the reader's language."""
+        language, fields = facts.language, facts.fields
+        return (
+            self.catalogue.text(f"notice.{kind}.subject", language, **fields),
+            self.catalogue.text(f"notice.{kind}.text", language, **fields),
+        )
+
+    def _greeting(self, customer: Customer) -> str:
+        name = customer.display_name.strip()
+        if name and name != "erased":
+            return self.catalogue.text("notice.greeting", customer.language, name=name)
+        return self.catalogue.text("notice.greeting_anonymous", customer.language)
+
+    def _words(self, language: str | None, *keys: str) -> dict[str, str]:
+        """Texts of the email templates (placeholders left for the caller)."""
+        return {key: self.catalogue.text(f"notice.{key}", language) for key in keys}
 
     # --- loading ----------------------------------------------------------------------------
 
-    async def _facts(self, event: ev.Event, kind: str, *, timeline: bool = False) -> _Facts:
+    async def _facts(
+        self, event: ev.Event, kind: str, *, timeline: bool = False, staff: bool = False
+    ) -> _Facts:
+        """`staff`: the reader is the assignee, who reads the default language."""
         ticket_id = getattr(event, "ticket_id", None)
         if ticket_id is None:
             raise Skip(f"{event.name} is not about a ticket")
@@ -482,7 +476,8 @@ class CustomerNotices:
                 if ticket.identity_id is not None
                 else None
             )
-            facts = _Facts(ticket, customer, identity)
+            language = None if staff else customer.language
+            facts = _Facts(ticket, customer, identity, language=language)
             agent_id = getattr(event, "agent_id", None) or ticket.assignee_id
             if agent_id is not None:
                 agent = await uow.agents.get(agent_id)
@@ -491,11 +486,11 @@ class CustomerNotices:
             fields: dict[str, Any] = {
                 "reference": ticket.reference,
                 "subject": ticket.subject,
-                "agent": facts.agent or "Our team",
+                "agent": facts.agent or self.catalogue.text("notice.our_team", customer.language),
                 "reopen_days": self.catalogue.text(
                     "duration.days", customer.language, n=self.reopen_days
                 ),
-                "where": IN_CHAT,
+                "where": self.catalogue.text("notice.where.here", customer.language),
             }
             if isinstance(event, ev.AgentReplied):
                 message = await uow.tickets.message(event.message_id)
@@ -505,31 +500,22 @@ class CustomerNotices:
             if kind == "queued":
                 position = 0 if ticket.assignee_id else await uow.tickets.queue_position(ticket)
                 fields["position"] = position
-                fields["wait"] = human_wait(position * self.minutes_per_ticket)
+                fields["wait"] = human_wait(
+                    position * self.minutes_per_ticket, self.catalogue, customer.language
+                )
             facts.fields = fields
             if timeline:
                 entries = await uow.tickets.timeline(ticket_id)
-                shown = _timeline(entries, facts.agent, self._status_word(customer.language))
+                shown = _timeline(entries, facts.agent, self._words_for(language))
                 facts.timeline = shown[-self.timeline_entries :]
         return facts
 
-    def _status_word(self, language: str | None) -> Callable[[str], str]:
-        return lambda status: self.catalogue.text(f"status.{status}", language)
+    def _words_for(self, language: str | None) -> Callable[..., str]:
+        """`say(key, **params)`: the catalogue in one language, for the timeline's lines."""
+        return lambda key, **params: self.catalogue.text(key, language, **params)
 
 
-def _fill(kind: str, fields: Mapping[str, Any]) -> tuple[str, str]:
-    subject, text = CATALOGUE[kind]
-    return subject.format_map(fields), text.format_map(fields)
-
-
-def _greeting(customer: Customer) -> str:
-    name = customer.display_name.strip()
-    return f"Hello {name}," if name and name != "erased" else "Hello,"
-
-
-def _timeline(
-    entries: Any, agent: str | None, status_word: Callable[[str], str]
-) -> list[dict[str, str]]:
+def _timeline(entries: Any, agent: str | None, say: Callable[..., str]) -> list[dict[str, str]]:
     """Customer-visible timeline: messages (never internal notes) and status moves."""
     shown: list[dict[str, str]] = []
     for entry in entries:
@@ -537,25 +523,27 @@ def _timeline(
         if isinstance(entry, Message):
             if entry.author == Author.NOTE:
                 continue
-            who = {Author.CUSTOMER: "You", Author.BOT: "Careline"}.get(
-                entry.author, agent or "Agent"
+            who = {Author.CUSTOMER: say("notice.you"), Author.BOT: "Careline"}.get(
+                entry.author, agent or say("notice.agent")
             )
             shown.append({"at": at, "who": who, "text": _short(entry.body)})
         elif isinstance(entry, TicketActivity):
-            line = _activity_line(entry, status_word)
+            line = _activity_line(entry, say)
             if line:
                 shown.append({"at": at, "who": "Careline", "text": line})
     return shown
 
 
-def _activity_line(activity: TicketActivity, status_word: Callable[[str], str]) -> str | None:
+def _activity_line(activity: TicketActivity, say: Callable[..., str]) -> str | None:
     detail = activity.detail
     if activity.kind == "status_changed" and detail.get("new"):
-        return f"status changed to {status_word(detail['new'])}"
+        return say("notice.status_changed", status=say(f"status.{detail['new']}"))
     if activity.kind == "assigned":
-        return f"assigned to {detail.get('agent') or 'an agent'}"
+        if detail.get("agent"):
+            return say("notice.assigned_to", agent=detail["agent"])
+        return say("notice.assigned_someone")
     if activity.kind == "rated":
-        return f"rated {detail.get('score')}/5"
+        return say("notice.rated", score=detail.get("score"))
     return None
 
 

@@ -32,6 +32,12 @@ SAME_AS_ENGLISH = {
     "data.export_tickets",  # Tickets ({n}):
     "activity.status_changed",  # de, pt: Status: {new}
     "ticket.agent",  # fr: Agent
+    "notice.agent_reply_chat.text",  # {agent}: {body}
+    "notice.rating.5",  # fr: Excellent
+    "notice.ticket",  # Ticket
+    "notice.status",  # de, pt: Status
+    "notice.agent",  # fr: Agent
+    "notice.where.slack",  # de: in Slack
 }
 SHORT = yaml.safe_load((Path(__file__).parent / "data" / "short_messages.yaml").read_text())
 

@@ -88,6 +88,7 @@ async def customer_with_ticket(
     verified: bool = True,
     notify: Notify = Notify.BOTH,
     channel: Channel = Channel.TELEGRAM,
+    language: str = "en",
 ) -> tuple[int, int, str]:
     """A customer writing from `channel` with an open ticket; returns (customer, ticket, chat)."""
     chat_id = f"chat-{name}"
@@ -98,6 +99,7 @@ async def customer_with_ticket(
         customer.email = email
         customer.email_verified = verified
         customer.notify = notify
+        customer.language = language
         ticket = await services.open_ticket(
             uow,
             customer_id=customer.id or 0,

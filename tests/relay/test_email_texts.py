@@ -197,3 +197,54 @@ async def test_sla_breach_email_tells_the_assignee_why_they_get_it(
     assert text.startswith("Hello Anna Berg,")
     assert f"because CR-{ticket_id + 1000} is assigned to you" in text
     assert "write to us" not in text
+
+
+async def test_a_spanish_speaking_customer_is_told_everything_in_spanish(
+    db: Database, tmp_path: Path
+) -> None:
+    """Chat notices, buttons, emails and their every word, in the customer's language."""
+    mailbox = LocalMailbox(tmp_path / "mailbox", sender="support@careline.test")
+    handlers = Handlers()
+    chat = CollectingChannel(Channel.TELEGRAM)
+    CustomerNotices(db, channels={Channel.TELEGRAM: chat}, email=mailbox).register(handlers)
+    relay, mail = Relay(db, handlers), Mail(tmp_path / "mailbox")
+    _, ticket_id, chat_id = await customer_with_ticket(
+        db, "pilar", email="pilar@example.org", language="es-ES"
+    )
+    anna = await agent(db)
+    async with db.uow() as uow:
+        await services.assign_ticket(uow, ticket_id, anna)
+        await services.add_agent_reply(uow, ticket_id, anna, "¿Qué tarjeta era?")
+        await services.resolve_ticket(uow, ticket_id)
+        await uow.commit()
+    await drain(relay)
+
+    reference = f"CR-{ticket_id + 1000}"
+    texts = chat.texts(chat_id)
+    assert f"Anna Berg, de nuestro equipo, se encarga ahora de {reference}." in texts
+    assert "Anna Berg: ¿Qué tarjeta era?" in texts
+    assert any(t.startswith(f"{reference} está resuelto.") for t in texts)
+    [resolved] = [r for _, r in chat.sent if r.choices]
+    assert [c.label for c in resolved.choices][0::4] == ["1 - Mal", "5 - Excelente"]
+
+    subjects = sorted(m["Subject"] for m in mail.messages("pilar@example.org"))
+    assert subjects == sorted([
+        f"Hemos recibido su solicitud: {reference}",
+        f"Anna Berg se encarga de {reference}",
+        f"Anna Berg ha respondido en {reference}",
+        f"{reference} está resuelto",
+    ])  # fmt: skip
+    for body in both_parts(mail, "pilar@example.org"):
+        assert "Hola, pilar:" in body
+        assert f"Para añadir algo a {reference}, escríbanos en Telegram." in body
+        for english in ("Hello", "Status", "Priority", "Timeline", "write to us", "You:"):
+            assert english not in body, english
+    resolved_text = next(
+        m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        for m in mail.messages("pilar@example.org")
+        if "resuelto" in m["Subject"]
+    )
+    assert "en un plazo de 7 días" in resolved_text
+    assert "  1. Mal\n" in resolved_text and "Responda en Telegram con el número." in resolved_text
+    assert "Estado: resuelto · Urgencia: Normal · Agente: Anna Berg" in resolved_text
+    assert "Historial" in resolved_text and "Usted: pilar's card was charged twice" in resolved_text
