@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -47,11 +50,13 @@ from core import services
 from core.db import tables as t
 from core.db.database import Database
 from core.model import Channel, utcnow
+from dialogs.catalogue import Catalogue, load_catalogue
 from dialogs.turn import Attachment, Reply, UserSaid
 
 log = logging.getLogger("careline.webchat")
 
 STATIC = Path(__file__).with_name("static")
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 COOKIE = "careline_visitor"
 HEADER = "x-careline-visitor"
 # A browser cannot set headers on a WebSocket, and an embedded page may get no cookie, so the
@@ -245,6 +250,9 @@ class SendBody(BaseModel):
     text: str = Field("", max_length=20_000)
     choice: str | None = Field(None, max_length=200)
     client_id: str | None = Field(None, max_length=64, description="dedupes resends")
+    # The browser's language (navigator.language): where a new customer starts. A tag we
+    # cannot read is ignored rather than refused: the message itself must not be lost.
+    language: str | None = Field(None, max_length=35)
 
 
 @dataclass
@@ -282,6 +290,9 @@ class WebChat:
             display_name="",
             attachments=(attachment,) if attachment else (),
             choice=body.choice,
+            language=body.language
+            if body.language and LANGUAGE_TAG.fullmatch(body.language)
+            else "en",
         )
         if self.engine is None:
             raise HTTPException(503, "the chat is starting; try again in a moment")
@@ -289,9 +300,59 @@ class WebChat:
             await self.lines.add(visitor_id, "out", reply_body(reply))
 
 
+@functools.cache
+def shipped_catalogue() -> Catalogue:
+    return load_catalogue()
+
+
+class ChatPages:
+    """The chat page in each language of the catalogue (`webchat.*`), built once each: its
+    words in the HTML, and those chat.js shows as JSON in `data-texts`."""
+
+    def __init__(self, template: Path, catalogue: Catalogue) -> None:
+        self.template = template.read_text(encoding="utf-8")
+        self.catalogue = catalogue
+        self.keys = sorted(
+            key.removeprefix("webchat.")
+            for key in catalogue.keys(catalogue.default)
+            if key.startswith("webchat.")
+        )
+        self._built: dict[str, str] = {}
+
+    def page(self, accept_language: str | None) -> str:
+        language = self.language(accept_language)
+        if language not in self._built:
+            texts = {key: self.catalogue.text(f"webchat.{key}", language) for key in self.keys}
+            html = self.template.replace("{{lang}}", language)
+            html = html.replace("{{texts}}", escape(json.dumps(texts, ensure_ascii=False)))
+            for key, text in texts.items():
+                html = html.replace("{{" + key + "}}", escape(text))
+            self._built[language] = html
+        return self._built[language]
+
+    def language(self, accept_language: str | None) -> str:
+        """The visitor's preferred language we speak (RFC 9110 weights), else the default."""
+        ranked: list[tuple[float, int, str]] = []
+        for position, part in enumerate((accept_language or "").split(",")[:20]):
+            tag, _, params = part.strip().partition(";")
+            weight = 1.0
+            if params.strip().startswith("q="):
+                try:
+                    weight = float(params.strip()[2:])
+                except ValueError:
+                    continue
+            if tag and weight > 0:
+                ranked.append((-weight, position, tag))
+        for _, _, tag in sorted(ranked):
+            code = tag.strip().lower().split("-")[0]
+            if code in self.catalogue.languages:
+                return code
+        return self.catalogue.default
+
+
 def webchat_router(chat: WebChat) -> APIRouter:
     router = APIRouter(prefix="/chat", include_in_schema=False)
-    page = (STATIC / "chat.html").read_text(encoding="utf-8")
+    pages = ChatPages(STATIC / "chat.html", shipped_catalogue())
     # The widget frames this page on the allowed sites; nobody else may (clickjacking).
     page_headers = {
         "Cache-Control": "no-cache",
@@ -320,8 +381,9 @@ def webchat_router(chat: WebChat) -> APIRouter:
         return own or origin.lower() in chat.allowed_origins
 
     @router.get("")
-    async def chat_page() -> HTMLResponse:
-        return HTMLResponse(page, headers=page_headers)
+    async def chat_page(request: Request) -> HTMLResponse:
+        page = pages.page(request.headers.get("accept-language"))
+        return HTMLResponse(page, headers={**page_headers, "Vary": "Accept-Language"})
 
     @router.get("/static/{name}")
     async def static(name: str) -> FileResponse:
@@ -465,18 +527,21 @@ def webchat_router(chat: WebChat) -> APIRouter:
 
 
 async def visitor_tickets(db: Database, visitor_id: str, limit: int = 5) -> list[dict[str, Any]]:
-    """The visitor's latest tickets with status and assignee, for the page's status bar."""
+    """The visitor's latest tickets with status (in their words and language) and assignee,
+    for the page's status bar."""
     async with db.uow() as uow:
         identity = await uow.customers.identity(Channel.WEBCHAT, visitor_id)
         if identity is None or identity.customer_id is None:
             return []
+        customer = await uow.customers.get(identity.customer_id)
+        language = customer.language if customer else None
         found = []
         for ticket in list(await uow.tickets.for_customer(identity.customer_id))[:limit]:
             agent = await uow.agents.get(ticket.assignee_id) if ticket.assignee_id else None
             found.append(
                 {
                     "reference": ticket.reference,
-                    "status": ticket.status.value,
+                    "status": shipped_catalogue().text(f"status.{ticket.status.value}", language),
                     "assignee": agent.name if agent else None,
                     "subject": ticket.subject,
                 }

@@ -8,6 +8,8 @@
   const tickets = document.getElementById("tickets");
   const notice = document.getElementById("notice");
   const TOKEN_KEY = "careline.visitor";
+  // The page's words in the visitor's language, chosen by the server (Accept-Language).
+  const T = JSON.parse(document.querySelector("main").dataset.texts || "{}");
   // A framed page on another site may be denied storage (Chromium throws when third-party
   // cookies are blocked): the token then lives as long as the page.
   const store = {
@@ -58,10 +60,10 @@
     const who = document.createElement("div");
     if (!line.agent) {
       who.className = "visually-hidden";
-      who.textContent = line.direction === "in" ? "You:" : "Assistant:";
+      who.textContent = line.direction === "in" ? T.you : T.assistant;
       return who;
     }
-    const name = line.agent.name || "Agent";
+    const name = line.agent.name || T.agent;
     who.className = "line__who";
     const avatar = document.createElement("span");
     avatar.className = "avatar";
@@ -71,7 +73,7 @@
     label.textContent = name;
     const role = document.createElement("span");
     role.className = "line__role";
-    role.textContent = "Support team";
+    role.textContent = T.support_team;
     who.append(avatar, label, role);
     return who;
   }
@@ -92,7 +94,7 @@
     const group = document.createElement("div");
     group.className = "choices";
     group.setAttribute("role", "group");
-    group.setAttribute("aria-label", "Choices");
+    group.setAttribute("aria-label", T.choices);
     for (const choice of choices) {
       const button = document.createElement("button");
       button.type = "button";
@@ -128,7 +130,7 @@
     link.addEventListener("click", async (event) => {
       event.preventDefault();
       const response = await fetch(download.href, { headers: headers(), credentials: "same-origin" });
-      if (!response.ok) return say("Your data could not be downloaded; please try again.");
+      if (!response.ok) return say(T.download_failed);
       const file = URL.createObjectURL(await response.blob());
       const save = document.createElement("a");
       save.href = file;
@@ -158,8 +160,8 @@
       // Refused (too many sessions from here, or the chat is starting): say why and try
       // again when the server allows, keeping any token we already had.
       const wait = Number(response.headers.get("Retry-After")) || 5;
-      say(data.error || data.detail || "The chat is unavailable right now. Trying again…");
-      setTimeout(() => start().catch(() => say("The chat is unavailable right now.")), wait * 1000);
+      say(data.error || data.detail || T.unavailable_retrying);
+      setTimeout(() => start().catch(() => say(T.unavailable)), wait * 1000);
       return;
     }
     token = data.token;
@@ -179,7 +181,7 @@
     socket.onmessage = (event) => update(JSON.parse(event.data));
     socket.onclose = () => {
       socket = null;
-      say("Reconnecting…");
+      say(T.reconnecting);
       setTimeout(connect, 1500);
     };
     socket.onerror = () => { if (!polling) poll(); };
@@ -201,6 +203,7 @@
 
   async function send(body, quiet) {
     body.client_id = newId();
+    body.language = navigator.language || document.documentElement.lang;
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify(body));
       return;
@@ -210,7 +213,7 @@
       headers: { "Content-Type": "application/json", ...headers() },
       body: JSON.stringify(body),
     });
-    if (!response.ok && !quiet) say("Your message could not be sent; please try again.");
+    if (!response.ok && !quiet) say(T.not_sent);
     if (!polling) poll();
   }
 
@@ -235,10 +238,10 @@
     const response = await fetch(`/chat/api/upload?client_id=${newId()}`, { method: "POST", headers: headers(), body: data });
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
-      say(problem.error || "That file could not be sent.");
+      say(problem.error || T.file_not_sent);
     }
     fileInput.value = "";
   });
 
-  start().catch(() => say("The chat is unavailable right now. Please try again later."));
+  start().catch(() => say(T.unavailable_later));
 })();

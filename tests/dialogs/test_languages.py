@@ -38,6 +38,8 @@ SAME_AS_ENGLISH = {
     "notice.status",  # de, pt: Status
     "notice.agent",  # fr: Agent
     "notice.where.slack",  # de: in Slack
+    "webchat.conversation",  # fr: Conversation
+    "webchat.agent",  # fr: Agent
 }
 SHORT = yaml.safe_load((Path(__file__).parent / "data" / "short_messages.yaml").read_text())
 

@@ -66,7 +66,7 @@ def test_customer_opens_a_ticket_and_sees_the_agent_reply_live(server: tuple[str
         assigned = admin.post(f"/tickets/{ticket_id}/assign", json={"agent_id": agent_id})
         assert assigned.status_code == 200, assigned.text
         expect(log).to_contain_text("Grace Hopper", timeout=15_000)
-        expect(page.locator("#tickets")).to_contain_text("open", timeout=15_000)
+        expect(page.locator("#tickets")).to_contain_text("being worked on", timeout=15_000)
 
         reply = admin.post(
             f"/tickets/{ticket_id}/replies",

@@ -180,3 +180,37 @@ def _next_minute(clock: str) -> str:
     hours, minutes = map(int, clock.split(":"))
     total = (hours * 60 + minutes + 1) % (24 * 60)
     return f"{total // 60:02d}:{total % 60:02d}"
+
+
+def test_a_spanish_browser_gets_the_page_and_the_conversation_in_spanish(
+    server: tuple[str, str],
+) -> None:
+    """The page's words follow Accept-Language; the first message carries the browser's
+    language, so a new visitor is greeted, served and told about their ticket in Spanish."""
+    url, _ = server
+    spanish = httpx.get(f"{url}/chat", headers={"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"})
+    assert '<html lang="es">' in spanish.text and "Escriba su mensaje" in spanish.text
+    assert "Accept-Language" in spanish.headers["vary"]
+    unknown = httpx.get(f"{url}/chat", headers={"Accept-Language": "ja, de;q=0.4"})
+    assert '<html lang="de">' in unknown.text  # the best of those we speak
+    chromium = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 780}, locale="es-ES")
+        page.goto(f"{url}/chat")
+        log = page.locator("#log")
+        expect(page.get_by_role("heading")).to_have_text("Chat de atención al cliente")
+        expect(log).to_contain_text("¡Hola! Soy el asistente de Careline", timeout=20_000)
+        log.get_by_role("button", name="Informar de un problema").click()
+        page.get_by_label("Su mensaje").fill("La factura tiene una dirección equivocada")
+        page.get_by_role("button", name="Enviar").click()
+        page.get_by_role("button", name="Facturación").last.click()
+        page.get_by_role("button", name="Normal").last.click()
+        page.get_by_role("button", name="Omitir").last.click()
+        page.get_by_role("button", name="Sí, ábralo").last.click()
+        expect(log).to_contain_text("Su ticket CR-1001 está abierto", timeout=10_000)
+        expect(page.locator("#tickets")).to_have_text("CR-1001 · nuevo", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "webchat-spanish.png"), full_page=True)
+        browser.close()
