@@ -73,7 +73,9 @@ def eval_command(
         )
     console.print(table)
     console.print(f"test examples: {result.count}")
-    console.print(f"accuracy: {result.accuracy:.4f}")
+    console.print(f"accuracy: {result.accuracy:.4f} (out of scope below {threshold})")
+    if result.top_accuracy is not None:
+        console.print(f"top-intent accuracy: {result.top_accuracy:.4f} (no threshold)")
     console.print(f"macro-F1: {result.macro_f1:.4f}")
     if result.oos_recall is not None:
         console.print(f"out-of-scope recall: {result.oos_recall:.4f}")

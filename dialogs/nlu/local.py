@@ -56,6 +56,10 @@ class LocalNLU:
         # Per-utterance fast path; the batch path is kept for ``predict``.
         self._score_one: Callable[[str], Any] | None = getattr(model, "probabilities", None)
 
+    def with_threshold(self, threshold: float) -> LocalNLU:
+        """The same trained model with another out-of-scope threshold."""
+        return LocalNLU(self._model, backend=self.backend, threshold=threshold)
+
     @classmethod
     def train(
         cls,

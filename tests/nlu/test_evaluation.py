@@ -41,3 +41,7 @@ def test_evaluates_a_classifier_on_held_out_text(support_nlu: LocalNLU) -> None:
 
     assert result.accuracy == 1.0
     assert result.oos_recall == 1.0
+    assert result.top_accuracy == 1.0  # the support intents train an out-of-scope class
+    strict = evaluate(support_nlu.with_threshold(0.999), test)
+    assert strict.accuracy == 0.25  # all refused: only the out-of-scope question is right
+    assert strict.top_accuracy == 1.0  # the top intents are still the right ones
