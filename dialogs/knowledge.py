@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from core import knowledge
 from core.db.database import Database
 from core.db.knowledge import SqlKnowledgeBase, read_published, read_revision
@@ -113,6 +115,18 @@ class _Language:
         # mentions is covered less, not more.
         self.unknown_weight = self._idf(0)
         self.weights = {word: self._idf(len(posting)) for word, posting in self.postings.items()}
+        # Each word's BM25 term scores, computed once: a question then adds a few arrays.
+        average = self.average_length or 1.0
+        self.term_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for word, posting in self.postings.items():
+            numbers = np.fromiter((n for n, _ in posting), dtype=np.int64, count=len(posting))
+            frequencies = np.fromiter((c for _, c in posting), np.float64, count=len(posting))
+            lengths = np.fromiter(
+                (self.documents[n].length for n, _ in posting), dtype=np.float64, count=len(posting)
+            )
+            norm = K1 * (1 - B + B * lengths / average)
+            scores = self.weights[word] * frequencies * (K1 + 1) / (frequencies + norm)
+            self.term_scores[word] = (numbers, scores)
 
     def _idf(self, frequency: int) -> float:
         total = len(self.documents)
@@ -120,9 +134,8 @@ class _Language:
 
     def find(self, question: str, intent: str, min_confidence: float) -> Passage | None:
         asked = list(dict.fromkeys(words(question, self.language)))
-        scores = self._scores(asked)
         keyed = self.by_key.get(intent)
-        best = max(scores, key=lambda n: (scores[n], -n)) if scores else None
+        best = self._best(asked)
         if keyed is not None:
             # The NLU was sure of this FAQ intent; another article wins only on the words.
             if best is not None and best != keyed:
@@ -135,16 +148,17 @@ class _Language:
         cover = self._cover(asked, best)
         return self._passage(best, asked, cover, confident=cover >= min_confidence)
 
-    def _scores(self, asked: Iterable[str]) -> dict[int, float]:
-        scores: dict[int, float] = defaultdict(float)
-        for word in asked:
-            weight = self.weights.get(word)
-            if weight is None:
-                continue
-            for number, count in self.postings[word]:
-                length = self.documents[number].length / (self.average_length or 1.0)
-                scores[number] += weight * count * (K1 + 1) / (count + K1 * (1 - B + B * length))
-        return scores
+    def _best(self, asked: Iterable[str]) -> int | None:
+        """The article with the highest BM25 score (the first on a tie); None when no
+        article has a word of the question."""
+        found = [self.term_scores[word] for word in asked if word in self.term_scores]
+        if not found:
+            return None
+        numbers = np.concatenate([n for n, _ in found])
+        scores = np.bincount(
+            numbers, weights=np.concatenate([s for _, s in found]), minlength=len(self.documents)
+        )
+        return int(np.argmax(scores))
 
     def _cover(self, asked: Sequence[str], number: int) -> float:
         """The share of the question's word weight that the article contains."""
