@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dialogs.nlu.base import OUT_OF_SCOPE
 from dialogs.nlu.local import BACKENDS, DEFAULT_THRESHOLD, LocalNLU
 from dialogs.nlu.training import Example, TrainingDataError, import_watson_skill, load_examples
 from dialogs.watson_mapping import WATSON_ANSWER, propose_mapping
@@ -60,8 +61,9 @@ def eval_command(
     """Train on TRAIN, classify TEST, and print accuracy, macro-F1 and a per-intent report."""
     from dialogs.nlu.evaluation import evaluate
 
-    nlu = _train(_read(train), backend, threshold, finetune=finetune)
-    result = evaluate(nlu, _read(test))
+    examples, tests = _read(train), _read(test)
+    nlu = _train(examples, backend, threshold, finetune=finetune)
+    result = evaluate(nlu, tests)
     table = Table("intent", "precision", "recall", "F1", "support", title="Per intent")
     for intent, score in sorted(result.per_intent.items()):
         table.add_row(
@@ -77,8 +79,19 @@ def eval_command(
     if result.top_accuracy is not None:
         console.print(f"top-intent accuracy: {result.top_accuracy:.4f} (no threshold)")
     console.print(f"macro-F1: {result.macro_f1:.4f}")
-    if result.oos_recall is not None:
-        console.print(f"out-of-scope recall: {result.oos_recall:.4f}")
+    if result.oos_recall is None:
+        return
+    trained = [e for e in examples if e.intent != OUT_OF_SCOPE]
+    if len(trained) == len(examples):
+        how = "threshold only: no out-of-scope examples in training"
+        console.print(f"out-of-scope recall: {result.oos_recall:.4f} ({how})", soft_wrap=True)
+        return
+    trained_class = "a trained out-of-scope class"
+    console.print(f"out-of-scope recall: {result.oos_recall:.4f} ({trained_class})", soft_wrap=True)
+    # What a deployment without out-of-scope examples gets: the same data without them.
+    alone = evaluate(_train(trained, backend, threshold, finetune=finetune), tests)
+    how = "threshold only: trained without the out-of-scope examples"
+    console.print(f"out-of-scope recall: {alone.oos_recall:.4f} ({how})", soft_wrap=True)
 
 
 @nlu_app.command("import-watson")
