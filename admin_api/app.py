@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -19,6 +20,7 @@ from admin_api.routes import access, agents, customers, dead_letters, knowledge,
 from core.config import Settings
 from core.db.database import Database
 from core.db.ratelimit import rate_limiter_for
+from core.files import FileLinks
 from core.policy import SlaPolicy
 from core.ports import RateLimiter
 
@@ -28,6 +30,7 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024  # a 20,000-character reply in any script fi
 def create_admin_app(
     db: Database,
     settings: Settings,
+    file_links: Callable[[], FileLinks | None] = lambda: None,
     *,
     limiter: RateLimiter | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -50,6 +53,7 @@ def create_admin_app(
         static_url="/docs-assets",
     )
     app.state.db = db
+    app.state.file_links = file_links  # the server's, once its secret is loaded
     app.state.settings = settings
     app.state.sla = SlaPolicy.from_hours(settings.sla_hours)
     app.state.limiter = limiter or rate_limiter_for(db)

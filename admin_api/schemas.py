@@ -232,6 +232,16 @@ class TimelineEntry(BaseModel):
     detail: dict[str, Any] | None = None
 
 
+class FileLink(BaseModel):
+    """A short-lived signed link to one stored attachment (GET it without a key)."""
+
+    url: str = Field(description="Path on this server: `/files/{id}?expires=…&signature=…`.")
+    expires_at: datetime
+    name: str
+    mime_type: str
+    size: int
+
+
 class TicketDetail(TicketSummary):
     description: str
     closed_at: datetime | None

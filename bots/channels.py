@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from core.model import Channel
 from dialogs.turn import Reply
@@ -35,4 +36,26 @@ class ChatChannel(Protocol):
 
     async def send(self, chat_id: str, reply: Reply) -> str:
         """Deliver `reply`; return the provider's message id. Raises a DeliveryError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingFile:
+    """A stored file for a customer's chat: the bytes for a channel that carries files, the
+    link (a signed path on this server, or None) for one that can only point at them."""
+
+    name: str
+    mime_type: str
+    content: bytes
+    caption: str = ""  # who sent it, in the customer's language
+    link: str | None = None
+    sender: str = ""  # the agent's name
+
+
+@runtime_checkable
+class FileChannel(Protocol):
+    """A chat channel that can deliver a file itself (Telegram, the web chat)."""
+
+    async def send_file(self, chat_id: str, file: OutgoingFile) -> str:
+        """Deliver the file; return the provider's message id. Raises a DeliveryError."""
         ...

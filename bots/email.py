@@ -29,7 +29,17 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
-from sendgrid.helpers.mail import Category, CustomArg, Mail, ReplyTo
+from sendgrid.helpers.mail import Attachment as SendGridAttachment
+from sendgrid.helpers.mail import (
+    Category,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    Mail,
+    ReplyTo,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -58,6 +68,13 @@ MAX_BODY = 2 * 768 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class EmailAttachment:
+    filename: str
+    mime_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Email:
     """One email: plain text always, HTML when there is a template for it."""
 
@@ -68,6 +85,7 @@ class Email:
     category: str = "notice"  # SendGrid category: notice kind, for the stats there
     key: str | None = None  # the relay's idempotency key, echoed back by the Event Webhook
     reply_to: str | None = None  # where a reply goes (its ticket's address); else the sender's
+    attachments: tuple[EmailAttachment, ...] = ()
 
 
 class EmailSender(Protocol):
@@ -118,6 +136,15 @@ class SendGridEmail:
         if email.reply_to or self.reply_to:
             mail.reply_to = ReplyTo(email.reply_to or self.reply_to)
         mail.category = Category(email.category)
+        for attachment in email.attachments:
+            mail.add_attachment(
+                SendGridAttachment(
+                    FileContent(base64.b64encode(attachment.content).decode("ascii")),
+                    FileName(attachment.filename),
+                    FileType(attachment.mime_type),
+                    Disposition("attachment"),
+                )
+            )
         if email.key:
             # Per personalization: the published spec types a top-level custom_args as a string.
             mail.custom_arg = CustomArg("careline_key", email.key, p=0)
@@ -187,6 +214,11 @@ class LocalMailbox:
         message.set_content(email.text)
         if email.html:
             message.add_alternative(email.html, subtype="html")
+        for attachment in email.attachments:
+            main, _, sub = attachment.mime_type.partition("/")
+            message.add_attachment(
+                attachment.content, maintype=main, subtype=sub, filename=attachment.filename
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
         (self.folder / name).write_bytes(bytes(message))

@@ -20,12 +20,13 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select, update
 
-from bots.channels import ChatChannel, Unreachable
-from bots.email import Email, EmailSender, is_suppressed
+from bots.channels import ChatChannel, FileChannel, OutgoingFile, Unreachable
+from bots.email import Email, EmailAttachment, EmailSender, is_suppressed
 from bots.relay import Delivery, Handlers, Skip
 from core import events as ev
 from core.db import tables as t
 from core.db.database import Database
+from core.files import FileLinks, StoredFile, human_size
 from core.model import (
     Author,
     Channel,
@@ -37,6 +38,7 @@ from core.model import (
     TicketActivity,
     utcnow,
 )
+from core.ports import FileStore
 from dialogs.catalogue import Catalogue, load_catalogue
 from dialogs.turn import Choice, Reply
 
@@ -123,6 +125,7 @@ class _Facts:
     agent: str | None = None
     agent_email: str | None = None
     language: str | None = None  # the reader's: the customer's, or None (the default) for staff
+    files: list[str] = field(default_factory=list)  # stored ids of an agent reply's files
 
 
 class CustomerNotices:
@@ -140,6 +143,10 @@ class CustomerNotices:
         timeline_entries: int = 20,
         catalogue: Catalogue | None = None,
         reply_to: Callable[[int], str] | None = None,
+        files: FileStore | None = None,
+        links: Callable[[], FileLinks | None] = lambda: None,
+        chat_link_days: float = 7,
+        max_email_attachments_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -153,6 +160,12 @@ class CustomerNotices:
         self.catalogue = catalogue or load_catalogue()
         # A ticket's reply address (bots/email_inbound.ReplyAddresses.for_ticket), if any.
         self.reply_to = reply_to
+        # An agent's files: the bytes for chats that carry files and for small emails, a
+        # signed link for chats that only point at them (core.files).
+        self.files = files
+        self.links = links
+        self.chat_link_days = chat_link_days
+        self.max_email_attachments_bytes = max_email_attachments_bytes
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html.j2"]),
@@ -183,6 +196,9 @@ class CustomerNotices:
         # The same chat as the notices: an assignment notice goes out before the reply.
         handlers.add(
             ev.AgentReplied, "agent_reply_chat", self.deliver_agent_reply, lane="customer_chat"
+        )
+        handlers.add(
+            ev.AgentReplied, "agent_files_chat", self.deliver_agent_files, lane="customer_chat"
         )
         handlers.add(ev.EmailVerificationRequested, "verification_email", self.verification)
         handlers.add(ev.SlaBreached, "assignee_email", self.sla_breach_to_assignee)
@@ -224,6 +240,63 @@ class CustomerNotices:
                     "relay: could not record delivered_id of message %s", event.message_id
                 )
         return provider_id
+
+    async def deliver_agent_files(self, delivery: Delivery) -> str | None:
+        """The files of an agent's answer, after its text, in the customer's chat: the file
+        itself where the chat carries files, else a signed link. (Several files sent by one
+        delivery that fails half-way are sent again from the first on its retry.)"""
+        event = delivery.event
+        assert isinstance(event, ev.AgentReplied)
+        if self.files is None:
+            raise Skip("no file store")
+        facts = await self._facts(event, "file_sent")
+        if not facts.files:
+            raise Skip("the reply has no stored files")
+        if facts.customer.notify == Notify.EMAIL:
+            raise Skip("the customer chose email only; the email carries the files")
+        identity = facts.identity
+        if identity is None or not identity.chat_id or not identity.reachable:
+            raise Skip("no chat to send the files to; the email carries them")
+        channel = self.channels.get(identity.channel)
+        if channel is None:
+            raise Skip(f"no {identity.channel.value} channel is configured")
+        sent: list[str] = []
+        try:
+            for stored_id in facts.files:
+                found = await self.files.read(stored_id)
+                if found is not None:
+                    sent += await self._send_file(channel, identity.chat_id, facts, *found)
+        except Unreachable:
+            await self._mark_unreachable(identity)
+            raise Skip("the chat refuses us; the email carries the files") from None
+        if not sent:
+            raise Skip("no file could be offered in this chat")
+        return sent[-1]
+
+    async def _send_file(
+        self, channel: ChatChannel, chat_id: str, facts: _Facts, file: StoredFile, content: bytes
+    ) -> list[str]:
+        say = self._words_for(facts.language)
+        agent = str(facts.fields["agent"])
+        ttl = self.chat_link_days * 24 * 3600
+        links = self.links()
+        if isinstance(channel, FileChannel):
+            outgoing = OutgoingFile(
+                name=file.name,
+                mime_type=file.mime_type,
+                content=content,
+                caption=say("notice.file_sent.text", agent=agent, name=file.name),
+                link=links.path(file.id, ttl=ttl) if links is not None else None,
+                sender=agent,
+            )
+            return [await channel.send_file(chat_id, outgoing)]
+        url = links.url(file.id, ttl=ttl) if links is not None else None
+        if url is None:
+            log.warning("relay: no public URL (CARELINE_PUBLIC_URL) to link a file in a chat")
+            return []
+        days = say("duration.days", n=self.chat_link_days)
+        text = say("notice.file_link.text", agent=agent, name=file.name, link=url, days=days)
+        return [await channel.send(chat_id, Reply(text))]
 
     async def email_notice(self, delivery: Delivery) -> str | None:
         event = delivery.event
@@ -358,6 +431,9 @@ class CustomerNotices:
         subject, text = self._fill(kind, facts)
         ticket_id = facts.ticket.id
         reply_to = self.reply_to(ticket_id) if self.reply_to and ticket_id else None
+        attachments, notes = await self._email_files(facts)
+        if notes:
+            text = "\n\n".join([text, *notes])
         context = self._context(
             facts, subject, text, customer, rating=kind == "resolved", answerable=bool(reply_to)
         )
@@ -370,8 +446,32 @@ class CustomerNotices:
                 category=kind,
                 key=delivery.key,
                 reply_to=reply_to,
+                attachments=attachments,
             )
         )
+
+    async def _email_files(self, facts: _Facts) -> tuple[tuple[EmailAttachment, ...], list[str]]:
+        """An agent reply's files attached while they fit `max_email_attachments_bytes`; a line
+        for each that was attached and for each that did not fit."""
+        if self.files is None or not facts.files:
+            return (), []
+        say = self._words_for(facts.language)
+        attached: list[EmailAttachment] = []
+        notes: list[str] = []
+        room = self.max_email_attachments_bytes
+        for stored_id in facts.files:
+            found = await self.files.read(stored_id)
+            if found is None:
+                continue
+            file, content = found
+            if file.size > room:
+                size = human_size(file.size)
+                notes.append(say("notice.file_too_large.text", name=file.name, size=size))
+                continue
+            room -= file.size
+            attached.append(EmailAttachment(file.name, file.mime_type, content))
+            notes.append(say("notice.file_attached.text", name=file.name))
+        return tuple(attached), notes
 
     async def _mark_unreachable(self, identity: ChannelIdentity) -> None:
         identity.reachable = False
@@ -497,6 +597,9 @@ class CustomerNotices:
                 if message is None:
                     raise Skip("the reply is gone")
                 fields["body"] = message.body
+                facts.files = [
+                    str(a["stored_id"]) for a in message.attachments if a.get("stored_id")
+                ]
             if kind == "queued":
                 position = 0 if ticket.assignee_id else await uow.tickets.queue_position(ticket)
                 fields["position"] = position

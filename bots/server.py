@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
+from bots.files import files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
 from bots.webchat import (
@@ -39,8 +40,10 @@ from bots.webchat import (
 from bots.webchat_limits import WebChatLimits
 from core.config import Settings
 from core.db.database import Database
+from core.db.files import SqlFileStore
 from core.db.migrate import is_current, migrate
 from core.db.outbox import SqliteRelayLock
+from core.files import FileLinks
 
 log = logging.getLogger("careline.server")
 
@@ -67,6 +70,8 @@ class Runtime:
     slack_socket: Any = None  # Socket Mode client (development)
     housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
     reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
+    files: Any = None  # core.db.files.SqlFileStore: attachments' bytes
+    file_links: Any = None  # core.files.FileLinks once the secret is loaded
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -95,7 +100,6 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     from bots.email import build_email
     from bots.notices import CustomerNotices
     from bots.relay import Handlers
-    from bots.webchat_erasure import UploadEraser
     from core.model import Channel
 
     handlers = Handlers()
@@ -110,11 +114,12 @@ def default_relay_handlers(runtime: Runtime) -> Any:
         email=build_email(runtime.settings),
         reopen_days=runtime.settings.reopen_window_days,
         reply_to=runtime.reply_addresses.for_ticket if runtime.reply_addresses else None,
+        files=runtime.files,
+        links=lambda: runtime.file_links,
+        chat_link_days=runtime.settings.chat_file_link_days,
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
-    if runtime.webchat is not None:
-        UploadEraser(runtime.webchat.uploads).register(handlers)
     if runtime.housekeeping is not None:
         runtime.housekeeping.register(handlers)
     return handlers
@@ -153,13 +158,13 @@ def create_app(
         pool_size=settings.db_pool_size,
         sqlite_durable=settings.sqlite_durable_commits,
     )
-    runtime = Runtime(settings=settings, db=db, metrics=metrics)
+    runtime = Runtime(settings=settings, db=db, metrics=metrics, files=SqlFileStore(db))
     web = serves_web(settings)
     if settings.slack_enabled:
         from bots.slack import build_slack
 
-        runtime.slack = build_slack(settings, db)
-    runtime.webchat = _build_webchat(settings, db)
+        runtime.slack = build_slack(settings, db, runtime.files, lambda: runtime.file_links)
+    runtime.webchat = _build_webchat(settings, db, runtime.files)
     runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
 
     @asynccontextmanager
@@ -169,6 +174,9 @@ def create_app(
         try:
             if settings.auto_migrate:
                 await migrate(db)
+            runtime.file_links = FileLinks(
+                await _secret(runtime), settings.public_url, settings.file_link_minutes * 60
+            )
             if settings.email_reply_domain:
                 runtime.reply_addresses = await _reply_addresses(runtime)
             if web:
@@ -249,8 +257,9 @@ def create_app(
         from bots.email import sendgrid_events_router
         from bots.email_inbound import email_inbound_router
 
-        app.mount(ADMIN_API_PATH, create_admin_app(db, settings))
+        app.mount(ADMIN_API_PATH, create_admin_app(db, settings, lambda: runtime.file_links))
         app.include_router(webchat_router(runtime.webchat))
+        app.include_router(files_router(runtime.files, lambda: runtime.file_links))
         app.include_router(sendgrid_events_router(db, settings.sendgrid_webhook_public_key))
         app.include_router(
             email_inbound_router(
@@ -297,16 +306,14 @@ def _claim_sqlite(settings: Settings, db: Database) -> SqliteRelayLock | None:
     return lock
 
 
-def _build_webchat(settings: Settings, db: Database) -> WebChat:
-    from pathlib import Path
-
+def _build_webchat(settings: Settings, db: Database, files: SqlFileStore) -> WebChat:
     lines = WebChatLines(db)
     return WebChat(
         db=db,
         engine=None,
         lines=lines,
         visitors=None,
-        uploads=Path(settings.data_dir) / "uploads",
+        files=files,
         max_upload_bytes=settings.max_upload_bytes,
         max_text_chars=settings.max_text_chars,
         # Several processes share PostgreSQL: notice lines other replicas stored.
@@ -317,22 +324,24 @@ def _build_webchat(settings: Settings, db: Database) -> WebChat:
     )
 
 
+async def _secret(runtime: Runtime) -> str:
+    """The server's secret (settings, else generated once and kept in the database)."""
+    secret = runtime.settings.secret_key
+    return await load_or_create_secret(
+        runtime.db, secret.get_secret_value() if secret is not None else None
+    )
+
+
 async def _reply_addresses(runtime: Runtime) -> Any:
     from bots.email_inbound import ReplyAddresses
 
-    secret = runtime.settings.secret_key
-    key = await load_or_create_secret(
-        runtime.db, secret.get_secret_value() if secret is not None else None
-    )
+    key = await _secret(runtime)
     assert runtime.settings.email_reply_domain is not None
     return ReplyAddresses.keyed(runtime.settings.email_reply_domain, key)
 
 
 async def _start_webchat(runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key
-    key = await load_or_create_secret(
-        runtime.db, secret.get_secret_value() if secret is not None else None
-    )
+    key = await _secret(runtime)
     runtime.webchat.visitors = Visitors(
         URLSafeTimedSerializer(key, salt="careline-webchat"),
         max_age=runtime.settings.webchat_token_max_age_days * 24 * 3600,
@@ -382,7 +391,9 @@ def _admin_key_notice(settings: Settings, key: str) -> str:
 async def _start_telegram(runtime: Runtime, *, connect_only: bool = False) -> None:
     from bots.telegram import TelegramBot
 
-    bot = TelegramBot(runtime.settings, runtime.db, runtime.engine, runtime.metrics)
+    bot = TelegramBot(
+        runtime.settings, runtime.db, runtime.engine, runtime.metrics, files=runtime.files
+    )
     runtime.telegram_bot = bot
     try:
         if connect_only:  # the relay role only sends: no webhook, no polling

@@ -65,15 +65,17 @@ from starlette.types import Message
 from bots import slack_blocks as kit
 from bots.channels import PermanentFailure, RetryLater, Unreachable
 from bots.relay import Delivery, Handler, Handlers, Skip
+from bots.slack_files import SlackFiles
 from core import events, jsonguard, services
 from core.config import Settings
 from core.db import inbox
 from core.db import tables as t
 from core.db.database import Database, SqlUnitOfWork
 from core.errors import DomainError
+from core.files import FileLinks
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Agent, Author, Channel, Priority, Ticket, ticket_id_from_reference, utcnow
-from core.ports import UnitOfWork
+from core.ports import FileStore, UnitOfWork
 from dialogs.turn import Attachment, Reply, UserSaid
 
 log = logging.getLogger("careline.slack")
@@ -345,15 +347,16 @@ async def save_thread(uow: SqlUnitOfWork, thread: Thread) -> None:
     )
 
 
-async def ticket_card(uow: SqlUnitOfWork, ticket: Ticket) -> kit.TicketCard:
+async def ticket_card(
+    uow: SqlUnitOfWork, ticket: Ticket, link: Callable[[str], str | None] | None = None
+) -> kit.TicketCard:
+    """The root message's facts; `link` makes the customer's stored files download links."""
     customer = await uow.customers.get(ticket.customer_id)
     assignee = await uow.agents.get(ticket.assignee_id) if ticket.assignee_id else None
     assert ticket.id is not None
     timeline = await uow.tickets.timeline(ticket.id)
     first = next((m for m in timeline if getattr(m, "author", None) == Author.CUSTOMER), None)
-    files = tuple(
-        str(a.get("name") or a.get("kind") or "file") for a in getattr(first, "attachments", [])
-    )
+    files = tuple(kit.attachment_text(a, link) for a in getattr(first, "attachments", []))
     return kit.TicketCard(
         reference=ticket.reference,
         subject=ticket.subject,
@@ -389,11 +392,16 @@ class SlackDesk:
         *,
         default_channel: str | None,
         routing: Mapping[str, str] | None = None,
+        files: SlackFiles | None = None,
     ) -> None:
         self.db = db
         self.api = api
+        self.files = files
         self.default_channel = default_channel
         self.routing = {k.lower(): v for k, v in (routing or {}).items()}
+
+    def _link(self, stored_id: str) -> str | None:
+        return self.files.link(stored_id) if self.files is not None else None
 
     def channel_for(self, category: str) -> str | None:
         return self.routing.get(category.lower(), self.default_channel)
@@ -426,7 +434,7 @@ class SlackDesk:
             if existing is not None:
                 return existing.thread_ts
             ticket = await services.get_ticket(_d(uow), event.ticket_id)
-            card = await ticket_card(uow, ticket)
+            card = await ticket_card(uow, ticket, self._link)
         channel = self.channel_for(card.category)
         if channel is None:
             raise Skip(f"no Slack channel for category {card.category!r}")
@@ -454,7 +462,10 @@ class SlackDesk:
         if message is None:
             raise Skip("the message is gone")
         text = kit.customer_message_text(
-            customer.display_name if customer else "", message.body, message.attachments
+            customer.display_name if customer else "",
+            message.body,
+            message.attachments,
+            link=self.files.link if self.files is not None else None,
         )
         return await self._note(thread, text, delivery.key)
 
@@ -481,7 +492,7 @@ class SlackDesk:
         async with self.db.uow() as uow:
             thread = await self._thread(uow, ticket_id)
             ticket = await services.get_ticket(_d(uow), ticket_id)
-            card = await ticket_card(uow, ticket)
+            card = await ticket_card(uow, ticket, self._link)
             text = await self._describe(uow, event)
         # chat.update is idempotent: the root always shows the ticket as it is now.
         await self.api.call(
@@ -499,7 +510,7 @@ class SlackDesk:
         async with self.db.uow() as uow:
             thread = await self._thread(uow, event.ticket_id)
             ticket = await services.get_ticket(_d(uow), event.ticket_id)
-            card = await ticket_card(uow, ticket)
+            card = await ticket_card(uow, ticket, self._link)
         what = "first response" if event.kind == "first_response" else "resolution"
         due = ticket.first_response_due if event.kind == "first_response" else ticket.resolution_due
         when = f" (due {kit.slack_date(due)})" if due else ""
@@ -565,7 +576,7 @@ class SlackDesk:
             for ticket in await uow.tickets.for_customer(event.customer_id):
                 thread = await thread_of(uow, ticket.id or 0)
                 if thread is not None:
-                    threads.append((thread, await ticket_card(uow, ticket)))
+                    threads.append((thread, await ticket_card(uow, ticket, self._link)))
         if not threads:
             raise Skip("the customer has no Slack thread")
         bot_id = (await self.api.identity()).get("bot_id")
@@ -724,9 +735,11 @@ class SlackInbound:
         token: str,
         engine: TurnEngine | None = None,
         customers: SlackChannel | None = None,
+        files: SlackFiles | None = None,
     ) -> None:
         self.db = db
         self.api = api
+        self.files = files
         self.engine = engine
         self.customers = customers or SlackChannel(api)
         self._names: dict[str, str] = {}
@@ -871,7 +884,7 @@ class SlackInbound:
             await self._ephemeral(channel, user, REFUSAL, thread_ts=thread_ts)
             return
         is_note, text = kit.split_note(event.get("text") or "")
-        files = _attachments(event)
+        files = await self._fetch_files(event, owner=None, ticket_id=ticket_id)
         assert agent.id is not None
         try:
             async with self.db.uow() as uow:
@@ -886,7 +899,7 @@ class SlackInbound:
                         agent.id,
                         text,
                         external_id=f"{channel}:{ts}",
-                        attachments=[a.as_dict() for a in files],
+                        attachments=[dict(a) for a in files],
                     )
                 await uow.commit()
         except DomainError as error:
@@ -896,6 +909,7 @@ class SlackInbound:
     async def _customer_turn(self, event: dict[str, Any], user: str, channel: str, ts: str) -> None:
         if self.engine is None:
             return
+        files = await self._fetch_files(event, owner=f"{Channel.SLACK.value}:{user}")
         said = UserSaid(
             channel=Channel.SLACK,
             user_id=user,
@@ -903,9 +917,29 @@ class SlackInbound:
             text=event.get("text") or "",
             message_id=f"{channel}:{ts}",
             display_name=await self.display_name(user),
-            attachments=tuple(_attachments(event)),
+            attachments=tuple(Attachment(**a) for a in files),
         )
         await self._answer(said)
+
+    async def _fetch_files(
+        self, event: dict[str, Any], *, owner: str | None, ticket_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The message's files, copied into the file store (or, without one, as Slack names
+        them); the sender hears about those that were not kept."""
+        shared = [f for f in event.get("files") or [] if isinstance(f, dict)]
+        if not shared:
+            return []
+        if self.files is None:
+            return [a.as_dict() for a in _attachments(event)]
+        fetched = await self.files.fetch(shared, owner=owner, ticket_id=ticket_id)
+        if fetched.refusals:
+            note = "Not kept: " + "; ".join(fetched.refusals)
+            with contextlib.suppress(Exception):
+                await self._ephemeral(
+                    str(event.get("channel")), str(event.get("user")), note,
+                    thread_ts=event.get("thread_ts"),
+                )  # fmt: skip
+        return list(fetched.attachments)
 
     async def _answer(self, said: UserSaid) -> None:
         """Run the turn and post its answers, each at most once whatever is redelivered.
@@ -1084,7 +1118,7 @@ class SlackInbound:
                 ticket_id, agent, parsed.verb, target=target, argument=parsed.argument
             )
             async with self.db.uow() as uow:
-                card = await ticket_card(uow, ticket)
+                card = await ticket_card(uow, ticket, self.files.link if self.files else None)
         except DomainError as error:
             await self._ephemeral(channel, user, f"{parsed.reference}: {error}")
             return
@@ -1326,6 +1360,8 @@ def slack_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClient:
 def build_slack(
     settings: Settings,
     db: Database,
+    store: FileStore | None = None,
+    links: Callable[[], FileLinks | None] = lambda: None,
     *,
     engine: TurnEngine | None = None,
     interval: float = 1.0,
@@ -1335,8 +1371,20 @@ def build_slack(
     assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
     api = SlackApi(slack_client(settings, timeout=timeout), db=db, interval=interval)
     channel = SlackChannel(api)
+    files = SlackFiles(
+        store,
+        settings.slack_bot_token.get_secret_value(),
+        api_url=settings.slack_api_url,
+        max_bytes=settings.max_upload_bytes,
+        links=links,
+        link_ttl_seconds=settings.chat_file_link_days * 24 * 3600,
+    )
     desk = SlackDesk(
-        db, api, default_channel=settings.slack_support_channel, routing=settings.slack_routing
+        db,
+        api,
+        default_channel=settings.slack_support_channel,
+        routing=settings.slack_routing,
+        files=files,
     )
     inbound = SlackInbound(
         db,
@@ -1345,5 +1393,6 @@ def build_slack(
         token=settings.slack_bot_token.get_secret_value(),
         engine=engine,
         customers=channel,
+        files=files,
     )
     return Slack(api=api, desk=desk, inbound=inbound, channel=channel)

@@ -8,12 +8,14 @@ where blocks cannot be rendered).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 
+from core.files import human_size
 from core.lifecycle import Status
 from core.model import Priority
 from dialogs.turn import Reply
@@ -54,7 +56,7 @@ class TicketCard:
     first_response_due: datetime | None = None
     resolution_due: datetime | None = None
     responded: bool = False
-    attachments: tuple[str, ...] = ()
+    attachments: tuple[str, ...] = ()  # mrkdwn, escaped: see `attachment_text`
 
 
 # --- text ------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ def root_blocks(card: TicketCard, marker: str | None = None) -> list[Block]:
     ]
     blocks: list[Block] = [header, {"type": "section", "fields": fields}]
     if card.attachments:
-        names = ", ".join(escape(a) for a in card.attachments)
+        names = ", ".join(card.attachments)
         blocks.append({"type": "context", "elements": [_mrkdwn(f":paperclip: {names}")]})
     return blocks + controls(card)
 
@@ -209,15 +211,47 @@ def note_blocks(text: str, marker: str | None = None) -> list[Block]:
     return [block]
 
 
-def customer_message_text(customer: str, body: str, attachments: list[dict[str, Any]]) -> str:
+def customer_message_text(
+    customer: str,
+    body: str,
+    attachments: list[dict[str, Any]],
+    link: Callable[[str], str | None] | None = None,
+) -> str:
+    """The customer's words quoted, and each file: a download link when it is stored and the
+    server knows its public address (`link`), else its name."""
     lines = [f"*{escape(customer or 'Customer')}* wrote:"]
     if body.strip():
         lines.append("\n".join(f"> {escape(line)}" for line in body.splitlines()) or ">")
     for attachment in attachments:
-        name = attachment.get("name") or attachment.get("kind") or "file"
-        size = attachment.get("size")
-        lines.append(f":paperclip: {escape(str(name))}" + (f" ({size} bytes)" if size else ""))
+        lines.append(":paperclip: " + attachment_text(attachment, link))
     return "\n".join(lines)
+
+
+def attachment_text(
+    attachment: Mapping[str, Any], link: Callable[[str], str | None] | None = None
+) -> str:
+    """`<url|report.pdf> (PDF, 12 KB)`, or the name alone when there is no link to give."""
+    name = escape(str(attachment.get("name") or attachment.get("kind") or "file"))
+    stored = attachment.get("stored_id")
+    url = link(str(stored)) if link is not None and stored else None
+    shown = f"<{url}|{name}>" if url else name
+    facts = [kind for kind in [_kind(attachment.get("mime_type"))] if kind]
+    if isinstance(attachment.get("size"), int):
+        facts.append(human_size(int(attachment["size"])))
+    if not stored:
+        facts.append("not kept")
+    return shown + (f" ({', '.join(facts)})" if facts else "")
+
+
+def _kind(mime_type: Any) -> str:
+    mime = str(mime_type or "")
+    if mime == "application/pdf":
+        return "PDF"
+    if mime.startswith("image/"):
+        return mime.removeprefix("image/").upper().replace("JPEG", "JPEG photo")
+    if mime.startswith("audio/"):
+        return "audio"
+    return "text" if mime.startswith("text/") else ""
 
 
 def reply_blocks(reply: Reply, marker: str | None = None) -> list[Block]:

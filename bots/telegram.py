@@ -30,6 +30,10 @@ messages are recorded and ignored. Nothing from a group reaches the dialog engin
 Files: the largest photo size, documents, voice notes, audio and video are passed on by
 `file_id` (never a download URL: those contain the bot token), up to `max_upload_bytes`
 (20 MB, the Bot API's own download limit); above it the customer gets a clear message.
+Before the turn, each file of a kind Careline keeps (core.files) is fetched (`getFile`, then
+the file itself) into the file store, once per Telegram file however often the update is
+delivered; when Telegram does not hand it over, the update is retried a few times and then
+goes on with the file named but not kept.
 Edited messages reach the engine as new turns flagged `edited` (the earlier text is kept
 where it was stored). Stickers, locations, contacts, polls, ... get a polite answer.
 
@@ -49,7 +53,7 @@ import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
@@ -60,6 +64,7 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     Update,
 )
@@ -72,7 +77,7 @@ from telegram.error import (
 )
 from telegram.ext import AIORateLimiter, Application
 
-from bots.channels import PermanentFailure, RetryLater, Unreachable
+from bots.channels import OutgoingFile, PermanentFailure, RetryLater, Unreachable
 from bots.inbound import Delivery, Inbox, Stage
 from bots.metrics import Metrics
 from core import jsonguard
@@ -80,8 +85,10 @@ from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
 from core.errors import Conflict, DomainError
+from core.files import FileRefused, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel
+from core.ports import FileStore
 from dialogs.turn import Attachment, Reply, UserSaid
 
 log = logging.getLogger("careline.telegram")
@@ -89,11 +96,15 @@ log = logging.getLogger("careline.telegram")
 SOURCE = "telegram"
 MAX_MESSAGE = 4096  # Bot API: text of 1-4096 characters after entity parsing
 MAX_CALLBACK_DATA = 64  # bytes
+MAX_CAPTION = 1024  # characters of a photo's or document's caption
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto's limit; larger photos go as documents
+PHOTO_TYPES = ("image/jpeg", "image/png")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 # An update carries at most a 4096-character text or a 1024-character caption, their entities
 # and the message it replies to; files come as file_id. Real updates stay far below 1 MiB.
 MAX_BODY = 1024 * 1024
+FILE_ATTEMPTS = 3  # deliveries of an update that wait for its files before going on without
 
 TOO_LARGE = (
     "Sorry, that file is too large for me ({size}). I can take files up to {limit}. "
@@ -284,15 +295,32 @@ class TelegramChannel:
         return last
 
     async def _send_one(self, chat_id: str, message: OutgoingMessage) -> str:
-        errors = self.metrics.platform_errors
-        try:
-            sent = await self.bot.send_message(
+        return await self._call(
+            chat_id,
+            self.bot.send_message(
                 chat_id=chat_id,
                 text=message.html,
                 parse_mode="HTML",
                 reply_markup=message.keyboard,
                 link_preview_options=None,
-            )
+            ),
+        )
+
+    async def send_file(self, chat_id: str, file: OutgoingFile) -> str:
+        """The file itself: a photo shown in the chat (JPEG, PNG), anything else a document."""
+        upload = InputFile(file.content, filename=file.name)
+        caption = html.escape(file.caption[:MAX_CAPTION], quote=False) or None
+        if file.mime_type in PHOTO_TYPES and len(file.content) <= MAX_PHOTO_BYTES:
+            sent = self.bot.send_photo(chat_id, upload, caption=caption, parse_mode="HTML")
+        else:
+            sent = self.bot.send_document(chat_id, upload, caption=caption, parse_mode="HTML")
+        return await self._call(chat_id, sent)
+
+    async def _call(self, chat_id: str, call: Awaitable[Message]) -> str:
+        """One Bot API send, its errors as the relay's (bots.channels)."""
+        errors = self.metrics.platform_errors
+        try:
+            sent = await call
         except Forbidden as exc:  # blocked by the user, deactivated, kicked from the group
             errors.labels(SOURCE, "blocked").inc()
             if self.on_unreachable is not None:
@@ -544,6 +572,7 @@ class TelegramBot:
     db: Database
     engine: TurnEngine
     metrics: Metrics
+    files: FileStore | None = None
     application: Application[Any, Any, Any, Any, Any, Any] = field(init=False)
     channel: TelegramChannel = field(init=False)
 
@@ -716,9 +745,14 @@ class TelegramBot:
             await self.set_reachable(inbound.user_id, inbound.reachable)
         replies: Sequence[Reply] = inbound.answer
         if inbound.said is not None:
+            try:
+                said = await self._keep_files(inbound.said, delivery.attempts)
+            except NetworkError as exc:  # Telegram did not hand a file over: it redelivers
+                await self.inbox.failed(key, f"file not fetched: {type(exc).__name__}")
+                return Outcome(500, "retry")
             started = time.perf_counter()
             try:
-                replies = await self.engine.handle_turn(inbound.said)
+                replies = await self.engine.handle_turn(said)
             except Conflict as exc:  # another replica changed the conversation: retry
                 self.metrics.turns.labels(SOURCE, "failed").inc()
                 await self.inbox.failed(key, f"conflict: {exc}")
@@ -777,6 +811,50 @@ class TelegramBot:
             return Outcome(200, result, last_in_answer)
         await self.inbox.done(key)
         return Outcome(200, result)
+
+    async def _keep_files(self, said: UserSaid, attempts: int) -> UserSaid:
+        """The turn with its files copied into the file store (see the module docstring)."""
+        if self.files is None or not any(a.file_id for a in said.attachments):
+            return said
+        kept: list[Attachment] = []
+        for attachment in said.attachments:
+            try:
+                kept.append(await self._keep_file(attachment, said.user_id))
+            except BadRequest:  # a subclass of NetworkError that no retry mends (too big)
+                kept.append(attachment)
+            except NetworkError:
+                if attempts < FILE_ATTEMPTS:
+                    raise
+                log.warning("a file of a Telegram message was not fetched; going on without it")
+                kept.append(attachment)
+        return replace(said, attachments=tuple(kept))
+
+    async def _keep_file(self, attachment: Attachment, user_id: str) -> Attachment:
+        assert self.files is not None and attachment.file_id is not None
+        stored_id = platform_file_id(SOURCE, attachment.file_id)
+        found = await self.files.info(stored_id)
+        if found is None:
+            file = await self.bot.get_file(attachment.file_id)
+            content = bytes(await file.download_as_bytearray())
+            try:
+                described = describe(
+                    content,
+                    name=attachment.name,
+                    declared=attachment.mime_type,
+                    limit=self.settings.max_upload_bytes,
+                    file_id=stored_id,
+                    owner=f"{SOURCE}:{user_id}",
+                )
+            except FileRefused:
+                return attachment  # a kind we do not keep: named, not stored
+            found = await self.files.put(described, content)
+        return replace(
+            attachment,
+            name=found.name,
+            mime_type=found.mime_type,
+            size=found.size,
+            stored_id=found.id,
+        )
 
     async def _answer_callback(self, query_id: str) -> None:
         # Stops the button's spinner; a stale query (older than ~15 minutes) is not an error.

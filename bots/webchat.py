@@ -43,13 +43,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
 from admin_api.headers import page_policy
+from bots.channels import OutgoingFile, PermanentFailure
 from bots.notices import AgentReply
 from bots.webchat_limits import WebChatLimits
-from bots.webchat_uploads import Refused, store_upload
+from bots.webchat_uploads import Refused, read_upload
 from core import services
 from core.db import tables as t
 from core.db.database import Database
+from core.files import human_size
 from core.model import Channel, utcnow
+from core.ports import FileStore
 from dialogs.catalogue import Catalogue, load_catalogue
 from dialogs.turn import Attachment, Reply, UserSaid
 
@@ -160,6 +163,20 @@ class WebChatChannel:
     async def send(self, chat_id: str, reply: Reply) -> str:
         return str(await self.lines.add(chat_id, "out", reply_body(reply)))
 
+    async def send_file(self, chat_id: str, file: OutgoingFile) -> str:
+        """A download link in the agent's bubble; the signed path needs no visitor token, so
+        it works in the page and in a framed widget alike."""
+        if file.link is None:
+            raise PermanentFailure("the web chat needs a link to offer a file")
+        label = f"{file.name} ({human_size(len(file.content))})"
+        line = {
+            "text": "",
+            "choices": [],
+            "agent": {"name": file.sender},
+            "download": {"label": label, "href": file.link, "name": file.name},
+        }
+        return str(await self.lines.add(chat_id, "out", line))
+
 
 # --- visitor identity ------------------------------------------------------------------
 
@@ -261,7 +278,7 @@ class WebChat:
     engine: TurnHandler | None  # set once the server has started it
     lines: WebChatLines
     visitors: Visitors | None  # set once the signing secret is loaded
-    uploads: Path
+    files: FileStore
     max_upload_bytes: int
     max_text_chars: int
     poll_seconds: float | None  # cross-replica poll; None when one process holds the DB
@@ -457,15 +474,18 @@ def webchat_router(chat: WebChat) -> APIRouter:
         if refused := await chat.limits.upload(visitor, request):
             return refused.response()  # type: ignore[return-value]
         try:
-            stored = await store_upload(request, chat.uploads, chat.max_upload_bytes)
+            described, content = await read_upload(
+                request, chat.max_upload_bytes, owner=f"{Channel.WEBCHAT.value}:{visitor}"
+            )
         except Refused as refusal:
             return refusal.response()  # type: ignore[return-value]
+        stored = await chat.files.put(described, content)
         attachment = Attachment(
             kind="photo" if stored.is_photo else "document",
-            file_id=f"webchat:{stored.file_id}",
             name=stored.name,
             mime_type=stored.mime_type,
             size=stored.size,
+            stored_id=stored.id,
         )
         await chat.turn(visitor, SendBody(text="", client_id=client_id), attachment)
         return {"ok": True, "size": stored.size}

@@ -44,10 +44,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `careline serve` listens on.")
     port: int = Field(8000, description="Port `careline serve` listens on.")
-    public_url: str | None = Field(None, description="Public base URL (webhooks, links in emails).")
+    public_url: str | None = Field(
+        None, description="Public base URL (webhooks, file links in Slack and in chats)."
+    )
     secret_key: SecretStr | None = Field(
         None,
-        description="Signs web-chat cookies; generated and kept in the database when unset.",
+        description="Signs web-chat tokens, file links and reply addresses; generated and kept "
+        "in the database when unset (every replica then shares it).",
     )
     webchat_token_max_age_days: float = Field(
         30,
@@ -61,9 +64,22 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Log as JSON lines (set in containers).")
-    data_dir: str = Field("./var", description="Local files: mailbox, uploads, NLU model cache.")
+    data_dir: str = Field(
+        "./var",
+        description="Local files: mailbox and NLU model cache (attachments are kept in the "
+        "database).",
+    )
     max_text_chars: int = Field(4000, description="Longest customer message accepted.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest attachment accepted.")
+    file_link_minutes: float = Field(
+        15, gt=0, description="How long a signed link to a stored file works (admin API)."
+    )
+    chat_file_link_days: float = Field(
+        7,
+        gt=0,
+        description="How long a file link in a chat message works: a Slack ticket thread, "
+        "or a customer's chat that cannot carry the file itself.",
+    )
 
     # --- tickets ---
     sla_hours: dict[str, tuple[float, float]] = Field(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from core.files import StoredFile
 from core.knowledge import (
     AgentAnswer,
     Article,
@@ -99,6 +100,9 @@ class PersonalTraces:
     emails: tuple[str, ...]
     # Identifiers and words of theirs that a raw platform payload may carry.
     needles: tuple[str, ...]
+    # Their stored files: by the ids their tickets' messages name, and by who sent them.
+    file_ids: tuple[str, ...] = ()
+    file_owners: tuple[str, ...] = ()
 
 
 class ErasureRepository(Protocol):
@@ -106,6 +110,17 @@ class ErasureRepository(Protocol):
         """Delete or blank every copy the domain objects do not hold (transcripts, raw
         payloads, codes, suppressions, conversation state); how many rows of each kind."""
         ...
+
+
+class FileStore(Protocol):
+    """Where attachments' bytes live, shared by every replica (core.files)."""
+
+    async def put(self, file: StoredFile, content: bytes) -> StoredFile:
+        """Keep `content`; a file already stored under the same id is kept as it was."""
+        ...
+
+    async def info(self, file_id: str) -> StoredFile | None: ...
+    async def read(self, file_id: str) -> tuple[StoredFile, bytes] | None: ...
 
 
 class UnitOfWork(Protocol):

@@ -186,6 +186,7 @@ async def _personal_traces(
     for identity in customer.identities:
         needles += [identity.external_id, identity.chat_id, identity.display_name]
     file_ids: list[str] = []
+    stored: list[str] = []
     for ticket in tickets:
         needles.append(ticket.reference)
         for entry in await uow.tickets.timeline(ticket.id or 0):
@@ -195,6 +196,7 @@ async def _personal_traces(
             if len(entry.body.strip()) >= MIN_TRACE_WORDS:
                 needles.append(entry.body.strip()[:TRACE_PREFIX])
             file_ids += [str(a["file_id"]) for a in entry.attachments if a.get("file_id")]
+            stored += [str(a["stored_id"]) for a in entry.attachments if a.get("stored_id")]
     assert customer.id is not None
     traces = PersonalTraces(
         customer_id=customer.id,
@@ -205,6 +207,8 @@ async def _personal_traces(
         ),
         emails=tuple(e for e in [customer.email] if e),
         needles=tuple(n for n in needles if len(n) >= MIN_NAME),
+        file_ids=tuple(stored),
+        file_owners=tuple(f"{i.channel.value}:{i.external_id}" for i in customer.identities),
     )
     return traces, file_ids
 

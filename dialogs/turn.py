@@ -9,13 +9,15 @@ from core.model import Channel
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A file the customer sent. Kept by the platform's file id, never by a URL with secrets."""
+    """A file the customer sent: the platform's file id and, once copied, the stored file's id;
+    never a URL with secrets."""
 
     kind: str  # photo, document, voice, video, audio, file
     file_id: str | None = None
     name: str | None = None
     mime_type: str | None = None
     size: int | None = None
+    stored_id: str | None = None  # its bytes in Careline's file store (core.files)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -24,6 +26,7 @@ class Attachment:
             "name": self.name,
             "mime_type": self.mime_type,
             "size": self.size,
+            "stored_id": self.stored_id,
         }
 
 

@@ -3,9 +3,11 @@ replies, auto-assignment and its switch."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from admin_api.deps import (
     AdminDep,
@@ -36,6 +38,7 @@ from admin_api.schemas import (
     AutoAssignIn,
     AutoAssignOut,
     AutoAssignSwitch,
+    FileLink,
     Id,
     MessageOut,
     NoteIn,
@@ -171,6 +174,45 @@ async def _detail_of(uow: AdminUnitOfWork, ticket: Ticket) -> TicketDetail:
 @router.get("/{ticket_id:int}", response_model=TicketDetail, summary="A ticket and its timeline")
 async def get_one(ticket_id: Id, _: CallerDep, uow: UowDep) -> TicketDetail:
     return await _detail_of(uow, await services.get_ticket(uow, ticket_id))
+
+
+StoredId = Annotated[
+    str, Path(pattern="^[0-9a-f]{32}$", description="An attachment's `stored_id`.")
+]
+
+
+@router.get(
+    "/{ticket_id:int}/files/{stored_id}",
+    response_model=FileLink,
+    summary="A signed link to one of the ticket's attachments",
+    description="The link works without a key until `expires_at` (setting "
+    "`CARELINE_FILE_LINK_MINUTES`); the file downloads as an attachment.",
+)
+async def file_link(
+    ticket_id: Id, stored_id: StoredId, request: Request, _: CallerDep, uow: UowDep
+) -> FileLink:
+    ticket = await services.get_ticket(uow, ticket_id)
+    named = [
+        a
+        for e in await uow.tickets.timeline(ticket_id)
+        if isinstance(e, Message)
+        for a in e.attachments
+        if a.get("stored_id") == stored_id
+    ]
+    if not named:
+        raise Problem(404, f"{ticket.reference} has no attachment {stored_id}", code="not_found")
+    links = request.app.state.file_links()
+    if links is None:
+        raise Problem(503, "the server is starting; try again in a moment", code="unavailable")
+    now = time.time()
+    found = named[0]
+    return FileLink(
+        url=links.path(stored_id, now=now),
+        expires_at=datetime.fromtimestamp(now + links.ttl_seconds, UTC),
+        name=str(found.get("name") or "file"),
+        mime_type=str(found.get("mime_type") or "application/octet-stream"),
+        size=int(found.get("size") or 0),
+    )
 
 
 async def _done(uow: AdminUnitOfWork, ticket: Ticket) -> TicketDetail:

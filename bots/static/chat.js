@@ -124,7 +124,7 @@
     const link = document.createElement("a");
     link.className = "line__download";
     link.href = download.href;
-    link.download = "careline-data.json";
+    link.download = download.name || "careline-data.json";
     link.textContent = download.label;
     // Fetched with the visitor's token: a framed page may have no cookie to send with a plain link.
     link.addEventListener("click", async (event) => {

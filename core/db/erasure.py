@@ -47,6 +47,7 @@ class SqlErasure:
             "rate_limits": await self._delete_counters(traces.visitor_ids),
             "inbox_payloads": await self._blank_inbox(_variants([*traces.needles, *emails])),
             "outbox_errors": await self._blank_outbox(traces),
+            "files": await self._delete_files(traces),
         }
 
     async def _code_emails(self, traces: PersonalTraces) -> list[str]:
@@ -70,6 +71,19 @@ class SqlErasure:
         """The questions the bot could not answer are the customer's own words."""
         g = t.knowledge_gaps.c
         stmt = delete(t.knowledge_gaps).where(g.customer_id == customer_id)
+        return _count(await self.session.execute(stmt))
+
+    async def _delete_files(self, traces: PersonalTraces) -> int:
+        """Their uploads, the files of their tickets (agents' too) and any their messages
+        name; the bytes live in the row, so nothing is left elsewhere."""
+        f = t.stored_files.c
+        stmt = delete(t.stored_files).where(
+            or_(
+                f.owner.in_(list(traces.file_owners)),
+                f.ticket_id.in_(list(traces.ticket_ids)),
+                f.id.in_(list(traces.file_ids)),
+            )
+        )
         return _count(await self.session.execute(stmt))
 
     async def _delete_suppressions(self, emails: set[str]) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -379,6 +380,25 @@ knowledge_gaps = Table(
     Column("article_id", ForeignKey("knowledge_articles.id", ondelete="SET NULL")),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_knowledge_gaps_created", "created_at"),
+)
+
+# Attachments' bytes (core.files): a customer's upload or an agent's file, by a random id the
+# messages name. `owner` is the sender's "<channel>:<external id>"; erasure deletes by it, by
+# ticket and by id.
+stored_files = Table(
+    "stored_files",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("mime_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("owner", String(200)),
+    Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE")),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_stored_files_owner", "owner"),
+    Index("ix_stored_files_ticket", "ticket_id"),
 )
 
 # --- admin API indexes ---

@@ -109,6 +109,9 @@ MATRIX: list[tuple[str, str, Setup, int, int]] = [
     ("POST", "/agents/{agent_id}/activate", on("agent", "/activate"), 200, 403),
     ("GET", "/tickets", fixed("/tickets"), 200, 200),
     ("GET", "/tickets/{ticket_id}", on("others"), 200, 200),
+    # Reading a ticket's file is reading the ticket; this one names no such file.
+    ("GET", "/tickets/{ticket_id}/files/{stored_id}", on("others", "/files/" + "0" * 32),
+     404, 404),
     ("POST", "/tickets/{ticket_id}/assign",
      on("free", "/assign", lambda w: {"agent_id": w.grace}), 200, 403),
     ("POST", "/tickets/{ticket_id}/unassign", on("own", "/unassign"), 200, 403),

@@ -1,6 +1,6 @@
 """Erasure erases: every table and column that can hold a customer's personal data is named
 here, a customer is seeded into each through the real services, and after erasure none of
-their values is left anywhere in the database, in the uploads folder or in their export."""
+their values is left anywhere in the database (stored files' bytes too) or in their export."""
 
 from __future__ import annotations
 
@@ -13,18 +13,15 @@ from sqlalchemy import JSON, String, insert, select
 from sqlalchemy.types import TypeDecorator
 
 from bots.inbound import Inbox
-from bots.metrics import Metrics
-from bots.relay import Handlers, Relay
-from bots.server import Runtime, _build_webchat, default_relay_handlers
-from bots.webchat import SendBody, WebChat, WebChatChannel, WebChatLines, visitor_tickets
-from bots.webchat_erasure import UploadEraser
+from bots.webchat import SendBody, WebChat, WebChatLines, visitor_tickets
 from core import services
-from core.config import Settings
 from core.db import inbox as raw_inbox
 from core.db import tables as t
 from core.db.database import Database
+from core.db.files import SqlFileStore
 from core.db.knowledge import SqlKnowledgeBase
 from core.db.ratelimit import SqlRateLimiter
+from core.files import describe
 from core.knowledge import Gap, GapReason
 from core.lifecycle import Status
 from core.model import Author, Channel, ChannelIdentity, Conversation, Message, utcnow
@@ -45,7 +42,9 @@ PERSONAL = {
     "tickets.csat_comment": "cleared",
     "messages.body": "set to '(erased)' whoever wrote it",
     "messages.external_id": "cleared for the customer's (embeds the Telegram chat)",
-    "messages.attachments": "emptied; web-chat files deleted through the relay",
+    "messages.attachments": "emptied",
+    "stored_files.name": "row deleted (by sender, ticket or a message naming it)",
+    "stored_files.owner": "row deleted",
     "messages.delivered_id": "cleared",
     "ticket_activities.detail": "staff's free-text reason dropped",
     "conversations.slots": "reset",
@@ -126,6 +125,9 @@ NOT_PERSONAL = {
     "agents.languages",
     "agents.availability",
     "api_keys.name",
+    "stored_files.id",
+    "stored_files.mime_type",
+    "stored_files.sha256",
 }
 
 NAME, IDENTITY_NAME = "Ada Lovelace", "Countess Augusta"
@@ -168,11 +170,17 @@ def test_every_text_column_is_classified_as_personal_or_not() -> None:
     assert set(PERSONAL) | NOT_PERSONAL <= columns, "a classified column no longer exists"
 
 
-async def _seed(db: Database, uploads: Path) -> dict[str, int | str]:
+async def _store(db: Database, name: str, **where: object) -> str:
+    content = f"%PDF-1.4 {name} of {NAME}".encode()
+    file = describe(content, name=name, declared="application/pdf", limit=1000, **where)  # type: ignore[arg-type]
+    return (await SqlFileStore(db).put(file, content)).id
+
+
+async def _seed(db: Database) -> dict[str, int | str]:
     """One customer with data in every personal column, through the real services."""
-    visitor, stored = uuid.uuid4().hex, uuid.uuid4().hex
-    uploads.mkdir(parents=True)
-    (uploads / stored).write_bytes(b"%PDF-1.4 passport of " + NAME.encode())
+    visitor = uuid.uuid4().hex
+    stored = await _store(db, FILE_NAME)  # named by their message
+    await _store(db, "orphan-upload.pdf", owner=f"webchat:{visitor}")  # its turn never ran
     async with db.uow() as uow:
         customer, web = await services.find_or_register_customer(
             uow, channel=Channel.WEBCHAT, external_id=visitor, chat_id=visitor, display_name=NAME
@@ -224,7 +232,7 @@ async def _seed(db: Database, uploads: Path) -> dict[str, int | str]:
             attachments=[
                 {
                     "kind": "document",
-                    "file_id": f"webchat:{stored}",
+                    "stored_id": stored,
                     "name": FILE_NAME,
                     "mime_type": "application/pdf",
                     "size": 30,
@@ -255,6 +263,7 @@ async def _seed(db: Database, uploads: Path) -> dict[str, int | str]:
         await services.rate_ticket(uow, ticket.id, 5, f"Thanks, {NAME}")
         later.delivered_id = f"{TELEGRAM_ID}:78"
         await uow.commit()
+    await _store(db, "agent-statement.pdf", ticket_id=ticket.id)  # an agent's, for them
     async with db.uow() as uow:
         opened = await uow.session.scalar(select(t.outbox.c.id).order_by(t.outbox.c.id).limit(1))
         failure = f"550 5.1.1 <{EMAIL}>: unknown"
@@ -318,19 +327,10 @@ async def _dump(db: Database) -> str:
     return "\n".join(parts)
 
 
-async def _relay(db: Database, uploads: Path) -> None:
-    handlers = Handlers()
-    UploadEraser(uploads).register(handlers)
-    relay = Relay(db, handlers)
-    while await relay.drain_once():
-        pass
-
-
 async def test_erasure_leaves_nothing_of_the_customer_anywhere(
     db: Database, tmp_path: Path
 ) -> None:
-    uploads = tmp_path / "uploads"
-    seeded = await _seed(db, uploads)
+    seeded = await _seed(db)
     others = await _other_customer(db)
     before = (await _dump(db)).lower()
     missing = [v for v in [*SEEDED, str(seeded["visitor"])] if v.lower() not in before]
@@ -339,12 +339,13 @@ async def test_erasure_leaves_nothing_of_the_customer_anywhere(
     async with db.uow() as uow:
         await services.erase_customer(uow, int(seeded["customer"]))
         await uow.commit()
-    await _relay(db, uploads)
 
     after = (await _dump(db)).lower()
     left = [v for v in [*SEEDED, str(seeded["visitor"])] if v.lower() in after]
     assert left == []
-    assert not (uploads / str(seeded["file"])).exists()
+    assert await SqlFileStore(db).read(str(seeded["file"])) is None
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(select(t.stored_files.c.id))).all() == []
     assert "bob's router is broken" in after  # nobody else's data goes with theirs
     async with db.uow() as uow:
         other = await services.get_ticket(uow, others)
@@ -354,7 +355,7 @@ async def test_erasure_leaves_nothing_of_the_customer_anywhere(
 async def test_an_erased_customer_keeps_only_anonymous_ticket_figures(
     db: Database, tmp_path: Path
 ) -> None:
-    seeded = await _seed(db, tmp_path / "uploads")
+    seeded = await _seed(db)
     customer_id, ticket_id = int(seeded["customer"]), int(seeded["ticket"])
     async with db.uow() as uow:
         await services.erase_customer(uow, customer_id)
@@ -382,7 +383,7 @@ async def test_an_erased_customer_keeps_only_anonymous_ticket_figures(
 async def test_the_web_chat_forgets_an_erased_visitor(db: Database, tmp_path: Path) -> None:
     lines, visitor = WebChatLines(db), uuid.uuid4().hex
     chat = WebChat(
-        db=db, engine=make_engine(db), lines=lines, visitors=None, uploads=tmp_path / "up",
+        db=db, engine=make_engine(db), lines=lines, visitors=None, files=SqlFileStore(db),
         max_upload_bytes=1000, max_text_chars=2000, poll_seconds=None,
         tickets_of=lambda v: visitor_tickets(db, v),
     )  # fmt: skip
@@ -393,12 +394,3 @@ async def test_the_web_chat_forgets_an_erased_visitor(db: Database, tmp_path: Pa
     shown = json.dumps(await lines.since(visitor, 0))
     assert "12345678" not in shown and "has been erased" in shown
     assert await visitor_tickets(db, visitor) == []
-
-
-async def test_the_server_relays_the_erasure_of_web_chat_uploads(sqlite_db: Database) -> None:
-    settings = Settings(data_dir="unused")
-    runtime = Runtime(settings=settings, db=sqlite_db, metrics=Metrics())
-    runtime.webchat = _build_webchat(settings, sqlite_db)
-    runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
-    handlers = default_relay_handlers(runtime)
-    assert "webchat.erase_uploads" in handlers.names("CustomerErased")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
 import logging
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from bots.channels import PermanentFailure, RetryLater
-from bots.email import Email, LocalMailbox, SendGridEmail, build_email
+from bots.email import Email, EmailAttachment, LocalMailbox, SendGridEmail, build_email
 from bots.notices import CustomerNotices
 from bots.relay import Handlers, Relay, RetryPolicy
 from core.config import Settings
@@ -53,6 +54,32 @@ async def test_plain_text_only_email_is_accepted_by_the_sendgrid_contract(
 ) -> None:
     sender = SendGridEmail("SG.test-key", host=prism_sendgrid, sender="support@careline.example")
     await sender.send(Email(to="leo@example.org", subject="Code", text="Your code is 123456"))
+
+
+async def test_attachments_are_sent_as_the_contract_says(
+    prism_sendgrid: str, flaky_sendgrid: tuple[FlakySendGrid, str]
+) -> None:
+    pdf = b"%PDF-1.4\n% refund\n"
+    mail = Email(
+        to="mia@example.org",
+        subject="Anna replied on CR-1001",
+        text="Attached: refund.pdf",
+        attachments=(EmailAttachment("refund.pdf", "application/pdf", pdf),),
+    )
+    accepted = SendGridEmail("SG.test-key", host=prism_sendgrid, sender="support@careline.example")
+    assert isinstance(await accepted.send(mail), str)  # the published contract takes it
+    fake, url = flaky_sendgrid
+    fake.script = []
+    await SendGridEmail("SG.flaky", host=url, sender="support@careline.example").send(mail)
+    [body] = fake.accepted
+    assert body["attachments"] == [
+        {
+            "content": base64.b64encode(pdf).decode(),
+            "filename": "refund.pdf",
+            "type": "application/pdf",
+            "disposition": "attachment",
+        }
+    ]
 
 
 async def test_request_the_contract_rejects_is_a_permanent_failure(prism_sendgrid: str) -> None:

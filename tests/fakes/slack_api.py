@@ -13,7 +13,11 @@ A call without a token answers ``not_authed``; a broken one answers ``ok: false`
 Slack's error code (``invalid_arguments``, ``no_text``, ``invalid_blocks``, ...) and is kept
 in ``fake.violations``. Faults: ``fake.fail_rate_limited("chat.postMessage", 3)`` (429 +
 Retry-After), ``fake.fail_server_error(...)``, ``fake.delay(method, seconds)``.
-Seed state with ``fake.add_user(...)`` and ``fake.add_message(...)``.
+Seed state with ``fake.add_user(...)`` and ``fake.add_message(...)``. A shared file:
+``fake.add_file(name, content, mimetype)`` (or ``POST /_fake/files`` with JSON name,
+mimetype, content_base64) returns its file object for an event's ``files``; its
+``url_private_download`` serves the bytes to the bot token only, and answers anything else
+with Slack's sign-in page (HTML, status 200) as files.slack.com does.
 Socket Mode: set ``fake.socket_url`` to a local WebSocket server; ``apps.connections.open``
 answers it to an app-level token (``xapp-``) and refuses bot tokens as Slack does.
 As a subprocess: ``python -m tests.fakes.slack_api --port 0``.
@@ -213,11 +217,15 @@ class FakeSlack(FakeServer):
         self.users: dict[str, dict[str, Any]] = {}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.socket_url: str | None = None  # what apps.connections.open hands out
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.file_downloads: list[tuple[str, bool]] = []  # (file id, with the bot token)
         self._state = threading.Lock()
         self._ts = itertools.count(100)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self.handle_method)
+        app.router.add_get("/files-pri/{key}/{rest:.+}", self.handle_file)
+        app.router.add_post("/_fake/files", self._control_add_file)
 
     # -- test-facing helpers ---------------------------------------------------------------
     def next_ts(self) -> str:
@@ -253,6 +261,63 @@ class FakeSlack(FakeServer):
             message["thread_ts"] = thread_ts
         self.messages[(channel, ts)] = message
         return message
+
+    def add_file(
+        self, name: str, content: bytes, mimetype: str, user: str = "U0AGENT01"
+    ) -> dict[str, Any]:
+        """A file someone shared, as the `files` of a message event carry it."""
+        file_id = f"F0{len(self.files) + 1:08d}"
+        now = int(time.time())
+        base = f"{self.url}/files-pri/{self.team_id}-{file_id}"
+        file = {
+            "id": file_id,
+            "created": now,
+            "timestamp": now,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1].lower() if "." in name else "binary",
+            "pretty_type": mimetype,
+            "user": user,
+            "user_team": self.team_id,
+            "editable": False,
+            "size": len(content),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{name}",
+            "url_private_download": f"{base}/download/{name}",
+            "permalink": f"https://careline-test.slack.com/files/{user}/{file_id}/{name}",
+            "permalink_public": f"https://slack-files.com/{self.team_id}-{file_id}-0",
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+        self.files[file_id] = (file, content)
+        return file
+
+    async def handle_file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["key"].rpartition("-")[2]
+        auth = request.headers.get("Authorization", "")
+        authorised = self.token is None or auth == f"Bearer {self.token}"
+        authorised = authorised and auth.startswith("Bearer xoxb-")
+        self.file_downloads.append((file_id, authorised))
+        if not authorised or file_id not in self.files:
+            page = "<!DOCTYPE html><html><body>Sign in to Slack</body></html>"
+            return web.Response(text=page, content_type="text/html")
+        file, content = self.files[file_id]
+        return web.Response(body=content, content_type=file["mimetype"])
+
+    async def _control_add_file(self, request: web.Request) -> web.Response:
+        import base64
+
+        spec = await request.json()
+        content = base64.b64decode(spec["content_base64"])
+        user = spec.get("user", "U0AGENT01")
+        return web.json_response(self.add_file(spec["name"], content, spec["mimetype"], user))
 
     def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Parameters of successful chat.postMessage calls."""

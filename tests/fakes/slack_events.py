@@ -98,6 +98,23 @@ class SlackEvents:
             channel, text, user, thread_ts=thread_ts, parent_user_id=self.bot_user_id
         )
 
+    def file_share(
+        self,
+        channel: str,
+        text: str,
+        files: list[dict[str, Any]],
+        user: str = "U0AGENT01",
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+    ) -> dict[str, Any]:
+        """A message with shared files (subtype ``file_share``), in a thread or a DM."""
+        extra: dict[str, Any] = {"subtype": "file_share", "files": files, "upload": False}
+        if thread_ts:
+            extra |= {"thread_ts": thread_ts, "parent_user_id": self.bot_user_id}
+        envelope = self.message(channel, text, user, **extra)
+        envelope["event"]["channel_type"] = channel_type
+        return envelope
+
     def direct_message(self, text: str, user: str = "U0CUSTOM1", channel: str = "D0CUSTOM1"):
         """message.im: a customer writing to the bot in a DM."""
         return self.message(channel, text, user, channel_type="im")

@@ -25,13 +25,16 @@ Polling: ``fake.push_update(update)`` feeds ``getUpdates``. Webhooks: after the 
 Telegram does.
 
 As a subprocess: ``python -m tests.fakes.telegram_api --port 0`` (prints its URL); push
-updates with ``POST /_fake/updates`` (JSON update), see ``contracts.py`` for the rest.
+updates with ``POST /_fake/updates`` (JSON update), a file for ``getFile`` with
+``POST /_fake/files`` (JSON file_id, content_base64), see ``contracts.py`` for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import html
 import json
 import re
@@ -308,6 +311,7 @@ class FakeTelegram(FakeServer):
         app.router.add_route("*", r"/bot{token:[^/]+}/{method}", self.handle_method)
         app.router.add_get(r"/file/bot{token:[^/]+}/{path:.+}", self.handle_file)
         app.router.add_post("/_fake/updates", self._control_push)
+        app.router.add_post("/_fake/files", self._control_add_file)
 
     # -- test-facing helpers ----------------------------------------------------------------
     def push_update(self, update: dict[str, Any]) -> None:
@@ -323,6 +327,11 @@ class FakeTelegram(FakeServer):
 
     def add_file(self, file_id: str, content: bytes) -> None:
         self.files[file_id] = content
+
+    async def _control_add_file(self, request: web.Request) -> web.Response:
+        spec = await request.json()
+        self.add_file(spec["file_id"], base64.b64decode(spec["content_base64"]))
+        return web.json_response({"ok": True})
 
     def sent_texts(self, chat_id: int | str | None = None) -> list[str]:
         """Texts of sendMessage calls that succeeded, optionally to one chat."""
@@ -397,6 +406,8 @@ class FakeTelegram(FakeServer):
         return web.json_response({"ok": True})
 
     async def handle_file(self, request: web.Request) -> web.Response:
+        if self.token and request.match_info["token"] != self.token:
+            return self._error(404, "Not Found")
         path = request.match_info["path"]
         file_id = path.rsplit("/", 1)[-1]
         return web.Response(body=self.files.get(file_id, b"fake file " + file_id.encode()))
@@ -417,7 +428,12 @@ class FakeTelegram(FakeServer):
             form = await request.post()
             for name, value in form.items():
                 if isinstance(value, web.FileField):
-                    params[name] = {"upload": value.filename, "size": len(value.file.read())}
+                    content = value.file.read()
+                    params[name] = {
+                        "upload": value.filename,
+                        "size": len(content),
+                        "sha256": hashlib.sha256(content).hexdigest(),
+                    }
                 else:
                     params[name] = value
         return params, True

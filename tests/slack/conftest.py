@@ -20,6 +20,8 @@ from core import services
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
+from core.db.files import SqlFileStore
+from core.files import FileLinks
 from core.model import Agent, Channel, Ticket, utcnow
 from dialogs.turn import Choice, Reply, UserSaid
 from tests.fakes.slack_api import FakeSlack
@@ -29,6 +31,7 @@ SECRET = "s3cret-signing"
 DESK = "C0DESK"
 BILLING = "C0BILL"
 AGENT_USER = "U0AGENT01"
+LINK_SECRET = "slack-tests-server-secret"
 
 
 @dataclass
@@ -160,7 +163,16 @@ def slack_settings(fake: FakeSlack) -> Settings:
 @pytest.fixture
 async def desk(db: Database, fake: FakeSlack) -> AsyncIterator[Desk]:
     engine = CollectingEngine()
-    slack = build_slack(slack_settings(fake), db, engine=engine, interval=0.0, timeout=2)
+    links = FileLinks(LINK_SECRET, "https://careline.example", 900)
+    slack = build_slack(
+        slack_settings(fake),
+        db,
+        SqlFileStore(db),
+        lambda: links,
+        engine=engine,
+        interval=0.0,
+        timeout=2,
+    )
     app = FastAPI()
     app.include_router(slack_router(slack.inbound))
     handlers = Handlers()

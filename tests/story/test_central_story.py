@@ -1,10 +1,11 @@
 """The product's central story, end to end, on the real `careline serve` and its defaults.
 
-A customer complains in Telegram and becomes a ticket (with a verified email address); its
-Slack thread opens in the desk channel; an admin assigns it to an agent over the API; the
-agent answers in the thread; the customer reads the answer in Telegram and by email, is
-told it is resolved, rates it, and then erases their data, after which nothing of them
-remains: not in the database, not in the desk's copies, not in an export.
+A customer complains in Telegram with a file and becomes a ticket (with a verified email
+address); its Slack thread opens in the desk channel with a download link to the file; an
+admin assigns it to an agent over the API; the agent answers in the thread with a file; the
+customer reads the answer and gets the file in Telegram and by email, is told it is
+resolved, rates it, and then erases their data, after which nothing of them remains: not in
+the database (their files neither), not in the desk's copies, not in an export.
 
 Every platform is a contract-checking fake on 127.0.0.1 (Telegram Bot API, Slack Web API,
 SendGrid Mail Send), each a subprocess like the server. The customer acts like Telegram
@@ -14,6 +15,8 @@ webhook's answer run against the Bot API, so the fake holds the whole chat in or
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import sqlite3
 import subprocess
@@ -42,6 +45,8 @@ EMAIL = "dana.story@example.com"
 COMPLAINT = "My card was charged twice for order 4411"
 ANSWER = "We refunded the second charge of order 4411"
 SENDGRID_KEY = "SG.story-key"
+STATEMENT = b"%PDF-1.4\n% card statement of Dana Storyteller, order 4411\n"
+REFUND = b"%PDF-1.4\n% refund of order 4411 to Dana Storyteller\n"
 
 
 @dataclass
@@ -84,6 +89,30 @@ class Customer:
             else self.updates.text(text, person=DANA)
         )
         return self._post(update, expect)
+
+    def send_document(self, name: str, content: bytes, caption: str, expect: str) -> str:
+        file_id = f"BQAC-{hashlib.sha256(content).hexdigest()[:12]}"
+        spec = {"file_id": file_id, "content_base64": base64.b64encode(content).decode()}
+        httpx.post(f"{self.world.telegram.url}/_fake/files", json=spec, timeout=10)
+        document = {
+            "file_id": file_id,
+            "file_unique_id": file_id[-10:],
+            "file_name": name,
+            "mime_type": "application/pdf",
+            "file_size": len(content),
+        }
+        update = self.updates.message(DANA, document=document, caption=caption)
+        return self._post(update, expect)
+
+    def files(self) -> list[dict[str, Any]]:
+        """The documents Dana received."""
+        return [
+            call["params"]["document"]
+            for call in self.world.telegram.calls()
+            if call["method"] == "sendDocument"
+            and call["status"] == 200
+            and str(call["params"].get("chat_id")) == str(DANA.id)
+        ]
 
     def press(self, label: str, expect: str) -> str:
         """Tap the button with this label on the newest message that has it."""
@@ -141,7 +170,10 @@ def emails_to(world: World, address: str) -> list[dict[str, Any]]:
         to = [p["email"] for p in body["personalizations"][0]["to"]]
         if call["status"] == 202 and address in to:
             text = next(c["value"] for c in body["content"] if c["type"] == "text/plain")
-            found.append({"subject": body.get("subject", ""), "text": text})
+            files = [
+                (a["filename"], base64.b64decode(a["content"])) for a in body.get("attachments", [])
+            ]
+            found.append({"subject": body.get("subject", ""), "text": text, "attachments": files})
     return found
 
 
@@ -179,6 +211,7 @@ def world() -> Iterator[World]:
             )
             key = admin_key(env)
             server = Server(procs, env, workdir)
+            env["CARELINE_PUBLIC_URL"] = server.url  # links to stored files
             server.start()
             server.wait_ready()
             headers = {"Authorization": f"Bearer {key}"}
@@ -205,7 +238,7 @@ def test_a_complaint_from_telegram_to_erasure(world: World) -> None:
     # -- a complaint in Telegram becomes a ticket, with a verified email address ------------
     dana.say("/start", "Hi Dana")
     dana.say("I want to complain", "describe the problem")
-    dana.say(COMPLAINT, "which area")
+    dana.send_document("statement.pdf", STATEMENT, COMPLAINT, "which area")
     dana.press("Billing", "how urgent")
     dana.press("High", "email")
     dana.say(EMAIL, "6-digit code")
@@ -235,7 +268,15 @@ def test_a_complaint_from_telegram_to_erasure(world: World) -> None:
             None,
         )
 
-    assert wait_for(root, 30), "the ticket's root message never reached the desk channel"
+    posted = wait_for(root, 30)
+    assert posted, "the ticket's root message never reached the desk channel"
+    # The card offers Dana's statement as a signed download link on this server.
+    link = re.search(r"<(http://[^|>]+/files/\w+\?[^|>]+)\|statement\.pdf>", str(posted))
+    assert link, str(posted["params"].get("blocks"))
+    file_url = link.group(1).replace("&amp;", "&")
+    downloaded = httpx.get(file_url)
+    assert downloaded.content == STATEMENT
+    assert downloaded.headers["content-disposition"].startswith("attachment")
     [(thread_ts,)] = world.sql(
         f"SELECT thread_ts FROM slack_threads WHERE ticket_id = {ticket['id']}"
     )
@@ -255,12 +296,26 @@ def test_a_complaint_from_telegram_to_erasure(world: World) -> None:
 
     # -- the agent answers in the thread; Dana reads it in Telegram and by email ------------
     events = SlackEvents(signing_secret=SLACK_SECRET)
-    body = events.body(events.thread_reply(DESK, thread_ts, ANSWER, user=AGENT_SLACK))
+    shared = httpx.post(
+        f"{world.slack.url}/_fake/files",
+        json={
+            "name": "refund.pdf",
+            "mimetype": "application/pdf",
+            "content_base64": base64.b64encode(REFUND).decode(),
+            "user": AGENT_SLACK,
+        },
+    ).json()
+    reply = events.file_share(DESK, ANSWER, [shared], user=AGENT_SLACK, thread_ts=thread_ts)
+    body = events.body(reply)
     answer = httpx.post(f"{world.server.url}/slack/events", content=body, headers=events.sign(body))
     assert answer.status_code == 200, answer.text
     dana.expect(f"Grace Hopper: {ANSWER}")
+    [document] = wait_for(dana.files, 30)  # the agent's file itself, after the words
+    assert document["upload"] == "refund.pdf"
+    assert document["sha256"] == hashlib.sha256(REFUND).hexdigest()
     replied = mail_with(world, f"replied on {ref}")
-    assert ANSWER in replied["text"]
+    assert ANSWER in replied["text"] and "Attached: refund.pdf" in replied["text"]
+    assert replied["attachments"] == [("refund.pdf", REFUND)]
 
     # -- resolved: Dana is told, rates it, and the score is kept at once --------------------
     resolved = world.admin.post(f"/tickets/{ticket['id']}/status", json={"status": "resolved"})
@@ -274,6 +329,7 @@ def test_a_complaint_from_telegram_to_erasure(world: World) -> None:
     customer_id = ticket["customer_id"]
     before = everything_stored(world)
     assert EMAIL in before and COMPLAINT in before and ANSWER in before  # the check can fail
+    assert "Dana Storyteller" in before  # in the stored files' bytes
     dana.say("/mydata", "with your data")
     dana.press("Erase my data", "Erase everything?")
     dana.press("Yes", "erased")
@@ -283,6 +339,7 @@ def test_a_complaint_from_telegram_to_erasure(world: World) -> None:
         return [p for p in personal if p in everything_stored(world)]
 
     assert wait_for(lambda: not still_stored(), 10), f"{still_stored()} still stored"
+    assert httpx.get(file_url).status_code == 404  # the link outlives nothing
     exported = world.admin.get(f"/customers/{customer_id}/export").json()
     assert not [p for p in personal if p in str(exported)]
     assert all(not t["messages"] for t in exported["tickets"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
 
-from bots.channels import PermanentFailure, RetryLater, Unreachable
+from bots.channels import OutgoingFile, PermanentFailure, RetryLater, Unreachable
 from bots.metrics import Metrics
 from bots.telegram import CarelineRateLimiter, TelegramChannel, build_application, split_message
 from core.config import Settings
@@ -89,3 +90,33 @@ def test_split_message_cuts_at_line_breaks_and_counts_utf16() -> None:
     pieces = split_message(emoji)
     assert [len(p) for p in pieces] == [2048, 952]
     assert split_message("short") == ["short"]
+
+
+async def test_a_file_goes_as_a_document_and_a_photo_as_a_photo(
+    channel: TelegramChannel, fake: FakeTelegram
+) -> None:
+    pdf = b"%PDF-1.4\n% refund\n"
+    jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+    caption = "Anna <Berg> sent you a file: refund.pdf"
+    document_id = await channel.send_file(
+        "1001", OutgoingFile("refund.pdf", "application/pdf", pdf, caption)
+    )
+    photo_id = await channel.send_file("1001", OutgoingFile("meter.jpg", "image/jpeg", jpeg))
+    assert (document_id, photo_id) == ("1", "2")
+    [document] = [c.params for c in fake.calls_to("sendDocument") if c.status == 200]
+    assert document["document"]["upload"] == "refund.pdf"
+    assert document["document"]["sha256"] == hashlib.sha256(pdf).hexdigest()
+    assert document["caption"] == "Anna &lt;Berg&gt; sent you a file: refund.pdf"
+    assert document["parse_mode"] == "HTML"
+    [photo] = [c.params for c in fake.calls_to("sendPhoto") if c.status == 200]
+    assert photo["photo"]["sha256"] == hashlib.sha256(jpeg).hexdigest()
+    assert "caption" not in photo
+    fake.assert_no_violations()
+
+
+async def test_a_file_to_a_blocked_chat_raises_unreachable(
+    channel: TelegramChannel, fake: FakeTelegram
+) -> None:
+    fake.fail_blocked(chat_id=1001)
+    with pytest.raises(Unreachable):
+        await channel.send_file("1001", OutgoingFile("a.pdf", "application/pdf", b"%PDF-1.4"))

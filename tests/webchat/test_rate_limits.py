@@ -29,6 +29,7 @@ from bots.webchat import (
 from bots.webchat_limits import WebChatLimits
 from core.config import Settings
 from core.db.database import Database
+from core.db.files import SqlFileStore
 from tests.support.live import LiveServer
 from tests.webchat.test_webchat_api import EchoEngine, start_session
 
@@ -40,7 +41,7 @@ GENEROUS = {
 }
 
 
-def make_app(url: str, engine: EchoEngine, uploads: Path, **limits: int) -> FastAPI:
+def make_app(url: str, engine: EchoEngine, **limits: int) -> FastAPI:
     settings = Settings(_env_file=None, **{**GENEROUS, **limits})  # type: ignore[arg-type]
 
     @asynccontextmanager
@@ -49,7 +50,7 @@ def make_app(url: str, engine: EchoEngine, uploads: Path, **limits: int) -> Fast
         secret = await load_or_create_secret(db, None)
         chat = WebChat(
             db=db, engine=engine, lines=WebChatLines(db),
-            visitors=Visitors(URLSafeTimedSerializer(secret)), uploads=uploads,
+            visitors=Visitors(URLSafeTimedSerializer(secret)), files=SqlFileStore(db),
             max_upload_bytes=1000, max_text_chars=50, poll_seconds=None,
             tickets_of=lambda v: visitor_tickets(db, v),
             limits=WebChatLimits.from_settings(settings, db),
@@ -71,7 +72,7 @@ def servers(tmp_path: Path) -> Iterator[Any]:
     servers: list[LiveServer] = []
 
     def start(db: Database, engine: EchoEngine, **limits: int) -> str:
-        server = LiveServer(make_app(url_of(db), engine, tmp_path / "up", **limits))
+        server = LiveServer(make_app(url_of(db), engine, **limits))
         servers.append(server)
         return server.__enter__()
 

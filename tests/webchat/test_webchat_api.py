@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select
 from websockets.sync.client import connect
 
 from bots.webchat import (
@@ -30,7 +31,9 @@ from bots.webchat import (
     visitor_tickets,
     webchat_router,
 )
+from core.db import tables as t
 from core.db.database import Database
+from core.db.files import SqlFileStore
 from dialogs.turn import Choice, Reply, UserSaid
 from tests.support.live import LiveServer
 
@@ -49,7 +52,7 @@ class EchoEngine:
         return [Reply(f"echo: {said.choice or said.text}", (Choice("Yes", "yes"),))]
 
 
-def make_app(url: str, engine: EchoEngine, uploads: Path, holder: dict) -> FastAPI:
+def make_app(url: str, engine: EchoEngine, holder: dict) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(url)
@@ -58,7 +61,7 @@ def make_app(url: str, engine: EchoEngine, uploads: Path, holder: dict) -> FastA
         chat = WebChat(
             db=db, engine=engine, lines=lines,
             visitors=Visitors(URLSafeTimedSerializer(secret), max_age=30 * DAY),
-            uploads=uploads, max_upload_bytes=1000, max_text_chars=50, poll_seconds=None,
+            files=SqlFileStore(db), max_upload_bytes=1000, max_text_chars=50, poll_seconds=None,
             tickets_of=lambda v: visitor_tickets(db, v), allowed_origins=(SHOP,),
         )  # fmt: skip
         holder["secret"] = secret
@@ -75,7 +78,7 @@ def make_app(url: str, engine: EchoEngine, uploads: Path, holder: dict) -> FastA
 @pytest.fixture
 def live(db: Database, tmp_path: Path) -> Iterator[tuple[str, EchoEngine, dict]]:
     engine, holder = EchoEngine(), {}
-    app = make_app(db.url.render_as_string(hide_password=False), engine, tmp_path / "up", holder)
+    app = make_app(db.url.render_as_string(hide_password=False), engine, holder)
     with LiveServer(app) as url:
         yield url, engine, holder
 
@@ -157,7 +160,7 @@ def test_websocket_carries_turns_and_pushes_agent_replies_live(
 def test_upload_is_size_limited_and_reaches_the_engine(
     live: tuple[str, EchoEngine, dict], tmp_path: Path
 ) -> None:
-    url, engine, _ = live
+    url, engine, holder = live
     with httpx.Client(base_url=url) as client:
         start_session(client)
         small = client.post("/chat/api/upload", files={"file": ("a.txt", b"x" * 10, "text/plain")})
@@ -167,9 +170,19 @@ def test_upload_is_size_limited_and_reaches_the_engine(
     assert big.status_code == 413
     assert "limit" in big.json()["error"]
     assert [s.attachments[0].name for s in engine.said] == ["a.txt"]
-    assert engine.said[0].attachments[0].file_id.startswith("webchat:")
     assert lines[-1]["text"] == "got a.txt (10 bytes)"
-    assert len(list((tmp_path / "up").iterdir())) == 1  # the oversize file was not kept
+    stored = engine.said[0].attachments[0].stored_id
+    kept = asyncio.run_coroutine_threadsafe(stored_files(holder["loop_db"]), holder["loop"])
+    # Only the small file, its bytes in the database under the visitor who sent it.
+    visitor = engine.said[0].user_id
+    assert kept.result(5) == [(stored, "a.txt", b"x" * 10, f"webchat:{visitor}")]
+
+
+async def stored_files(db: Database) -> list[tuple[Any, ...]]:
+    f = t.stored_files.c
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(select(f.id, f.name, f.content, f.owner))
+        return [tuple(row) for row in rows]
 
 
 def test_bad_websocket_frames_get_a_clear_error(live: tuple[str, EchoEngine, dict]) -> None:
@@ -223,6 +236,10 @@ def test_websocket_opened_from_another_site_is_refused(live: tuple[str, EchoEngi
         with socket(url, token, origin=allowed) as ws:
             ws.send(json.dumps({"text": "hi"}))
             assert ws.recv(timeout=5)
+    # The first frame may be the lines so far, before the turn ran: wait for both turns.
+    deadline = time.monotonic() + 5
+    while len(engine.said) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(engine.said) == 2
 
 
