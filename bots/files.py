@@ -13,6 +13,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Response
 
+from bots.relay import Delivery, Handlers, Skip
+from core import events
+from core.db.files import Blobs
 from core.files import FileLinks
 from core.ports import FileStore
 
@@ -47,3 +50,22 @@ def files_router(store: FileStore, links: Callable[[], FileLinks | None]) -> API
         return Response(content, media_type=file.mime_type, headers=download_headers(file.name))
 
     return router
+
+
+class ObjectEraser:
+    """Relay handler deleting an erased customer's files from object storage, after the
+    erasure (which deleted their rows) committed."""
+
+    def __init__(self, blobs: Blobs) -> None:
+        self.blobs = blobs
+
+    def register(self, handlers: Handlers) -> None:
+        handlers.add(events.CustomerErased, "files.erase_objects", self.erase)
+
+    async def erase(self, delivery: Delivery) -> str | None:
+        event = delivery.event
+        assert isinstance(event, events.CustomerErased)
+        if not event.file_ids:
+            raise Skip("no stored files")
+        deleted = await self.blobs.delete(list(event.file_ids))
+        return f"{deleted} objects deleted"

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
-from bots.files import files_router
+from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
 from bots.webchat import (
@@ -40,7 +40,7 @@ from bots.webchat import (
 from bots.webchat_limits import WebChatLimits
 from core.config import Settings
 from core.db.database import Database
-from core.db.files import SqlFileStore
+from core.db.files import SqlFileStore, file_store_for
 from core.db.migrate import is_current, migrate
 from core.db.outbox import SqliteRelayLock
 from core.files import FileLinks
@@ -120,6 +120,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
+    if runtime.files.blobs is not None:
+        ObjectEraser(runtime.files.blobs).register(handlers)
     if runtime.housekeeping is not None:
         runtime.housekeeping.register(handlers)
     return handlers
@@ -158,7 +160,7 @@ def create_app(
         pool_size=settings.db_pool_size,
         sqlite_durable=settings.sqlite_durable_commits,
     )
-    runtime = Runtime(settings=settings, db=db, metrics=metrics, files=SqlFileStore(db))
+    runtime = Runtime(settings=settings, db=db, metrics=metrics, files=file_store_for(settings, db))
     web = serves_web(settings)
     if settings.slack_enabled:
         from bots.slack import build_slack
@@ -174,6 +176,8 @@ def create_app(
         try:
             if settings.auto_migrate:
                 await migrate(db)
+            if runtime.files.blobs is not None:
+                await runtime.files.blobs.check()
             runtime.file_links = FileLinks(
                 await _secret(runtime), settings.public_url, settings.file_link_minutes * 60
             )
@@ -473,6 +477,12 @@ def banner(settings: Settings) -> str:
         lines.append("  web         off (role relay): no webhooks, no admin API")
     relay = "in this process" if runs_relay(settings) else "off (role web: run a relay role)"
     lines.append(f"  relay       {relay}")
+    files = (
+        f"S3 bucket {settings.s3_bucket} ({settings.s3_prefix})"
+        if settings.file_store == "s3"
+        else "in the database"
+    )
+    lines.append(f"  files       {files}")
     email = "SendGrid" if settings.sendgrid_enabled else "local mailbox (no SENDGRID_API_KEY)"
     lines.append(f"  email       {email}")
     return "\n".join(lines)
@@ -496,6 +506,7 @@ def run(settings: Settings) -> None:
             settings.slack_bot_token,
             settings.slack_signing_secret,
             settings.slack_app_token,
+            settings.slack_erasure_token,
             settings.sendgrid_api_key,
             settings.secret_key,
         )

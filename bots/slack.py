@@ -86,6 +86,12 @@ DELIVERED_REACTION = "white_check_mark"
 FAILED_REACTION = "warning"
 # What the desk's copies of an erased customer's words become (root cards show the erased ticket).
 ERASED_TEXT = ":wastebasket: Erased at the customer's request."
+# Told in a thread when agents' own messages there could not be deleted (no admin token).
+AGENTS_NOTE = (
+    ":warning: This customer's data was erased. {count} typed in this thread by agents may "
+    "quote them, and Careline cannot delete messages it did not post (a workspace admin's "
+    "token, SLACK_ERASURE_TOKEN, lets it): please delete {them} by hand."
+)
 # A message that is gone or not ours to edit: nothing of it is left for us to erase.
 UNEDITABLE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # Slack errors that mean "this chat is gone for us", not "this message is wrong".
@@ -393,10 +399,12 @@ class SlackDesk:
         default_channel: str | None,
         routing: Mapping[str, str] | None = None,
         files: SlackFiles | None = None,
+        eraser: SlackApi | None = None,
     ) -> None:
         self.db = db
         self.api = api
         self.files = files
+        self.eraser = eraser  # a workspace admin's user token: deletes what agents typed
         self.default_channel = default_channel
         self.routing = {k.lower(): v for k, v in (routing or {}).items()}
 
@@ -566,8 +574,11 @@ class SlackDesk:
 
         Every message the app posted in each thread (mirrored messages, notes, confirmations)
         becomes a neutral text, and the root card shows the erased ticket. chat.update is
-        idempotent, so a retry redoes at most what it did. Messages agents typed themselves
-        are theirs: a bot token cannot edit them (https://api.slack.com/methods/chat.update).
+        idempotent, so a retry redoes at most what it did. What agents typed and shared there
+        themselves a bot token can neither edit nor delete
+        (https://docs.slack.dev/reference/methods/chat.delete): with a workspace admin's user
+        token (`eraser`) those messages and their files are deleted; without one, the thread
+        is told how many are left for the agents to delete.
         """
         event = delivery.event
         assert isinstance(event, events.CustomerErased)
@@ -580,15 +591,28 @@ class SlackDesk:
         if not threads:
             raise Skip("the customer has no Slack thread")
         bot_id = (await self.api.identity()).get("bot_id")
-        rewritten = 0
+        rewritten = deleted = 0
         for thread, card in threads:
             await self._update(thread.channel_id, thread.thread_ts, kit.root_text(card), card)
-            for ts in await self._app_replies(thread, bot_id):
-                rewritten += await self._update(thread.channel_id, ts, ERASED_TEXT)
-        return f"{rewritten} thread messages erased"
+            replies = await self._replies(thread)
+            for message in replies:
+                text = str(message.get("text") or "")
+                done = text == ERASED_TEXT or text.startswith(AGENTS_NOTE[:40])
+                if message.get("bot_id") == bot_id and not done:
+                    rewritten += await self._update(thread.channel_id, message["ts"], ERASED_TEXT)
+            typed = [m for m in replies if not m.get("bot_id") and m.get("user")]
+            if typed and self.eraser is not None:
+                for message in typed:
+                    deleted += await self._delete(self.eraser, thread.channel_id, message)
+            elif typed:
+                count = f"{len(typed)} message" + ("s" if len(typed) > 1 else "")
+                them = "them" if len(typed) > 1 else "it"
+                note = AGENTS_NOTE.format(count=count, them=them)
+                await self._note(thread, note, f"{delivery.key}:{thread.ticket_id}")
+        return f"{rewritten} thread messages erased, {deleted} agents' messages deleted"
 
-    async def _app_replies(self, thread: Thread, bot_id: str | None) -> list[str]:
-        """The ts of the app's replies in a thread not yet rewritten, page by page."""
+    async def _replies(self, thread: Thread) -> list[dict[str, Any]]:
+        """The thread's replies (not its root), page by page."""
         found, cursor = [], None
         while True:
             answer = await self.api.call(
@@ -598,16 +622,27 @@ class SlackDesk:
                 cursor=cursor,
             )
             for message in answer.get("messages") or []:
-                ts = str(message.get("ts"))
-                if (
-                    message.get("bot_id") == bot_id
-                    and ts != thread.thread_ts
-                    and message.get("text") != ERASED_TEXT
-                ):
-                    found.append(ts)
+                if str(message.get("ts")) != thread.thread_ts:
+                    found.append(dict(message))
             cursor = (answer.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return found
+
+    async def _delete(self, eraser: SlackApi, channel: str, message: dict[str, Any]) -> int:
+        """An agent's message and the files shared with it; 1 when the message went."""
+        for file in message.get("files") or []:
+            try:
+                await eraser.call("files.delete", file=file.get("id"))
+            except SlackApiError as error:
+                if _slack_error(error) != "file_not_found":
+                    raise
+        try:
+            await eraser.call("chat.delete", channel=channel, ts=message["ts"])
+        except SlackApiError as error:
+            if _slack_error(error) != "message_not_found":
+                raise
+            return 0
+        return 1
 
     async def _update(
         self, channel: str, ts: str, text: str, card: kit.TicketCard | None = None
@@ -1345,12 +1380,15 @@ class Slack:
     channel: SlackChannel
 
 
-def slack_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClient:
+def slack_client(
+    settings: Settings, *, timeout: int = 10, token: str | None = None
+) -> AsyncWebClient:
+    """The bot's client, or with `token` another's (the erasure token)."""
     assert settings.slack_bot_token is not None
     # No retry handlers: a blind retry of chat.postMessage after a dropped connection can post
     # twice; SlackApi decides what is safe to repeat.
     return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+        token=token or settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=timeout,
         retry_handlers=[],
@@ -1385,6 +1423,14 @@ def build_slack(
         default_channel=settings.slack_support_channel,
         routing=settings.slack_routing,
         files=files,
+        eraser=(
+            SlackApi(
+                slack_client(settings, timeout=timeout, token=erasure.get_secret_value()),
+                interval=interval,
+            )
+            if (erasure := settings.slack_erasure_token) is not None
+            else None
+        ),
     )
     inbound = SlackInbound(
         db,

@@ -71,6 +71,21 @@ class Settings(BaseSettings):
     )
     max_text_chars: int = Field(4000, description="Longest customer message accepted.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest attachment accepted.")
+    file_store: Literal["database", "s3"] = Field(
+        "database",
+        description="Where attachments' bytes are kept: in the database, or in an "
+        "S3-compatible bucket (CARELINE_S3_*; credentials from boto3's usual chain).",
+    )
+    s3_bucket: str | None = Field(None, description="The bucket (CARELINE_FILE_STORE=s3).")
+    s3_prefix: str = Field("careline/files/", description="Key prefix of the files.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph, R2); unset for AWS."
+    )
+    s3_region: str | None = Field(None, description="The bucket's region.")
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="Access key; unset: the environment, a shared file or a pod role."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="Its secret.")
     file_link_minutes: float = Field(
         15, gt=0, description="How long a signed link to a stored file works (admin API)."
     )
@@ -200,6 +215,12 @@ class Settings(BaseSettings):
     )
     slack_signing_secret: SecretStr | None = Field(
         None, validation_alias=_env("SLACK_SIGNING_SECRET"), description="Signing secret."
+    )
+    slack_erasure_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("SLACK_ERASURE_TOKEN"),
+        description="A workspace admin's user token (xoxp-, scopes chat:write and files:write):"
+        " erasure then also deletes what agents typed and shared in the customer's threads.",
     )
     slack_app_token: SecretStr | None = Field(
         None, validation_alias=_env("SLACK_APP_TOKEN"), description="App token for Socket Mode."

@@ -110,5 +110,6 @@ class EmailVerificationRequested(Event):
 @dataclass(frozen=True, slots=True)
 class CustomerErased(Event):
     customer_id: int
-    # The stored files of their attachments: whoever keeps the bytes deletes them.
+    # Their stored files (core.files): a store that keeps bytes outside the database deletes
+    # them after the erasure commits.
     file_ids: tuple[str, ...] = ()

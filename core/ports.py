@@ -106,6 +106,11 @@ class PersonalTraces:
 
 
 class ErasureRepository(Protocol):
+    async def stored_files(self, traces: PersonalTraces) -> list[str]:
+        """The ids of their stored files (erase_copies deletes the rows; the bytes of files
+        kept in object storage go after commit, named in CustomerErased)."""
+        ...
+
     async def erase_copies(self, traces: PersonalTraces) -> dict[str, int]:
         """Delete or blank every copy the domain objects do not hold (transcripts, raw
         payloads, codes, suppressions, conversation state); how many rows of each kind."""

@@ -168,24 +168,24 @@ async def erase_customer(uow: UnitOfWork, customer_id: int, now: datetime | None
     now = now or utcnow()
     customer = await get_customer(uow, customer_id)
     tickets = list(await uow.tickets.for_customer(customer_id))
-    traces, file_ids = await _personal_traces(uow, customer, tickets)
+    traces = await _personal_traces(uow, customer, tickets)
+    stored = await uow.erasure.stored_files(traces)
     counts = await uow.erasure.erase_copies(traces)
     _anonymise_customer(customer, now)
     for ticket in tickets:
         counts["messages"] = counts.get("messages", 0) + await _erase_ticket(uow, ticket, now)
     for ticket in tickets:
         await _note_activity(uow, ticket, "erased", "system", now, **counts)
-    customer.record(events.CustomerErased(customer_id=customer_id, file_ids=tuple(file_ids)))
+    customer.record(events.CustomerErased(customer_id=customer_id, file_ids=tuple(stored)))
 
 
 async def _personal_traces(
     uow: UnitOfWork, customer: Customer, tickets: list[Ticket]
-) -> tuple[PersonalTraces, list[str]]:
-    """What marks copies as theirs, and the ids of their stored files, read before erasing."""
+) -> PersonalTraces:
+    """What marks copies as theirs, read before erasing."""
     needles = [customer.display_name, customer.email or "", customer.phone or ""]
     for identity in customer.identities:
         needles += [identity.external_id, identity.chat_id, identity.display_name]
-    file_ids: list[str] = []
     stored: list[str] = []
     for ticket in tickets:
         needles.append(ticket.reference)
@@ -195,7 +195,6 @@ async def _personal_traces(
             # Replies typed in Slack arrive as raw events too, and quote the customer.
             if len(entry.body.strip()) >= MIN_TRACE_WORDS:
                 needles.append(entry.body.strip()[:TRACE_PREFIX])
-            file_ids += [str(a["file_id"]) for a in entry.attachments if a.get("file_id")]
             stored += [str(a["stored_id"]) for a in entry.attachments if a.get("stored_id")]
     assert customer.id is not None
     traces = PersonalTraces(
@@ -210,7 +209,7 @@ async def _personal_traces(
         file_ids=tuple(stored),
         file_owners=tuple(f"{i.channel.value}:{i.external_id}" for i in customer.identities),
     )
-    return traces, file_ids
+    return traces
 
 
 def _anonymise_customer(customer: Customer, now: datetime) -> None:

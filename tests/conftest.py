@@ -17,6 +17,7 @@ from core.db.database import Database
 from core.db.migrate import migrate
 from core.db.tables import metadata
 from tests.support.pgcluster import PgCluster, find_bindir
+from tests.support.s3 import s3_server  # noqa: F401 (a fixture for every test)
 
 BACKENDS = ["sqlite", "postgres"]
 T = TypeVar("T")

@@ -73,17 +73,14 @@ class SqlErasure:
         stmt = delete(t.knowledge_gaps).where(g.customer_id == customer_id)
         return _count(await self.session.execute(stmt))
 
+    async def stored_files(self, traces: PersonalTraces) -> list[str]:
+        rows = await self.session.execute(select(t.stored_files.c.id).where(_theirs(traces)))
+        return [str(file_id) for file_id in rows.scalars()]
+
     async def _delete_files(self, traces: PersonalTraces) -> int:
         """Their uploads, the files of their tickets (agents' too) and any their messages
-        name; the bytes live in the row, so nothing is left elsewhere."""
-        f = t.stored_files.c
-        stmt = delete(t.stored_files).where(
-            or_(
-                f.owner.in_(list(traces.file_owners)),
-                f.ticket_id.in_(list(traces.ticket_ids)),
-                f.id.in_(list(traces.file_ids)),
-            )
-        )
+        name (bytes kept in object storage go after commit, see core.db.s3)."""
+        stmt = delete(t.stored_files).where(_theirs(traces))
         return _count(await self.session.execute(stmt))
 
     async def _delete_suppressions(self, emails: set[str]) -> int:
@@ -149,6 +146,15 @@ class SqlErasure:
                 await self.session.execute(stmt.values(payload={**payload, "reason": ""}))
                 dropped += 1
         return dropped
+
+
+def _theirs(traces: PersonalTraces) -> ColumnElement[bool]:
+    f = t.stored_files.c
+    return or_(
+        f.owner.in_(list(traces.file_owners)),
+        f.ticket_id.in_(list(traces.ticket_ids)),
+        f.id.in_(list(traces.file_ids)),
+    )
 
 
 def _mentions(

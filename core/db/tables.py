@@ -382,9 +382,9 @@ knowledge_gaps = Table(
     Index("ix_knowledge_gaps_created", "created_at"),
 )
 
-# Attachments' bytes (core.files): a customer's upload or an agent's file, by a random id the
-# messages name. `owner` is the sender's "<channel>:<external id>"; erasure deletes by it, by
-# ticket and by id.
+# Attachments (core.files): a customer's upload or an agent's file, by a random id the
+# messages name; the bytes here or in an S3 bucket. `owner` is the sender's
+# "<channel>:<external id>"; erasure deletes by it, by ticket and by id.
 stored_files = Table(
     "stored_files",
     metadata,
@@ -395,7 +395,7 @@ stored_files = Table(
     Column("sha256", String(64), nullable=False),
     Column("owner", String(200)),
     Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE")),
-    Column("content", LargeBinary, nullable=False),
+    Column("content", LargeBinary),  # NULL when the bytes are in object storage (core.db.s3)
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_stored_files_owner", "owner"),
     Index("ix_stored_files_ticket", "ticket_id"),

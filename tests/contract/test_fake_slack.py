@@ -281,3 +281,28 @@ def test_retry_headers_are_added_on_request() -> None:
     assert headers["X-Slack-Retry-Num"] == "2"
     assert headers["X-Slack-Retry-Reason"] == "http_timeout"
     assert headers["Content-Type"] == "application/json"
+
+
+async def test_deletes_follow_slacks_rules_on_who_may_delete_what(fake: FakeSlack) -> None:
+    bot = AsyncWebClient(token="xoxb-test", base_url=f"{fake.url}/api/")
+    admin_token = fake.add_user_token("U0ADMIN01", admin=True)
+    admin = AsyncWebClient(token=admin_token, base_url=f"{fake.url}/api/")
+    member = AsyncWebClient(token=fake.add_user_token("U0OTHER01"), base_url=f"{fake.url}/api/")
+    own = await bot.chat_postMessage(channel="C0DESK", text="the bot's")
+    file = fake.add_file("a.pdf", b"%PDF-1.4", "application/pdf", user="U0AGENT01")
+    typed = fake.add_message("C0DESK", "an agent's", user="U0AGENT01", files=[file])
+
+    deleted = await bot.chat_delete(channel="C0DESK", ts=own["ts"])
+    assert sample_keys("chat.delete") <= set(deleted.data)
+    for client, call in (
+        (bot, {"channel": "C0DESK", "ts": typed["ts"]}),
+        (member, {"channel": "C0DESK", "ts": typed["ts"]}),
+    ):
+        with pytest.raises(SlackApiError, match="cant_delete_message"):
+            await client.chat_delete(**call)
+    with pytest.raises(SlackApiError, match="cant_delete_file"):
+        await bot.files_delete(file=file["id"])
+    assert (await admin.chat_delete(channel="C0DESK", ts=typed["ts"]))["ok"]
+    assert (await admin.files_delete(file=file["id"]))["ok"]
+    assert fake.messages == {} and fake.files == {}
+    fake.assert_no_violations()

@@ -103,6 +103,7 @@ INGRESS_ENDPOINTS = {
     "/slack": [("POST", "/slack/events", "http"), ("POST", "/slack/interactions", "http")],
     "/sendgrid": [("POST", "/sendgrid/events", "http")],
     "/chat": [("GET", "/chat", "http"), ("GET", "/chat/ws", "websocket")],
+    "/files": [("GET", "/files/0123456789abcdef0123456789abcdef", "http")],
     "/api": [("GET", "/api/v1/tickets", "http")],
     "/docs": [("GET", "/docs", "http")],
 }

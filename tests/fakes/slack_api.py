@@ -90,6 +90,8 @@ REQUIRED: dict[str, list[str | tuple[str, ...]]] = {
     "conversations.open": [("channel", "users")],
     "conversations.replies": ["channel", "ts"],
     "conversations.history": ["channel"],
+    "chat.delete": ["channel", "ts"],
+    "files.delete": ["file"],
     "views.open": ["view", ("trigger_id", "interactivity_pointer")],
 }
 
@@ -218,6 +220,10 @@ class FakeSlack(FakeServer):
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.socket_url: str | None = None  # what apps.connections.open hands out
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        # User tokens (xoxp-) and whose they are; a workspace admin may delete anyone's
+        # messages and files, a member only their own, a bot only the bot's.
+        self.user_tokens: dict[str, str] = {}
+        self.admins: set[str] = set()
         self.file_downloads: list[tuple[str, bool]] = []  # (file id, with the bot token)
         self._state = threading.Lock()
         self._ts = itertools.count(100)
@@ -251,14 +257,29 @@ class FakeSlack(FakeServer):
         }
         return self.users[user_id]
 
+    def add_user_token(self, user_id: str, *, admin: bool = False) -> str:
+        """A user token (xoxp-) of `user_id`, a workspace admin or not."""
+        token = f"xoxp-{len(self.user_tokens) + 1}-{user_id.lower()}"
+        self.user_tokens[token] = user_id
+        if admin:
+            self.admins.add(user_id)
+        return token
+
     def add_message(
-        self, channel: str, text: str, user: str = "U0AGENT01", thread_ts: str | None = None
+        self,
+        channel: str,
+        text: str,
+        user: str = "U0AGENT01",
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Seed a message (e.g. an agent's reply) so replies/update calls can see it."""
         ts = self.next_ts()
         message = {"type": "message", "user": user, "text": text, "ts": ts, "team": self.team_id}
         if thread_ts:
             message["thread_ts"] = thread_ts
+        if files:
+            message["files"], message["upload"] = files, False
         self.messages[(channel, ts)] = message
         return message
 
@@ -365,7 +386,7 @@ class FakeSlack(FakeServer):
         params, token = await self._read(request)
         if not token:
             return self._fail(method, params, started, "not_authed", contract=False)
-        if self.token and token != self.token:
+        if self.token and token != self.token and token not in self.user_tokens:
             return self._fail(method, params, started, "invalid_auth", contract=False)
         if (method == "apps.connections.open") != token.startswith("xapp-"):
             # App-level tokens only open Socket Mode connections, and only they can.
@@ -379,7 +400,10 @@ class FakeSlack(FakeServer):
             self.record(Call(method, params, started, fault.status or 200))
             return fault
         try:
-            result = self._answer(method, params)
+            if method in ("chat.delete", "files.delete"):
+                result = self._delete(method, params, self.user_tokens.get(token))
+            else:
+                result = self._answer(method, params)
         except _SlackError as error:
             return self._fail(method, params, started, error.code, contract=False)
         self.record(Call(method, {**params, "_ok": True}, started))
@@ -445,6 +469,26 @@ class FakeSlack(FakeServer):
             if name in params:
                 message[name] = params[name]
         return message
+
+    def _delete(self, method: str, params: dict[str, Any], user: str | None) -> dict[str, Any]:
+        """chat.delete and files.delete, with Slack's rules on who may delete what."""
+        if method == "chat.delete":
+            key = (params["channel"], params["ts"])
+            message = self.messages.get(key)
+            if message is None:
+                raise _SlackError("message_not_found")
+            mine = message.get("bot_id") == self.bot_id if user is None else message["user"] == user
+            if not mine and user not in self.admins:
+                raise _SlackError("cant_delete_message")
+            del self.messages[key]
+            return {"channel": key[0], "ts": key[1]}
+        found = self.files.get(params["file"])
+        if found is None:
+            raise _SlackError("file_not_found")
+        if user is None or (found[0]["user"] != user and user not in self.admins):
+            raise _SlackError("cant_delete_file")
+        del self.files[params["file"]]
+        return {}
 
     def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         match method:

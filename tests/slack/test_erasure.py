@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack import SlackApi
 from core import services
 from core.lifecycle import Status
 from core.model import Channel
@@ -48,9 +51,40 @@ async def test_erasure_rewrites_every_copy_the_app_posted_in_the_thread(desk: De
         assert personal not in shown
     assert "(erased)" in thread[0][1] and Status.CLOSED.value in thread[0][1]
     replies = [text for author, text in thread[1:] if author == desk.fake.bot_id]
-    assert replies and all("Erased at the customer's request" in text for text in replies)
-    # An agent's own message is theirs: a bot token cannot edit it, so it is left as typed.
+    *rewritten, note = replies
+    assert rewritten and all("Erased at the customer's request" in text for text in rewritten)
+    # An agent's own message is theirs: a bot token can neither edit nor delete it, so it is
+    # left as typed, and the thread says so.
     assert desk.fake.messages[(BILLING, typed["ts"])]["text"] == "Looking into it"
+    assert "1 message typed in this thread by agents may quote them" in note
+    assert "please delete it by hand" in note
+    desk.fake.assert_no_violations()
+
+
+async def test_with_an_admin_token_agents_messages_and_files_are_deleted(desk: Desk) -> None:
+    ticket = await desk.open_ticket(text=SECRET)
+    await desk.drain()
+    assert ticket.id is not None
+    thread_ts = await desk.thread_ts(ticket.id)
+    shared = desk.fake.add_file("statement.pdf", b"%PDF-1.4 Maria", "application/pdf")
+    with_file = desk.fake.add_message(
+        BILLING, "Maria's statement", user=AGENT_USER, thread_ts=thread_ts, files=[shared]
+    )
+    other = desk.fake.add_message(BILLING, "Refunded Maria", user="U0AGENT02", thread_ts=thread_ts)
+    token = desk.fake.add_user_token("U0ADMIN01", admin=True)
+    client = AsyncWebClient(token=token, base_url=f"{desk.fake.url}/api/")
+    desk.slack.desk.eraser = SlackApi(client, interval=0.0)
+
+    async with desk.db.uow() as uow:
+        await services.erase_customer(uow, ticket.customer_id)
+        await uow.commit()
+    await desk.drain()
+
+    for typed in (with_file, other):
+        assert (BILLING, typed["ts"]) not in desk.fake.messages
+    assert desk.fake.files == {}
+    shown = " ".join(text for _, text in await _thread_texts(desk, thread_ts))
+    assert "Maria" not in shown and "by hand" not in shown
     desk.fake.assert_no_violations()
 
 

@@ -115,3 +115,83 @@ def test_a_refused_session_is_explained_and_retried_not_stored(server: tuple[str
         assert len(token) == 1 and token[0] not in ("", "undefined")
         assert len(refusals) == 1
         browser.close()
+
+
+STATEMENT = b"%PDF-1.4\n% my card statement, March\n"
+REFUND = b"%PDF-1.4\n% refund confirmation CR-1001\n"
+
+
+async def _agent_reply_with_file(database_url: str, ticket_id: int, agent_id: int) -> None:
+    """What an agent's file from the ticket's Slack thread becomes (tests/slack/test_files)."""
+    from core import services
+    from core.db.database import Database
+    from core.db.files import SqlFileStore
+    from core.files import describe
+
+    db = Database(database_url)
+    try:
+        file = describe(REFUND, name="refund.pdf", declared=None, limit=1 << 20)
+        stored = await SqlFileStore(db).put(file, REFUND)
+        async with db.uow() as uow:
+            await services.add_agent_reply(
+                uow, ticket_id, agent_id, "Here is the confirmation",
+                attachments=[stored.attachment()],
+            )  # fmt: skip
+            await uow.commit()
+    finally:
+        await db.dispose()
+
+
+def test_files_go_both_ways_in_the_page(server: tuple[str, str], tmp_path: Path) -> None:
+    """The customer attaches a statement; the agent's file arrives as a download in the
+    agent's bubble and saves with its own name and bytes."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    chromium = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    url, key = server
+    admin = httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {key}"})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 780})
+        page.goto(f"{url}/chat")
+        log = page.locator("#log")
+        expect(log).to_contain_text("Report a problem", timeout=20_000)
+        page.get_by_role("button", name="Report a problem").click()
+        expect(log.locator(".line--out").last).to_contain_text("describe", ignore_case=True)
+        page.get_by_label("Your message").fill("I was charged twice, statement attached")
+        page.get_by_role("button", name="Send").click()
+        page.get_by_role("button", name="Billing").last.click()
+        page.get_by_role("button", name="High").last.click()
+        page.get_by_role("button", name="Skip").last.click()
+        page.get_by_role("button", name="Yes, open it").last.click()
+        expect(log).to_contain_text("CR-1001", timeout=10_000)
+        page.locator("#file").set_input_files(
+            files=[{"name": "statement.pdf", "mimeType": "application/pdf", "buffer": STATEMENT}]
+        )
+        expect(log).to_contain_text("📎 statement.pdf", timeout=10_000)
+
+        ticket = admin.get("/tickets").json()["items"][0]
+        detail = admin.get(f"/tickets/{ticket['id']}").json()
+        sent = [a for e in detail["timeline"] for a in e.get("attachments") or []]
+        assert [(a["name"], a["size"]) for a in sent] == [("statement.pdf", len(STATEMENT))]
+        agent = admin.post("/agents", json={"name": "Grace Hopper", "email": "grace@example.com"})
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'careline.db'}"
+        reply = _agent_reply_with_file(database_url, ticket["id"], agent.json()["id"])
+        with ThreadPoolExecutor(1) as elsewhere:  # Playwright's loop runs in this thread
+            elsewhere.submit(asyncio.run, reply).result()
+
+        download_link = log.get_by_role("link", name="refund.pdf (1 KB)")
+        expect(download_link).to_be_visible(timeout=15_000)
+        expect(log).to_contain_text("Here is the confirmation")
+        page.screenshot(path=str(ARTIFACTS / "webchat-agent-file.png"), full_page=True)
+        with page.expect_download() as downloading:
+            download_link.click()
+        saved = downloading.value
+        assert saved.suggested_filename == "refund.pdf"
+        target = tmp_path / "saved.pdf"
+        saved.save_as(target)
+        assert target.read_bytes() == REFUND
+        browser.close()

@@ -1,4 +1,5 @@
-"""stored files: attachments' bytes, shared by every replica.
+"""stored files: attachments, shared by every replica (their bytes in the row, or in object
+storage with CARELINE_FILE_STORE=s3).
 
 Revision ID: 0011
 Revises: 0010
@@ -27,7 +28,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("owner", sa.String(length=200), nullable=True),
         sa.Column("ticket_id", BigId, nullable=True),
-        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=True),  # NULL: in object storage
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["ticket_id"],
