@@ -1,10 +1,16 @@
-"""Relay benchmark: notices/s with 1 and 4 relay processes on PostgreSQL, and pickup latency.
+"""Relay benchmark: notices/s with 1 and 4 relay processes on PostgreSQL, pickup latency,
+and the bot's rate limit held by 4 relays together.
 
-A throwaway PostgreSQL cluster (tests/support/pgcluster.py); each relay is its own process
-delivering into a fast fake chat channel that paces every chat (one message per
-`--chat-gap` seconds, like a Telegram adapter); the sends of all relays are merged afterwards
-and checked against that per-chat limit. Pickup latency is commit -> handler start, with
-the relays idle and woken by LISTEN/NOTIFY.
+A throwaway PostgreSQL cluster (tests/support/pgcluster.py), durable (fsync and synchronous
+commits on); each relay is its own process. Raw throughput: each relay delivers into a fast
+fake chat channel that paces every chat (one message per `--chat-gap` seconds, like a
+Telegram adapter); the sends of all relays are merged afterwards and checked against that
+per-chat limit. Pickup latency is commit -> handler start, with the relays idle and woken by
+LISTEN/NOTIFY. The global limit: 4 relays send `--limit-notices` notices through the real
+Telegram channel (python-telegram-bot and Careline's limiter with its shared slots,
+core.db.pacing; 29/s by default) to the fake Bot API enforcing, with 429s, at most 30
+messages in any second per bot and 1/s per chat (bursts of 3); it reports the rate the fake
+received and its 429s.
 
     .venv/bin/python -m bench.relay_bench --notices 20000 --chats 10000 --runs 3
 """
@@ -19,18 +25,24 @@ import queue
 import statistics
 import time
 from collections import defaultdict
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
+from bots.metrics import Metrics
 from bots.relay import Delivery, Handlers, Relay
+from bots.telegram import CarelineRateLimiter, TelegramChannel, bot_key, build_application
+from core.config import Settings
 from core.db import tables as t
 from core.db.database import OUTBOX_CHANNEL, Database
 from core.db.migrate import migrate
+from core.db.pacing import SqlPacer
 from core.events import Event
 from core.model import utcnow
 from dialogs.turn import Reply
+from tests.fakes.telegram_api import FakeTelegram
 from tests.support.pgcluster import PgCluster, find_bindir
 
 
@@ -58,17 +70,42 @@ class PacedChannel:
         return f"m{len(self.sends)}"
 
 
-def relay_process(url: str, gap: float, stop: Any, ready: Any, results: Any) -> None:
-    asyncio.run(_relay_main(url, gap, stop, ready, results))
+TOKEN = "123456:relay-bench-token"  # noqa: S105 (the fake Bot API's)
 
 
-async def _relay_main(url: str, gap: float, stop: Any, ready: Any, results: Any) -> None:
+def relay_process(
+    url: str, gap: float, stop: Any, ready: Any, results: Any, telegram: str | None = None
+) -> None:
+    asyncio.run(_relay_main(url, gap, stop, ready, results, telegram))
+
+
+async def _telegram_channel(db: Database, base_url: str, stack: AsyncExitStack) -> Any:
+    """The real Telegram channel, paced by the slots every relay shares."""
+    settings = Settings(telegram_bot_token=TOKEN, telegram_api_base_url=base_url)
+    metrics = Metrics()
+    limiter = CarelineRateLimiter(
+        metrics=metrics,
+        overall_per_second=settings.telegram_overall_per_second,
+        chat_per_second=settings.telegram_chat_per_second,
+        max_retries=0,  # a 429 goes back to the relay, which counts and retries it
+        pacer=SqlPacer(db),
+        bot_key=bot_key(settings),
+    )
+    application = await stack.enter_async_context(build_application(settings, limiter))
+    return TelegramChannel(application.bot, metrics)
+
+
+async def _relay_main(
+    url: str, gap: float, stop: Any, ready: Any, results: Any, telegram: str | None
+) -> None:
     db = Database(url, pool_size=4)
-    channel = PacedChannel(gap)
+    stack = AsyncExitStack()
+    channel = await _telegram_channel(db, telegram, stack) if telegram else PacedChannel(gap)
     latencies: list[float] = []
 
     async def deliver(delivery: Delivery) -> str:
-        return await channel.send(delivery.payload["chat"], Reply("Your ticket was updated."))
+        chat = str(delivery.payload["chat"])
+        return str(await channel.send(chat, Reply("Your ticket was updated.")))
 
     def started(delivery: Delivery) -> None:
         t0 = delivery.payload.get("t0") or 0.0
@@ -88,8 +125,9 @@ async def _relay_main(url: str, gap: float, stop: Any, ready: Any, results: Any)
         await asyncio.sleep(0.05)
     stopping.set()
     await runner
+    await stack.aclose()
     await db.dispose()
-    results.put((channel.sends, latencies))
+    results.put((getattr(channel, "sends", []), latencies))
 
 
 async def _reset(db: Database) -> None:
@@ -97,12 +135,12 @@ async def _reset(db: Database) -> None:
         await conn.execute(text("TRUNCATE outbox_deliveries, outbox RESTART IDENTITY CASCADE"))
 
 
-async def _bulk_insert(db: Database, notices: int, chats: int) -> float:
+async def _bulk_insert(db: Database, notices: int, chats: int, prefix: str = "chat-") -> float:
     now = utcnow()
     rows = [
         {
             "event_type": "BenchNotice",
-            "payload": {"chat": f"chat-{n % chats}", "t0": 0.0},
+            "payload": {"chat": f"{prefix}{n % chats}", "t0": 0.0},
             "status": "pending",
             "created_at": now,
             "available_at": now,
@@ -122,12 +160,14 @@ async def _count_done(db: Database) -> int:
         return int((await conn.execute(done)).scalar_one())
 
 
-def _start_relays(url: str, relays: int, gap: float) -> tuple[list[Any], Any, Any]:
+def _start_relays(
+    url: str, relays: int, gap: float, telegram: str | None = None
+) -> tuple[list[Any], Any, Any]:
     ctx = mp.get_context("spawn")
     stop, results = ctx.Event(), ctx.Queue()
     readies = [ctx.Event() for _ in range(relays)]
     procs = [
-        ctx.Process(target=relay_process, args=(url, gap, stop, readies[i], results))
+        ctx.Process(target=relay_process, args=(url, gap, stop, readies[i], results, telegram))
         for i in range(relays)
     ]
     for proc in procs:
@@ -214,6 +254,52 @@ async def throughput(url: str, relays: int, notices: int, chats: int, gap: float
     }
 
 
+def fake_bot_api(urls: Any, stop: Any, results: Any) -> None:
+    """The fake Bot API in a process of its own, so its clock reads arrivals as they come
+    (in the bench's process it would share the GIL with the bench's polling)."""
+    with FakeTelegram(token=TOKEN, limits=(30.0, 1.0)) as fake:
+        urls.put(fake.url)
+        stop.wait()
+        arrived = [c.at for c in fake.calls_to("sendMessage") if c.status == 200]
+        results.put((arrived, dict(fake.limited_by)))
+
+
+async def global_limit(url: str, relays: int, notices: int, chats: int) -> dict:
+    """`relays` relays deliver through the real Telegram channel to a fake Bot API that
+    enforces the bot's limits; the rate it received, and its 429s."""
+    db = Database(url)
+    await _reset(db)
+    async with db.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE send_pacing"))
+    ctx = mp.get_context("spawn")
+    urls, fake_stop, fake_results = ctx.Queue(), ctx.Event(), ctx.Queue()
+    fake = ctx.Process(target=fake_bot_api, args=(urls, fake_stop, fake_results))
+    fake.start()
+    try:
+        base = urls.get(timeout=60)
+        procs, stop, results = _start_relays(url, relays, 0.0, telegram=f"{base}/bot")
+        try:
+            # Private chats have positive ids: the per-chat limit applies to them.
+            await _bulk_insert(db, notices, chats, prefix="10")
+            await _wait_until_done(db, procs, notices, max(120.0, notices / 10))
+        finally:
+            _collect(procs, stop, results)
+        fake_stop.set()
+        arrived, refused = fake_results.get(timeout=60)
+    finally:
+        fake_stop.set()
+        fake.join(10)
+    await db.dispose()
+    arrived.sort()
+    span = arrived[-1] - arrived[0]
+    return {
+        "relays": relays,
+        "per_s": (len(arrived) - 1) / span if span > 0 else 0.0,
+        "sent": len(arrived),
+        "429s": refused,
+    }
+
+
 async def pickup(url: str, relays: int, events: int, rate: float) -> dict:
     db = Database(url)
     await _reset(db)
@@ -254,6 +340,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pickup-events", type=int, default=300)
     parser.add_argument("--pickup-rate", type=float, default=50.0)
+    parser.add_argument("--limit-notices", type=int, default=600)
+    parser.add_argument("--limit-chats", type=int, default=300)
+    parser.add_argument("--skip-raw", action="store_true", help="only the global limit")
     args = parser.parse_args()
 
     bindir = find_bindir()
@@ -265,6 +354,21 @@ async def main() -> None:
         db = Database(url)
         await migrate(db)
         await db.dispose()
+        runs = [
+            await global_limit(url, 4, args.limit_notices, args.limit_chats)
+            for _ in range(args.runs)
+        ]
+        rates = [r["per_s"] for r in runs]
+        median = statistics.median(rates)
+        print(
+            f"global limit relays=4: median {median:.1f} messages/s received "
+            f"({100 * (median / 30 - 1):+.1f}% of 30/s; runs "
+            f"{', '.join(f'{r:.1f}' for r in rates)}); 429s {[r['429s'] for r in runs]}, "
+            f"sent {[r['sent'] for r in runs]} of {args.limit_notices}",
+            flush=True,
+        )
+        if args.skip_raw:
+            return
         for relays in (1, 4):
             runs = [
                 await throughput(url, relays, args.notices, args.chats, args.chat_gap)

@@ -284,7 +284,10 @@ class Settings(BaseSettings):
         True, description="Send a turn's last reply in the webhook's answer (one round trip less)."
     )
     telegram_overall_per_second: float = Field(
-        30, description="Outbound Bot API messages per second, all chats together."
+        29,
+        description="Outbound Bot API messages per second, all chats of the bot together, "
+        "across every process on PostgreSQL (Telegram allows about 30; 29 leaves room for "
+        "network jitter).",
     )
     telegram_chat_per_second: float = Field(
         1, description="Outbound messages per second to one private chat (bursts of 3)."

@@ -103,6 +103,7 @@ class PersonalTraces:
     # Their stored files: by the ids their tickets' messages name, and by who sent them.
     file_ids: tuple[str, ...] = ()
     file_owners: tuple[str, ...] = ()
+    chat_ids: tuple[str, ...] = ()  # where platforms deliver to them (send pacing is by chat)
 
 
 class ErasureRepository(Protocol):
@@ -126,6 +127,14 @@ class FileStore(Protocol):
 
     async def info(self, file_id: str) -> StoredFile | None: ...
     async def read(self, file_id: str) -> tuple[StoredFile, bytes] | None: ...
+
+
+class Pacer(Protocol):
+    """Send slots shared by every process (core.db.pacing)."""
+
+    async def reserve(self, name: str, key: str, per_second: float, burst: int = 1) -> float:
+        """Reserve the next send slot of `key`; the seconds to wait before sending."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -208,6 +208,7 @@ async def _personal_traces(
         needles=tuple(n for n in needles if len(n) >= MIN_NAME),
         file_ids=tuple(stored),
         file_owners=tuple(f"{i.channel.value}:{i.external_id}" for i in customer.identities),
+        chat_ids=tuple(i.chat_id for i in customer.identities if i.chat_id),
     )
     return traces
 

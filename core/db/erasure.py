@@ -48,6 +48,7 @@ class SqlErasure:
             "inbox_payloads": await self._blank_inbox(_variants([*traces.needles, *emails])),
             "outbox_errors": await self._blank_outbox(traces),
             "files": await self._delete_files(traces),
+            "send_slots": await self._delete_slots(traces.chat_ids),
         }
 
     async def _code_emails(self, traces: PersonalTraces) -> list[str]:
@@ -72,6 +73,14 @@ class SqlErasure:
         g = t.knowledge_gaps.c
         stmt = delete(t.knowledge_gaps).where(g.customer_id == customer_id)
         return _count(await self.session.execute(stmt))
+
+    async def _delete_slots(self, chat_ids: Iterable[str]) -> int:
+        """A chat's send-pacing row is keyed `<bot>:<chat id>` (core.db.pacing)."""
+        p = t.send_pacing.c
+        theirs = [p.key.endswith(f":{chat}", autoescape=True) for chat in chat_ids if chat]
+        if not theirs:
+            return 0
+        return _count(await self.session.execute(delete(t.send_pacing).where(or_(*theirs))))
 
     async def stored_files(self, traces: PersonalTraces) -> list[str]:
         rows = await self.session.execute(select(t.stored_files.c.id).where(_theirs(traces)))

@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -294,6 +295,16 @@ rate_limits = Table(
     Column("hits", Integer, nullable=False),
     Column("window_ends", UTCDateTime, nullable=False),
     Index("ix_rate_limits_window_ends", "window_ends"),
+)
+
+# Send pacing shared by every process (core.db.pacing): per (name, key) the theoretical
+# arrival time of the next send (GCRA), in seconds since the epoch on the database's clock.
+send_pacing = Table(
+    "send_pacing",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("tat", Double, nullable=False),
 )
 
 # --- web chat --------------------------------------------------------------------------

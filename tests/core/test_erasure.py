@@ -45,6 +45,7 @@ PERSONAL = {
     "messages.attachments": "emptied",
     "stored_files.name": "row deleted (by sender, ticket or a message naming it)",
     "stored_files.owner": "row deleted",
+    "send_pacing.key": "their chats' rows deleted (<bot>:<chat id>)",
     "messages.delivered_id": "cleared",
     "ticket_activities.detail": "staff's free-text reason dropped",
     "conversations.slots": "reset",
@@ -126,6 +127,7 @@ NOT_PERSONAL = {
     "agents.availability",
     "api_keys.name",
     "stored_files.id",
+    "send_pacing.name",
     "stored_files.mime_type",
     "stored_files.sha256",
 }
@@ -300,6 +302,10 @@ async def _seed(db: Database) -> dict[str, int | str]:
     await lines.add(visitor, "in", {"text": SECRET})
     await lines.add(visitor, "out", {"text": f"Thanks {NAME}"})
     await SqlRateLimiter(db).hit(RateLimit("webchat_messages", 10, 60), visitor)
+    async with db.engine.begin() as conn:  # Telegram's send pacing of their chat
+        await conn.execute(
+            insert(t.send_pacing).values(name="telegram.chat", key=f"123:{TELEGRAM_ID}", tat=1.0)
+        )
     return {"customer": customer.id, "ticket": ticket.id, "visitor": visitor, "file": stored}
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import html
@@ -284,9 +285,23 @@ class FakeTelegram(FakeServer):
         bot_id: int = 7000000001,
         bot_username: str = "careline_test_bot",
         strict_edits: bool = True,
+        limits: tuple[float, float] | None = None,
+        chat_burst: int = 3,
+        overall_slack: int = 0,
     ) -> None:
         super().__init__(host, port)
         self.token = token
+        # (overall, per chat) messages per second, enforced with 429 like Telegram (off by
+        # default): overall, at most that many in any one second (plus `overall_slack`, for a
+        # test whose senders share one process with the fake); per chat, GCRA with bursts of
+        # `chat_burst`.
+        self.limits = limits
+        self.chat_burst = chat_burst
+        self.overall_slack = overall_slack
+        self._recent: collections.deque[float] = collections.deque()
+        self.limited = 0  # 429s answered for the limits
+        self.limited_by = {"bot": 0, "chat": 0}
+        self._tat: dict[str, float] = {}
         self.bot = {
             "id": bot_id,
             "is_bot": True,
@@ -412,6 +427,32 @@ class FakeTelegram(FakeServer):
         file_id = path.rsplit("/", 1)[-1]
         return web.Response(body=self.files.get(file_id, b"fake file " + file_id.encode()))
 
+    def _over_limit(self, chat_id: str) -> int:
+        """0 when a send now keeps within both limits (and counts it), else seconds to wait."""
+        assert self.limits is not None
+        overall, per_chat = self.limits
+        now = time.monotonic()
+        checks = []
+        if chat_id.lstrip("-").isdigit() and int(chat_id) > 0:
+            checks.append((chat_id, 1 / per_chat, self.chat_burst - 1))
+        with self._state:
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= overall + self.overall_slack:
+                self.limited += 1
+                self.limited_by["bot"] += 1
+                return 1
+            for key, interval, extra in checks:
+                tat = max(self._tat.get(key, now), now)
+                if tat - extra * interval > now + 0.005:
+                    self.limited += 1
+                    self.limited_by["chat"] += 1
+                    return max(1, int(tat - extra * interval - now + 0.999))
+            for key, interval, _ in checks:
+                self._tat[key] = max(self._tat.get(key, now), now) + interval
+            self._recent.append(now)
+        return 0
+
     @staticmethod
     def _error(status: int, description: str, **extra: Any) -> web.Response:
         body = {"ok": False, "error_code": status, "description": description, **extra}
@@ -462,6 +503,15 @@ class FakeTelegram(FakeServer):
         if fault is not None:
             self.record(Call(name, params, started, fault.status))
             return fault
+        if self.limits is not None and name.startswith("send") and "chat_id" in params:
+            wait = self._over_limit(str(params["chat_id"]))
+            if wait:
+                self.record(Call(name, params, started, 429))
+                return self._error(
+                    429,
+                    f"Too Many Requests: retry after {wait}",
+                    parameters={"retry_after": wait},
+                )
         try:
             result = await self._answer(name, params)
         except _TelegramError as error:
