@@ -89,9 +89,16 @@ def build_knowledge(settings: Any, db: Database) -> LiveKnowledge:
     """The knowledge base's answers, seeded from the FAQ file on a new install."""
     faq_file = getattr(settings, "nlu_faq_file", None)
     intents_file = getattr(settings, "nlu_intents_file", None)
+    encoder = None
+    if getattr(settings, "nlu_backend", "local") == "embeddings":
+        # The NLU loads MiniLM anyway: retrieval fuses BM25 with its sentence vectors.
+        from dialogs.nlu.embeddings import shared_encoder
+
+        encoder = shared_encoder().encode
     return LiveKnowledge(
         db,
         min_confidence=settings.knowledge_min_confidence,
         refresh_seconds=settings.knowledge_refresh_seconds,
         seeds=shipped_articles(faq_file, intents_file),
+        encoder=encoder,
     )

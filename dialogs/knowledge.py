@@ -20,7 +20,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +83,42 @@ class _Document:
     length: int
 
 
-class _Language:
-    """The BM25 index of one language's published articles."""
+#: Text -> unit-length sentence vectors (dialogs.nlu.embeddings' MiniLM, when installed).
+Encoder = Callable[[Sequence[str]], np.ndarray]
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke & Buettcher, SIGIR 2009)
 
-    def __init__(self, language: str, articles: Sequence[Article]) -> None:
+
+class _Meanings:
+    """Sentence vectors of each article's title and example questions: a question is as
+    close to an article as to the nearest of them."""
+
+    def __init__(self, encoder: Encoder, documents: Sequence[_Document]) -> None:
+        self.encoder = encoder
+        texts, owners = [], []
+        for number, document in enumerate(documents):
+            text = document.article.text
+            for phrase in (text.title, *text.questions):
+                texts.append(phrase)
+                owners.append(number)
+        self.vectors = encoder(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+        self.owners = np.asarray(owners, dtype=np.int64)
+        self.count = len(documents)
+
+    def similarities(self, question: str) -> np.ndarray:
+        """Each article's cosine similarity to the question (its nearest phrase)."""
+        best = np.full(self.count, -1.0)
+        if len(self.owners):
+            np.maximum.at(best, self.owners, self.vectors @ self.encoder([question])[0])
+        return best
+
+
+class _Language:
+    """The BM25 index of one language's published articles (fused with sentence vectors
+    when an encoder is given)."""
+
+    def __init__(
+        self, language: str, articles: Sequence[Article], encoder: Encoder | None = None
+    ) -> None:
         self.language = language
         self.documents: list[_Document] = []
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -127,6 +159,7 @@ class _Language:
             norm = K1 * (1 - B + B * lengths / average)
             scores = self.weights[word] * frequencies * (K1 + 1) / (frequencies + norm)
             self.term_scores[word] = (numbers, scores)
+        self.meanings = _Meanings(encoder, self.documents) if encoder is not None else None
 
     def _idf(self, frequency: int) -> float:
         total = len(self.documents)
@@ -135,6 +168,8 @@ class _Language:
     def find(self, question: str, intent: str, min_confidence: float) -> Passage | None:
         asked = list(dict.fromkeys(words(question, self.language)))
         keyed = self.by_key.get(intent)
+        if self.meanings is not None and keyed is None and self.documents:
+            return self._fused(question, asked, min_confidence)
         best = self._best(asked)
         if keyed is not None:
             # The NLU was sure of this FAQ intent; another article wins only on the words.
@@ -148,17 +183,33 @@ class _Language:
         cover = self._cover(asked, best)
         return self._passage(best, asked, cover, confident=cover >= min_confidence)
 
-    def _best(self, asked: Iterable[str]) -> int | None:
-        """The article with the highest BM25 score (the first on a tie); None when no
-        article has a word of the question."""
+    def _fused(self, question: str, asked: Sequence[str], min_confidence: float) -> Passage:
+        """BM25 and meaning ranked apart and fused by reciprocal rank; the confidence is the
+        mean of the word cover and the similarity of the article found."""
+        assert self.meanings is not None
+        similar = self.meanings.similarities(question)
+        fused = 1.0 / (RRF_K + _ranks(-similar))
+        scores = self._scores(asked)
+        if scores is not None:
+            matched = scores > 0
+            fused[matched] += 1.0 / (RRF_K + _ranks(-scores)[matched])
+        best = int(np.argmax(fused))
+        confidence = (self._cover(asked, best) + max(0.0, float(similar[best]))) / 2
+        return self._passage(best, asked, confidence, confident=confidence >= min_confidence)
+
+    def _scores(self, asked: Iterable[str]) -> np.ndarray | None:
         found = [self.term_scores[word] for word in asked if word in self.term_scores]
         if not found:
             return None
         numbers = np.concatenate([n for n, _ in found])
-        scores = np.bincount(
-            numbers, weights=np.concatenate([s for _, s in found]), minlength=len(self.documents)
-        )
-        return int(np.argmax(scores))
+        weights = np.concatenate([s for _, s in found])
+        return np.bincount(numbers, weights=weights, minlength=len(self.documents))
+
+    def _best(self, asked: Iterable[str]) -> int | None:
+        """The article with the highest BM25 score (the first on a tie); None when no
+        article has a word of the question."""
+        scores = self._scores(asked)
+        return None if scores is None else int(np.argmax(scores))
 
     def _cover(self, asked: Sequence[str], number: int) -> float:
         """The share of the question's word weight that the article contains."""
@@ -190,6 +241,30 @@ class _Language:
         )
 
 
+def remembering(encoder: Encoder, limit: int = 200_000) -> Encoder:
+    """`encoder` with the vectors of the phrases it has seen kept (up to `limit` phrases)."""
+    known: dict[str, np.ndarray] = {}
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in known]
+        if new:
+            if len(known) + len(new) > limit:
+                known.clear()
+            known.update(zip(new, encoder(new), strict=True))
+        if not texts:
+            return encoder(texts)
+        return np.vstack([known[t] for t in texts])
+
+    return encode
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1 for the smallest value, 2 for the next, ..."""
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[np.argsort(values, kind="stable")] = np.arange(1, len(values) + 1)
+    return ranks
+
+
 class KnowledgeIndex:
     """The published articles of one revision, by language. Immutable: rebuilt and swapped."""
 
@@ -200,6 +275,7 @@ class KnowledgeIndex:
         *,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         default_language: str = "en",
+        encoder: Encoder | None = None,
     ) -> None:
         self.revision = revision
         self.min_confidence = min_confidence
@@ -208,7 +284,11 @@ class KnowledgeIndex:
         for article in articles:
             if article.is_published:
                 grouped[article.text.language].append(article)
-        self._languages = {code: _Language(code, found) for code, found in grouped.items()}
+        # The sentence encoder reads English (all-MiniLM-L6-v2); other languages keep BM25.
+        self._languages = {
+            code: _Language(code, found, encoder if code.startswith("en") else None)
+            for code, found in grouped.items()
+        }
 
     def __len__(self) -> int:
         return sum(len(index.documents) for index in self._languages.values())
@@ -251,8 +331,11 @@ class LiveKnowledge:
         refresh_seconds: float = 2.0,
         default_language: str = "en",
         seeds: Sequence[ArticleText] = (),
+        encoder: Encoder | None = None,
     ) -> None:
         self.db = db
+        # Each phrase encoded once per process: a publish re-encodes only what changed.
+        self.encoder = remembering(encoder) if encoder is not None else None
         self.min_confidence = min_confidence
         self.refresh_seconds = refresh_seconds
         self.default_language = default_language
@@ -288,6 +371,7 @@ class LiveKnowledge:
                 revision,
                 min_confidence=self.min_confidence,
                 default_language=self.default_language,
+                encoder=self.encoder,
             )
         log.info("knowledge base: revision %d, %d published articles", revision, len(self.index))
         return True
