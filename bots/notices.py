@@ -198,7 +198,7 @@ class CustomerNotices:
             ev.AgentReplied, "agent_reply_chat", self.deliver_agent_reply, lane="customer_chat"
         )
         handlers.add(
-            ev.AgentReplied, "agent_files_chat", self.deliver_agent_files, lane="customer_chat"
+            ev.AgentSentFile, "agent_file_chat", self.deliver_agent_file, lane="customer_chat"
         )
         handlers.add(ev.EmailVerificationRequested, "verification_email", self.verification)
         handlers.add(ev.SlaBreached, "assignee_email", self.sla_breach_to_assignee)
@@ -241,41 +241,38 @@ class CustomerNotices:
                 )
         return provider_id
 
-    async def deliver_agent_files(self, delivery: Delivery) -> str | None:
-        """The files of an agent's answer, after its text, in the customer's chat: the file
-        itself where the chat carries files, else a signed link. (Several files sent by one
-        delivery that fails half-way are sent again from the first on its retry.)"""
+    async def deliver_agent_file(self, delivery: Delivery) -> str | None:
+        """One file of an agent's answer, after its words, in the customer's chat: the file
+        itself where the chat carries files, else a signed link. Each file is an event of its
+        own, so the relay's journal delivers each once."""
         event = delivery.event
-        assert isinstance(event, ev.AgentReplied)
+        assert isinstance(event, ev.AgentSentFile)
         if self.files is None:
             raise Skip("no file store")
         facts = await self._facts(event, "file_sent")
-        if not facts.files:
-            raise Skip("the reply has no stored files")
         if facts.customer.notify == Notify.EMAIL:
-            raise Skip("the customer chose email only; the email carries the files")
+            raise Skip("the customer chose email only; the email carries the file")
         identity = facts.identity
         if identity is None or not identity.chat_id or not identity.reachable:
-            raise Skip("no chat to send the files to; the email carries them")
+            raise Skip("no chat to send the file to; the email carries it")
         channel = self.channels.get(identity.channel)
         if channel is None:
             raise Skip(f"no {identity.channel.value} channel is configured")
-        sent: list[str] = []
+        found = await self.files.read(event.stored_id)
+        if found is None:
+            raise Skip("the file is no longer kept")
         try:
-            for stored_id in facts.files:
-                found = await self.files.read(stored_id)
-                if found is not None:
-                    sent += await self._send_file(channel, identity.chat_id, facts, *found)
+            sent = await self._send_file(channel, identity.chat_id, facts, *found)
         except Unreachable:
             await self._mark_unreachable(identity)
-            raise Skip("the chat refuses us; the email carries the files") from None
-        if not sent:
-            raise Skip("no file could be offered in this chat")
-        return sent[-1]
+            raise Skip("the chat refuses us; the email carries the file") from None
+        if sent is None:
+            raise Skip("no link can be offered in this chat (set CARELINE_PUBLIC_URL)")
+        return sent
 
     async def _send_file(
         self, channel: ChatChannel, chat_id: str, facts: _Facts, file: StoredFile, content: bytes
-    ) -> list[str]:
+    ) -> str | None:
         say = self._words_for(facts.language)
         agent = str(facts.fields["agent"])
         ttl = self.chat_link_days * 24 * 3600
@@ -289,14 +286,14 @@ class CustomerNotices:
                 link=links.path(file.id, ttl=ttl) if links is not None else None,
                 sender=agent,
             )
-            return [await channel.send_file(chat_id, outgoing)]
+            return await channel.send_file(chat_id, outgoing)
         url = links.url(file.id, ttl=ttl) if links is not None else None
         if url is None:
             log.warning("relay: no public URL (CARELINE_PUBLIC_URL) to link a file in a chat")
-            return []
+            return None
         days = say("duration.days", n=self.chat_link_days)
         text = say("notice.file_link.text", agent=agent, name=file.name, link=url, days=days)
-        return [await channel.send(chat_id, Reply(text))]
+        return await channel.send(chat_id, Reply(text))
 
     async def email_notice(self, delivery: Delivery) -> str | None:
         event = delivery.event

@@ -79,6 +79,17 @@ class AgentReplied(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSentFile(Event):
+    """One file of an agent's reply, for the customer's chat: one event per file, so each is
+    delivered once (core.files)."""
+
+    ticket_id: int
+    message_id: int
+    agent_id: int
+    stored_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class NoteAdded(Event):
     ticket_id: int
     message_id: int

@@ -406,6 +406,16 @@ async def add_agent_reply(
     ticket.record(
         events.AgentReplied(ticket_id=ticket_id, message_id=message.id, agent_id=agent_id)
     )
+    for attachment in message.attachments:
+        if attachment.get("stored_id"):
+            ticket.record(
+                events.AgentSentFile(
+                    ticket_id=ticket_id,
+                    message_id=message.id,
+                    agent_id=agent_id,
+                    stored_id=str(attachment["stored_id"]),
+                )
+            )
     return message
 
 

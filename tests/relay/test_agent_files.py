@@ -4,13 +4,14 @@ at it, and as an attachment of the email while it fits."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from bots.channels import OutgoingFile
+from bots.channels import OutgoingFile, RetryLater
 from bots.email import LocalMailbox
 from bots.notices import CustomerNotices
-from bots.relay import Handlers, Relay
+from bots.relay import Handlers, Relay, RetryPolicy
 from bots.webchat import WebChatChannel, WebChatLines
 from core import services
 from core.db.database import Database
@@ -67,7 +68,8 @@ def wire(
         chat_link_days=2,
         **options,
     ).register(handlers)
-    return Relay(db, handlers), Mail(tmp_path / "mailbox")
+    quick = RetryPolicy(base_seconds=0.01)  # a retried delivery is due again at once
+    return Relay(db, handlers, retry=quick), Mail(tmp_path / "mailbox")
 
 
 async def test_a_chat_that_carries_files_gets_the_file_after_the_text(
@@ -164,3 +166,37 @@ async def test_an_erased_file_is_not_sent(db: Database, tmp_path: Path) -> None:
     await reply_with(db, ticket_id, gone, body="see attached")  # named, never stored
     await drain(relay)
     assert chat.files == []
+
+
+class FlakyFileChannel(FileCollectingChannel):
+    """Telegram answers 5xx to the first send of one file (a transient failure)."""
+
+    def __init__(self, flaky: str) -> None:
+        super().__init__()
+        self.flaky = flaky
+
+    async def send_file(self, chat_id: str, file: OutgoingFile) -> str:
+        if file.name == self.flaky:
+            self.flaky = ""
+            raise RetryLater("telegram: Bad Gateway", 0.0)
+        return await super().send_file(chat_id, file)
+
+
+async def test_each_file_is_delivered_once_when_one_send_fails(
+    db: Database, tmp_path: Path
+) -> None:
+    """One event per file: the retry of the second file does not send the first again."""
+    chat = FlakyFileChannel("second.pdf")
+    relay, _ = wire(db, tmp_path, {Channel.TELEGRAM: chat})
+    _, ticket_id, _ = await customer_with_ticket(db, "ned", notify=Notify.CHAT)
+    await drain(relay)
+    first = await store(db, PDF, "first.pdf", ticket_id)
+    second = await store(db, PDF + b"2", "second.pdf", ticket_id)
+    third = await store(db, PDF + b"3", "third.pdf", ticket_id)
+    await reply_with(db, ticket_id, first, second, third, body="Three files")
+    for _ in range(20):
+        await drain(relay)
+        if len(chat.files) == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(f.name for _, f in chat.files) == ["first.pdf", "second.pdf", "third.pdf"]
