@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from core.model import Channel
-from dialogs.turn import Reply
+from dialogs.turn import Reply, UserSaid
+
+
+class TurnEngine(Protocol):
+    """The dialog engine as every channel sees it."""
+
+    async def handle_turn(self, said: UserSaid) -> list[Reply]:
+        """Run one turn (commits its own unit of work); return what to answer."""
+        ...
 
 
 class DeliveryError(Exception):

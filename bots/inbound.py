@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from core.db import tables as t
 from core.db.database import Database
 from core.model import utcnow
-from dialogs.turn import Choice, Reply
+from dialogs.turn import Reply
 
 _i = t.inbox.c
 _UNFINISHED = ("pending", "answered")
@@ -46,19 +46,11 @@ class Delivery:
 
 
 def replies_to_json(replies: Sequence[Reply]) -> list[dict[str, Any]]:
-    return [
-        {"text": r.text, "choices": [[c.label, c.value] for c in r.choices]}
-        if r.choices
-        else {"text": r.text}
-        for r in replies
-    ]
+    return [reply.to_json() for reply in replies]
 
 
 def replies_from_json(raw: Any) -> tuple[Reply, ...]:
-    return tuple(
-        Reply(item["text"], tuple(Choice(label, value) for label, value in item.get("choices", ())))
-        for item in raw or ()
-    )
+    return tuple(Reply.from_json(item) for item in raw or ())
 
 
 class Inbox:

@@ -49,7 +49,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from aiohttp import ClientError
@@ -63,7 +63,7 @@ from sqlalchemy import insert, or_, select
 from starlette.types import Message
 
 from bots import slack_blocks as kit
-from bots.channels import PermanentFailure, RetryLater, Unreachable
+from bots.channels import PermanentFailure, RetryLater, TurnEngine, Unreachable
 from bots.relay import Delivery, Handler, Handlers, Skip
 from bots.slack_files import SlackFiles
 from core import events, jsonguard, services
@@ -116,12 +116,6 @@ REPLAY_EVERY = 30.0  # seconds between looks for deliveries left pending
 REPLAY_BATCH = 100
 _i = t.inbox.c
 REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
-
-
-class TurnEngine(Protocol):
-    """The dialog engine, as the customer channel needs it."""
-
-    async def handle_turn(self, said: UserSaid) -> list[Reply]: ...
 
 
 # --- Web API -----------------------------------------------------------------------------

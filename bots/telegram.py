@@ -54,7 +54,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 from sqlalchemy import update as sql_update
@@ -77,7 +77,7 @@ from telegram.error import (
 )
 from telegram.ext import AIORateLimiter, Application
 
-from bots.channels import OutgoingFile, PermanentFailure, RetryLater, Unreachable
+from bots.channels import OutgoingFile, PermanentFailure, RetryLater, TurnEngine, Unreachable
 from bots.inbound import Delivery, Inbox, Stage
 from bots.metrics import Metrics
 from core import jsonguard
@@ -120,14 +120,6 @@ GROUP_NOTE = (
     "I help with support requests in a private chat, so your details stay private. "
     "Please write to me directly: https://t.me/{username}"
 )
-
-
-class TurnEngine(Protocol):
-    """The dialog engine as the channels see it."""
-
-    async def handle_turn(self, said: UserSaid) -> list[Reply]:
-        """Run one turn (commits its own unit of work); return what to answer."""
-        ...
 
 
 # -- outbound ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import (
@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
 from admin_api.headers import page_policy
-from bots.channels import OutgoingFile, PermanentFailure
+from bots.channels import OutgoingFile, PermanentFailure, TurnEngine
 from bots.notices import AgentReply
 from bots.webchat_limits import WebChatLimits
 from bots.webchat_uploads import Refused, read_upload
@@ -73,10 +73,6 @@ START = "/start"
 EXPORT_ROUTE = "/chat/api/export"
 EXPORT_LINK = "Download your data (JSON file)"
 w = t.webchat_messages.c
-
-
-class TurnHandler(Protocol):
-    async def handle_turn(self, said: UserSaid) -> list[Reply]: ...
 
 
 # --- storage ---------------------------------------------------------------------------
@@ -275,7 +271,7 @@ class SendBody(BaseModel):
 @dataclass
 class WebChat:
     db: Database
-    engine: TurnHandler | None  # set once the server has started it
+    engine: TurnEngine | None  # set once the server has started it
     lines: WebChatLines
     visitors: Visitors | None  # set once the signing secret is loaded
     files: FileStore

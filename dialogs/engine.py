@@ -61,7 +61,7 @@ from dialogs.knowledge import LiveKnowledge
 from dialogs.language import language_for_turn, native_name
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
 from dialogs.policy import chosen_value, decide, picked_assistant_text
-from dialogs.turn import Choice, Reply, UserSaid
+from dialogs.turn import Reply, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
 log = logging.getLogger("careline.dialogs")
@@ -187,7 +187,8 @@ class DialogEngine:
             seen = list(state.slot("seen", []))
             if said.message_id and not said.edited and said.message_id in seen:
                 # A redelivery: it had its effect the first time; repeat what we answered.
-                return [_reply_from(r) for r in state.slot("answers", {}).get(said.message_id, [])]
+                remembered = state.slot("answers", {}).get(said.message_id, [])
+                return [Reply.from_json(r) for r in remembered]
             picked = picked_assistant_text(state, said) if picks else None
             if picked is not None:
                 raise _AssistantChoicePicked(picked)  # nothing is written: the turn restarts
@@ -465,7 +466,7 @@ class DialogEngine:
             slots["seen"] = [*seen, said.message_id][-self.config.seen_message_ids :]
             # The answers to the last few messages, for redeliveries (see handle_turn).
             answers = dict(before.slot("answers", {}))
-            answers[said.message_id] = [_reply_to_dict(r) for r in replies]
+            answers[said.message_id] = [r.to_json() for r in replies]
             slots["answers"] = dict(list(answers.items())[-ANSWERS_KEPT:])
         history: list[dict[str, Any]] = []
         if not applied.erased:
@@ -542,11 +543,3 @@ __all__ = ["DialogEngine"]
 
 
 ANSWERS_KEPT = 5
-
-
-def _reply_to_dict(reply: Reply) -> dict[str, Any]:
-    return {"text": reply.text, "choices": [[c.label, c.value] for c in reply.choices]}
-
-
-def _reply_from(data: dict[str, Any]) -> Reply:
-    return Reply(data["text"], tuple(Choice(label, value) for label, value in data["choices"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.model import Channel
 
@@ -58,6 +59,17 @@ class Reply:
 
     text: str
     choices: tuple[Choice, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored (the inbox's answered replies, the engine's remembered answers)."""
+        if not self.choices:
+            return {"text": self.text}
+        return {"text": self.text, "choices": [[c.label, c.value] for c in self.choices]}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Reply:
+        choices = data.get("choices") or ()
+        return Reply(data["text"], tuple(Choice(label, value) for label, value in choices))
 
     def as_plain_text(self) -> str:
         """Choices as a numbered list, for channels without buttons."""
