@@ -26,6 +26,7 @@ from bots.relay import Delivery, Handlers, Skip
 from core import events as ev
 from core.db import tables as t
 from core.db.database import Database
+from core.db.reachability import mark_reachable
 from core.files import FileLinks, StoredFile, human_size
 from core.model import (
     Author,
@@ -472,12 +473,8 @@ class CustomerNotices:
 
     async def _mark_unreachable(self, identity: ChannelIdentity) -> None:
         identity.reachable = False
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                update(t.channel_identities)
-                .where(t.channel_identities.c.id == identity.id)
-                .values(reachable=False)
-            )
+        assert identity.id is not None
+        await mark_reachable(self.db, identity.channel, False, identity_id=identity.id)
         log.info("relay: %s identity %s is unreachable in chat", identity.channel, identity.id)
 
     def _render(self, name: str, context: dict[str, Any]) -> str:

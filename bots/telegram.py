@@ -57,7 +57,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiolimiter import AsyncLimiter
-from sqlalchemy import update as sql_update
 from starlette.requests import Request
 from starlette.responses import Response
 from telegram import (
@@ -82,9 +81,9 @@ from bots.inbound import Delivery, Inbox, Stage
 from bots.metrics import Metrics
 from core import jsonguard
 from core.config import Settings
-from core.db import tables as t
 from core.db.database import Database
 from core.db.pacing import SqlPacer
+from core.db.reachability import mark_reachable
 from core.errors import Conflict, DomainError
 from core.files import FileRefused, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
@@ -904,18 +903,9 @@ class TelegramBot:
     # -- identities ------------------------------------------------------------------------
     async def mark_unreachable(self, chat_id: str) -> None:
         """Telegram answered 403 for this chat: notices fall back to e-mail."""
-        await self._set_reachable_where(t.channel_identities.c.chat_id == chat_id, False)
+        await mark_reachable(self.db, Channel.TELEGRAM, False, chat_id=chat_id)
+        log.info("telegram identity marked unreachable")
 
     async def set_reachable(self, user_id: str, reachable: bool) -> None:
-        await self._set_reachable_where(t.channel_identities.c.external_id == user_id, reachable)
-
-    async def _set_reachable_where(self, condition: Any, reachable: bool) -> None:
-        ci = t.channel_identities.c
-        async with self.db.sessions() as session:
-            await session.execute(
-                sql_update(t.channel_identities)
-                .where(ci.channel == Channel.TELEGRAM, condition)
-                .values(reachable=reachable)
-            )
-            await session.commit()
+        await mark_reachable(self.db, Channel.TELEGRAM, reachable, external_id=user_id)
         log.info("telegram identity marked %s", "reachable" if reachable else "unreachable")

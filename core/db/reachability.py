@@ -1,0 +1,45 @@
+"""Whether Careline can write to a customer in a chat: one statement for every channel.
+
+A platform that refuses us (Telegram's 403 for a bot the user blocked) marks the identity
+unreachable, and notices go by email instead; the user unblocking the bot marks it reachable
+again. Written in its own short transaction, outside any unit of work.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from core.db import tables as t
+from core.db.database import Database
+from core.model import Channel
+
+_ci = t.channel_identities.c
+
+
+async def mark_reachable(
+    db: Database,
+    channel: Channel,
+    reachable: bool,
+    *,
+    identity_id: int | None = None,
+    chat_id: str | None = None,
+    external_id: str | None = None,
+) -> int:
+    """Mark the identity found by exactly one of its id, chat or platform user id; how many
+    rows changed."""
+    keys = [
+        (_ci.id, identity_id),
+        (_ci.chat_id, chat_id),
+        (_ci.external_id, external_id),
+    ]
+    given = [(column, value) for column, value in keys if value is not None]
+    if len(given) != 1:
+        raise ValueError("name the identity by exactly one of identity_id, chat_id, external_id")
+    column, value = given[0]
+    async with db.engine.begin() as conn:
+        changed = await conn.execute(
+            update(t.channel_identities)
+            .where(_ci.channel == channel, column == value)
+            .values(reachable=reachable)
+        )
+    return int(changed.rowcount or 0)
