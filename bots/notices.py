@@ -458,16 +458,18 @@ class CustomerNotices:
         notes: list[str] = []
         room = self.max_email_attachments_bytes
         for stored_id in facts.files:
-            found = await self.files.read(stored_id)
-            if found is None:
+            file = await self.files.info(stored_id)
+            if file is None:
                 continue
-            file, content = found
-            if file.size > room:
+            if file.size > room:  # named, and its bytes never read
                 size = human_size(file.size)
                 notes.append(say("notice.file_too_large.text", name=file.name, size=size))
                 continue
+            found = await self.files.read(stored_id)
+            if found is None:
+                continue
             room -= file.size
-            attached.append(EmailAttachment(file.name, file.mime_type, content))
+            attached.append(EmailAttachment(file.name, file.mime_type, found[1]))
             notes.append(say("notice.file_attached.text", name=file.name))
         return tuple(attached), notes
 

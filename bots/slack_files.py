@@ -92,13 +92,17 @@ class SlackFiles:
         url = str(file.get("url_private_download") or file.get("url_private") or "")
         if urlsplit(url).scheme not in ("https", "http") or urlsplit(url).netloc not in self.hosts:
             raise ValueError("the file is not on Slack's file host")
+        file_id = platform_file_id("slack", str(file.get("id") or url))
+        kept = await self.store.info(file_id)
+        if kept is not None:  # a redelivered event: fetched before
+            return kept
         content = await self._download(url)
         stored = describe(
             content,
             name=name,
             declared=file.get("mimetype"),
             limit=self.max_bytes,
-            file_id=platform_file_id("slack", str(file.get("id") or url)),
+            file_id=file_id,
             owner=owner,
             ticket_id=ticket_id,
         )

@@ -42,9 +42,6 @@ class SqlFileStore:
         self.blobs = blobs
 
     async def put(self, file: StoredFile, content: bytes) -> StoredFile:
-        existing = await self.info(file.id)
-        if existing is not None:
-            return existing
         row = {
             "id": file.id,
             "name": file.name,
@@ -61,7 +58,7 @@ class SqlFileStore:
         try:
             async with self.db.engine.begin() as conn:
                 await conn.execute(t.stored_files.insert().values(row))
-        except IntegrityError:  # another replica stored the same platform file first
+        except IntegrityError:  # the same platform file, stored before (a redelivery, a replica)
             found = await self.info(file.id)
             if found is None:
                 raise

@@ -121,3 +121,17 @@ async def test_a_customers_stored_file_shows_in_the_thread_as_a_signed_link(desk
     assert FileLinks(LINK_SECRET, None, 0).valid(link[2], link[3], link[4])
     assert ":paperclip: voice (2 KB, not kept)" in text
     desk.fake.assert_no_violations()
+
+
+async def test_a_file_seen_before_is_not_fetched_again(desk: Desk) -> None:
+    desk.fake.add_user("U0CUSTOM1", name="Maria")
+    photo = desk.fake.add_file("meter.png", PNG, "image/png", user="U0CUSTOM1")
+    for seen, text in enumerate(("my meter", "the same photo again"), start=1):
+        envelope = desk.events.file_share(
+            "D0CUSTOM1", text, [photo], user="U0CUSTOM1", channel_type="im"
+        )
+        await desk.event(envelope)
+        await eventually(lambda n=seen: len(desk.engine.turns) == n)  # type: ignore[misc]
+    turns = desk.engine.turns
+    assert turns[0].attachments[0].stored_id == turns[1].attachments[0].stored_id
+    assert len(desk.fake.file_downloads) == 1  # the second time it was already kept
