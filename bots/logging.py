@@ -26,6 +26,8 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 REQUEST_ID_HEADER = b"x-request-id"
 _STANDARD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An E.164 phone number (SMS customers): never written, whoever put it in a message.
+PHONE = re.compile(r"\+[1-9]\d{6,14}\b")
 
 # The lowest level each library may log at.
 CHATTY = {
@@ -43,6 +45,8 @@ CHATTY = {
     # Every Web API request and response body (message texts, user profiles) at DEBUG.
     "slack_sdk": logging.INFO,
     "slack_bolt": logging.INFO,
+    # Every Twilio request's URL and headers at INFO.
+    "twilio": logging.WARNING,
 }
 
 
@@ -56,7 +60,7 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         message = record.getMessage()
-        redacted = EMAIL.sub("***@***", message)
+        redacted = PHONE.sub("+***", EMAIL.sub("***@***", message))
         for secret in self.secrets:
             redacted = redacted.replace(secret, "***")
         if redacted != message:

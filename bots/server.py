@@ -70,6 +70,7 @@ class Runtime:
     slack_socket: Any = None  # Socket Mode client (development)
     housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
     reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
+    sms: Any = None  # bots.sms.Sms when Twilio is configured
     files: Any = None  # core.db.files.SqlFileStore: attachments' bytes
     file_links: Any = None  # core.files.FileLinks once the secret is loaded
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -108,6 +109,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
         channels[Channel.TELEGRAM] = runtime.telegram_bot.channel
     if runtime.slack is not None:
         channels[Channel.SLACK] = runtime.slack.channel
+    if runtime.sms is not None:
+        channels[Channel.SMS] = runtime.sms.channel
     CustomerNotices(
         runtime.db,
         channels=channels,
@@ -166,6 +169,10 @@ def create_app(
         from bots.slack import build_slack
 
         runtime.slack = build_slack(settings, db, runtime.files, lambda: runtime.file_links)
+    if settings.sms_enabled:
+        from bots.sms import build_sms
+
+        runtime.sms = build_sms(settings, db, metrics)
     runtime.webchat = _build_webchat(settings, db, runtime.files)
     runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
 
@@ -199,6 +206,10 @@ def create_app(
                 await _start_telegram(runtime, connect_only=not web)
             if runtime.slack is not None:
                 await _start_slack(runtime)
+            if runtime.sms is not None:
+                runtime.sms.inbound.engine = runtime.engine
+                runtime.sms.start(settings.public_url, receives=web, stopping=runtime.stopping)
+                runtime.background.extend(runtime.sms.tasks)
             if runs_relay(settings):
                 from bots.housekeeping import Housekeeping
 
@@ -277,6 +288,8 @@ def create_app(
             from bots.slack import slack_router
 
             app.include_router(slack_router(runtime.slack.inbound))
+        if runtime.sms is not None:
+            app.include_router(runtime.sms.inbound.router())
 
         @app.get("/", include_in_schema=False)
         async def home() -> RedirectResponse:
@@ -446,6 +459,9 @@ async def _stop(runtime: Runtime) -> None:
     if runtime.slack_socket is not None:
         with contextlib.suppress(Exception):
             await runtime.slack_socket.close_async()
+    if runtime.sms is not None:
+        with contextlib.suppress(Exception):
+            await runtime.sms.stop(grace)
     await runtime.db.dispose()
 
 
@@ -473,6 +489,12 @@ def banner(settings: Settings) -> str:
         lines.append(f"  admin API   {base}{ADMIN_API_PATH}")
         slack = "on" if settings.slack_enabled else "off (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)"
         lines.append(f"  slack       {slack}")
+        if settings.sms_enabled:
+            lines.append(f"  sms         on: texts to {public}/twilio/sms (Twilio signature)")
+        else:
+            lines.append(
+                "  sms         off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"
+            )
     else:
         lines.append("  web         off (role relay): no webhooks, no admin API")
     relay = "in this process" if runs_relay(settings) else "off (role web: run a relay role)"
@@ -508,6 +530,7 @@ def run(settings: Settings) -> None:
             settings.slack_app_token,
             settings.slack_erasure_token,
             settings.sendgrid_api_key,
+            settings.twilio_auth_token,
             settings.secret_key,
         )
         if s is not None

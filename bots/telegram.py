@@ -52,7 +52,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,7 +76,14 @@ from telegram.error import (
 )
 from telegram.ext import AIORateLimiter, Application
 
-from bots.channels import OutgoingFile, PermanentFailure, RetryLater, TurnEngine, Unreachable
+from bots.channels import (
+    ChatLocks,
+    OutgoingFile,
+    PermanentFailure,
+    RetryLater,
+    TurnEngine,
+    Unreachable,
+)
 from bots.inbound import Delivery, Inbox, Stage
 from bots.metrics import Metrics
 from core import jsonguard
@@ -525,27 +532,6 @@ class Outcome:
     status: int = 200
     result: str = "ok"
     body: dict[str, Any] | None = None
-
-
-class ChatLocks:
-    """One asyncio lock per chat, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 def bot_key(settings: Settings) -> str:

@@ -237,6 +237,44 @@ class Settings(BaseSettings):
         default_factory=dict, description='Category -> channel id, JSON: {"billing": "C123"}.'
     )
 
+    # --- Twilio: SMS and calls (on when the account SID, the token and a sender are set) ---
+    twilio_account_sid: str | None = Field(
+        None, validation_alias=_env("TWILIO_ACCOUNT_SID"), description="Account SID (AC...)."
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("TWILIO_AUTH_TOKEN"),
+        description="Auth token: the API's password and the key of webhook signatures.",
+    )
+    twilio_from_number: str | None = Field(
+        None,
+        validation_alias=_env("TWILIO_FROM_NUMBER"),
+        description="The support number texts and calls come from (E.164).",
+    )
+    twilio_messaging_service_sid: str | None = Field(
+        None,
+        validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID"),
+        description="Send texts through this Messaging Service (MG...) instead of one number.",
+    )
+    twilio_api_base_url: str = Field(
+        "https://api.twilio.com",
+        validation_alias=_env("TWILIO_API_BASE_URL"),
+        description="Twilio REST API base URL (a local fake in tests).",
+    )
+    sms_per_second: float = Field(
+        1.0, description="Texts a second from the support number (a long code: about 1)."
+    )
+    sms_max_segments: int = Field(
+        4, description="SMS segments one text may take; a longer reply goes as several texts."
+    )
+    sms_region: str = Field(
+        "US", description="Region of phone numbers typed without a country code (ISO 3166)."
+    )
+    call_quiet_hours: str = Field(
+        "21-8",
+        description="Hours (UTC, start-end) when no notice call is made; the text still goes.",
+    )
+
     # --- relay ---
     relay_batch: int = Field(50, description="Outbox rows a relay claims at once.")
     relay_poll_seconds: float = Field(0.2, description="Outbox poll interval (SQLite).")
@@ -267,6 +305,16 @@ class Settings(BaseSettings):
     @property
     def telegram_enabled(self) -> bool:
         return self.telegram_bot_token is not None
+
+    @property
+    def sms_enabled(self) -> bool:
+        return (
+            self.twilio_account_sid is not None
+            and self.twilio_auth_token is not None
+            and (
+                self.twilio_from_number is not None or self.twilio_messaging_service_sid is not None
+            )
+        )
 
     @property
     def slack_enabled(self) -> bool:

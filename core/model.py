@@ -52,6 +52,7 @@ class Channel(StrEnum):
     TERMINAL = "terminal"
     EMAIL = "email"
     API = "api"
+    SMS = "sms"
 
 
 class Priority(StrEnum):

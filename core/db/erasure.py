@@ -49,6 +49,7 @@ class SqlErasure:
             "outbox_errors": await self._blank_outbox(traces),
             "files": await self._delete_files(traces),
             "send_slots": await self._delete_slots(traces.chat_ids),
+            "sms_menus": await self._delete_menus(traces.chat_ids),
         }
 
     async def _code_emails(self, traces: PersonalTraces) -> list[str]:
@@ -81,6 +82,12 @@ class SqlErasure:
         if not theirs:
             return 0
         return _count(await self.session.execute(delete(t.send_pacing).where(or_(*theirs))))
+
+    async def _delete_menus(self, chat_ids: Iterable[str]) -> int:
+        """The choices last texted to their number (core.db.sms)."""
+        numbers = [chat for chat in chat_ids if chat]
+        stmt = delete(t.sms_menus).where(t.sms_menus.c.chat_id.in_(numbers))
+        return _count(await self.session.execute(stmt)) if numbers else 0
 
     async def stored_files(self, traces: PersonalTraces) -> list[str]:
         rows = await self.session.execute(select(t.stored_files.c.id).where(_theirs(traces)))

@@ -78,3 +78,31 @@ async def release(session: AsyncSession, source: str, key: str) -> None:
         .where(i.source == source, i.key == key, i.status == "pending")
         .values(claimed_until=None)
     )
+
+
+async def keep(session: AsyncSession, source: str, key: str, payload: dict[str, Any]) -> None:
+    """Replace an unfinished delivery's payload (what a later attempt resumes from)."""
+    await session.execute(
+        update(t.inbox)
+        .where(i.source == source, i.key == key, i.status == "pending")
+        .values(payload=payload)
+    )
+
+
+async def pending(
+    session: AsyncSession, source: str, older_than: timedelta, limit: int
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """Unfinished deliveries nobody holds, received before `older_than` ago: (key, payload)."""
+    now = utcnow()
+    rows = await session.execute(
+        select(i.key, i.payload)
+        .where(
+            i.source == source,
+            i.status == "pending",
+            i.received_at < now - older_than,
+            or_(i.claimed_until.is_(None), i.claimed_until < now),
+        )
+        .order_by(i.id)
+        .limit(limit)
+    )
+    return [(str(key), payload) for key, payload in rows.all()]

@@ -246,6 +246,8 @@ outbox_deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("event_id", "handler"),
     Index("ix_outbox_deliveries_status", "status", "next_attempt_at"),
+    # A delivery report (Twilio's status callback) names the message by its provider id.
+    Index("ix_outbox_deliveries_provider_id", "provider_id"),
 )
 
 # --- integrations ----------------------------------------------------------------------
@@ -305,6 +307,16 @@ send_pacing = Table(
     Column("name", String(32), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("tat", Double, nullable=False),
+)
+
+# The numbered choices last texted to a phone number (bots.sms): a customer answers "2" to
+# the text they read last, whether a turn or a notice sent it. Personal: erasure deletes it.
+sms_menus = Table(
+    "sms_menus",
+    metadata,
+    Column("chat_id", String(32), primary_key=True),  # the customer's number, E.164
+    Column("choices", json_type(), nullable=False),  # [[label, value], ...]
+    Column("sent_at", UTCDateTime, nullable=False),
 )
 
 # --- web chat --------------------------------------------------------------------------

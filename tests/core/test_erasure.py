@@ -21,6 +21,7 @@ from core.db.database import Database
 from core.db.files import SqlFileStore
 from core.db.knowledge import SqlKnowledgeBase
 from core.db.ratelimit import SqlRateLimiter
+from core.db.sms import SmsMenus
 from core.files import describe
 from core.knowledge import Gap, GapReason
 from core.lifecycle import Status
@@ -46,6 +47,8 @@ PERSONAL = {
     "stored_files.name": "row deleted (by sender, ticket or a message naming it)",
     "stored_files.owner": "row deleted",
     "send_pacing.key": "their chats' rows deleted (<bot>:<chat id>)",
+    "sms_menus.chat_id": "their numbers' rows deleted",
+    "sms_menus.choices": "row deleted",
     "messages.delivered_id": "cleared",
     "ticket_activities.detail": "staff's free-text reason dropped",
     "conversations.slots": "reset",
@@ -135,6 +138,7 @@ NOT_PERSONAL = {
 NAME, IDENTITY_NAME = "Ada Lovelace", "Countess Augusta"
 EMAIL, OLD_EMAIL = "ada.lovelace@example.test", "ada.old@example.test"
 PHONE = "+44 7700 900123"
+SMS_NUMBER = "+447700900123"  # the same number as Twilio writes it
 SECRET = "My secret account number is 12345678"
 TELEGRAM_ID = "987654321"
 FILE_NAME = "ada-passport.pdf"
@@ -146,6 +150,7 @@ SEEDED = [
     EMAIL,
     OLD_EMAIL,
     PHONE,
+    SMS_NUMBER,
     "12345678",
     "secret account",
     TELEGRAM_ID,
@@ -198,7 +203,15 @@ async def _seed(db: Database) -> dict[str, int | str]:
                 display_name=IDENTITY_NAME,
             )
         )
-        for identity_id in (web.id, telegram.id):
+        sms = await uow.customers.add_identity(
+            ChannelIdentity(
+                customer_id=customer.id,
+                channel=Channel.SMS,
+                external_id=SMS_NUMBER,
+                chat_id=SMS_NUMBER,
+            )
+        )
+        for identity_id in (web.id, telegram.id, sms.id):
             assert identity_id is not None
             await uow.conversations.add(
                 Conversation(
@@ -306,6 +319,7 @@ async def _seed(db: Database) -> dict[str, int | str]:
         await conn.execute(
             insert(t.send_pacing).values(name="telegram.chat", key=f"123:{TELEGRAM_ID}", tat=1.0)
         )
+    await SmsMenus(db).remember(SMS_NUMBER, [(f"Rate {ticket.reference}, {NAME}", "rate:1")])
     return {"customer": customer.id, "ticket": ticket.id, "visitor": visitor, "file": stored}
 
 

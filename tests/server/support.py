@@ -25,8 +25,10 @@ def free_port() -> int:
 class ServerThread:
     """uvicorn serving `create_app(settings, engine=...)` on its own loop and thread."""
 
-    def __init__(self, settings: Settings, engine: Any = None, **options: Any) -> None:
-        self.port = free_port()
+    def __init__(
+        self, settings: Settings, engine: Any = None, *, port: int | None = None, **options: Any
+    ) -> None:
+        self.port = port or free_port()
         self.app = create_app(settings, engine=engine, **options)
         config = uvicorn.Config(
             self.app,
@@ -61,8 +63,10 @@ class ServerThread:
 
 
 @contextmanager
-def running(settings: Settings, engine: Any = None, **options: Any) -> Iterator[ServerThread]:
-    server = ServerThread(settings, engine, **options).start()
+def running(
+    settings: Settings, engine: Any = None, *, port: int | None = None, **options: Any
+) -> Iterator[ServerThread]:
+    server = ServerThread(settings, engine, port=port, **options).start()
     try:
         yield server
     finally:

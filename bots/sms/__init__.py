@@ -1,0 +1,49 @@
+"""SMS (Twilio): customers text the support number; notices reach them by text.
+
+One package behind the channel contract (bots.channels): `Sms` holds the REST client
+(`api`), the outbound `ChatChannel` (`channel`) the relay's notices use, and the inbound
+webhooks (`inbound`). `build_sms` makes it without I/O; the server starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bots.metrics import Metrics
+from bots.sms.api import TwilioApi
+from bots.sms.channel import SmsChannel
+from bots.sms.inbound import SMS_PATH, STATUS_PATH, SmsInbound
+from core.config import Settings
+from core.db.database import Database
+from core.db.pacing import SqlPacer
+from core.db.sms import SmsMenus
+
+__all__ = ["SMS_PATH", "STATUS_PATH", "Sms", "build_sms"]
+
+
+@dataclass
+class Sms:
+    api: TwilioApi
+    channel: SmsChannel
+    inbound: SmsInbound
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, public_url: str | None, *, receives: bool, stopping: asyncio.Event) -> None:
+        """Ask for delivery reports (with a public URL); where texts are received, take up
+        those left unfinished."""
+        if public_url:
+            self.api.status_url = public_url.rstrip("/") + STATUS_PATH
+        if receives:
+            replay = self.inbound.replay_forever(stopping)
+            self.tasks.append(asyncio.create_task(replay, name="sms-replay"))
+
+    async def stop(self, grace: float) -> None:
+        await self.inbound.drain(grace)
+        await self.api.close()
+
+
+def build_sms(settings: Settings, db: Database, metrics: Metrics) -> Sms:
+    api = TwilioApi(settings, pacer=SqlPacer(db) if db.is_postgres else None)
+    channel = SmsChannel(api, SmsMenus(db), max_segments=settings.sms_max_segments)
+    return Sms(api, channel, SmsInbound(db, settings, channel, metrics))

@@ -1,0 +1,332 @@
+"""Texts from customers and Twilio's delivery reports: `POST /twilio/sms`, `/twilio/status`.
+
+Every call must carry Twilio's signature (`X-Twilio-Signature`, an HMAC of the URL and the
+form keyed with the auth token, checked by the SDK's `RequestValidator`): without it, or
+wrong, 403 and nothing is read further.
+
+A text is recorded in the inbox under its message SID, with its form, in one transaction
+before anything else, and Twilio is answered at once (an empty TwiML document: the replies
+go through the REST API, paced at the number's rate, which may take longer than Twilio
+waits). The turn then runs in this process, one text at a time per phone number, in the
+order they arrived; its replies are kept in the row and counted as they go out, so an attempt
+after a crash sends only what had not gone. A redelivery (Twilio's retry, a copy on another
+replica) finds the row and does nothing; a row left unfinished (kill -9, the database down)
+is taken up again by `replay_forever` on any replica once its claim has run out.
+
+Keywords, as carriers require: STOP (and STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) opts the
+number out: nothing more is texted to it and the customer's notices go by email; START
+opts it in again (Twilio itself confirms both). HELP answers with the bot's help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import phonenumbers
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from twilio.request_validator import RequestValidator
+
+from bots.channels import ChatLocks, PermanentFailure, RetryLater, TurnEngine, Unreachable
+from bots.metrics import Metrics
+from bots.sms.channel import SmsChannel
+from core.config import Settings
+from core.contact import set_notify_preference
+from core.db import inbox
+from core.db.database import Database
+from core.db.reachability import mark_reachable
+from core.db.sms import SmsMenus
+from core.errors import Conflict, DomainError
+from core.jsonguard import RefusedBody, read_capped
+from core.model import Channel, Notify
+from dialogs.turn import Choice, Reply, UserSaid
+
+log = logging.getLogger("careline.sms")
+
+SOURCE = "twilio"
+SMS_PATH = "/twilio/sms"
+STATUS_PATH = "/twilio/status"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+MAX_BODY = 64 * 1024  # a text's form is a few hundred bytes; MMS adds media URLs
+MAX_ATTEMPTS = 5
+CLAIM = timedelta(minutes=2)  # how long one attempt may take before another may run it
+REPLAY_EVERY = 30.0
+REPLAY_BATCH = 50
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+
+def e164(number: str, region: str = "US") -> str | None:
+    """The number in E.164 (`+14155550100`), or None when it is not a valid phone number."""
+    try:
+        parsed = phonenumbers.parse(number.strip(), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def keyword(text: str) -> str | None:
+    """STOP, START or HELP when the whole text is one of their words, else None."""
+    word = text.strip().strip(".!").upper()
+    if word in STOP_WORDS:
+        return "STOP"
+    if word in START_WORDS:
+        return "START"
+    if word in HELP_WORDS:
+        return "HELP"
+    return None
+
+
+class _Later(Exception):
+    """This attempt stops here; a later one resumes (a conflict, Twilio busy)."""
+
+
+def twiml(status: int = 200) -> Response:
+    return Response(EMPTY_TWIML, status, media_type="text/xml")
+
+
+@dataclass
+class SmsInbound:
+    db: Database
+    settings: Settings
+    channel: SmsChannel
+    metrics: Metrics
+    engine: TurnEngine | None = None
+    locks: ChatLocks = field(default_factory=ChatLocks)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        token = self.settings.twilio_auth_token
+        assert token is not None
+        self.validator = RequestValidator(token.get_secret_value())
+        self.menus: SmsMenus = self.channel.menus
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+        router.add_api_route(SMS_PATH, self.receive, methods=["POST"])
+        return router
+
+    async def signed_form(self, request: Request) -> dict[str, str] | Response:
+        """The form of a call Twilio signed, or the answer refusing it."""
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            return Response("missing X-Twilio-Signature", 403, media_type="text/plain")
+        try:
+            raw = await read_capped(
+                request.stream(), declared=request.headers.get("content-length"), limit=MAX_BODY
+            )
+        except RefusedBody as refused:
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            return Response(str(refused), refused.status, media_type="text/plain")
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        if not self.validator.validate(self.signed_url(request), form, signature):
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            log.warning(
+                "refused a Twilio call to %s: the signature does not match", request.url.path
+            )
+            return Response("bad X-Twilio-Signature", 403, media_type="text/plain")
+        return form
+
+    def signed_url(self, request: Request) -> str:
+        """The URL Twilio called (and signed): the public URL's, behind a proxy."""
+        public = self.settings.public_url
+        if not public:
+            return str(request.url)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return public.rstrip("/") + request.url.path + query
+
+    async def receive(self, request: Request) -> Response:
+        form = await self.signed_form(request)
+        if isinstance(form, Response):
+            return form
+        key = form.get("MessageSid") or form.get("SmsSid")
+        if not key or not form.get("From"):
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            return Response("not a message: no MessageSid or From", 400, media_type="text/plain")
+        try:
+            attempt = await self._record(key, {"form": form})
+        except Exception as error:  # the database is down: Twilio may retry (#rc=...)
+            log.error("could not record text %s: %s", key, type(error).__name__)
+            return twiml(503)
+        if attempt is None:
+            self.metrics.webhooks.labels(SOURCE, "duplicate").inc()
+            return twiml()
+        self.metrics.webhooks.labels(SOURCE, "ok").inc()
+        self._spawn(key, {"form": form}, attempt)
+        return twiml()
+
+    # -- the work --------------------------------------------------------------------------
+    async def _record(self, key: str, payload: dict[str, Any]) -> int | None:
+        async with self.db.uow() as uow:
+            await inbox.record(uow.session, SOURCE, key, payload=payload)
+            attempt = await inbox.claim(uow.session, SOURCE, key, CLAIM)
+            await uow.commit()
+        return attempt
+
+    def _spawn(self, key: str, payload: dict[str, Any], attempt: int) -> None:
+        task = asyncio.create_task(self.handle(key, payload, attempt), name=f"sms-{key}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait for the texts being handled (shutdown); what is left is replayed later."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=seconds)
+
+    async def handle(self, key: str, payload: dict[str, Any], attempt: int) -> None:
+        """One claimed text, start to finish; never raises."""
+        form: dict[str, str] = payload.get("form") or {}
+        number = e164(form.get("From", ""), self.settings.sms_region)
+        if number is None:  # a short code or an alphanumeric sender: nobody to answer
+            await self._finish(key, "the sender is not a phone number")
+            return
+        if attempt > MAX_ATTEMPTS:
+            log.error("text %s parked after %d attempts", key, attempt - 1)
+            await self._finish(key, f"gave up after {attempt - 1} attempts")
+            return
+        async with self.locks.hold(number):
+            try:
+                error = await self._process(key, payload, form, number)
+            except _Later:
+                await self._let_go(key)
+                return
+            except Exception:  # the database or a bug: let go, replayed later
+                log.exception("text %s failed", key)
+                await self._let_go(key)
+                return
+        await self._finish(key, error)
+
+    async def _process(
+        self, key: str, payload: dict[str, Any], form: dict[str, str], number: str
+    ) -> str | None:
+        """None: done; a string: parked with that reason. Raises _Later to be run again."""
+        stored = payload.get("replies") or ()
+        replies: Sequence[Reply] = [Reply.from_json(item) for item in stored]
+        sent = int(payload.get("sent", 0))
+        if "replies" not in payload:
+            word = keyword(form.get("Body", ""))
+            if word in ("STOP", "START"):
+                await self.opt(number, opted_in=word == "START")
+                return None
+            try:
+                replies = await self._turn(key, form, number, "/help" if word == "HELP" else None)
+            except Conflict as conflict:  # another replica changed the conversation: again
+                self.metrics.turns.labels(SOURCE, "failed").inc()
+                raise _Later from conflict
+            except DomainError as failure:  # the same text would fail the same way
+                self.metrics.turns.labels(SOURCE, "failed").inc()
+                return f"{type(failure).__name__}: {failure}"
+            self.metrics.turns.labels(SOURCE, "ok").inc()
+            await self._keep(key, form, replies, 0)
+        for index in range(sent, len(replies)):
+            try:
+                await self.channel.send(number, replies[index])
+            except Unreachable as failure:  # opted out, a landline: nobody to answer
+                await mark_reachable(self.db, Channel.SMS, False, external_id=number)
+                return f"not delivered: {failure}"
+            except PermanentFailure as failure:
+                return str(failure)
+            except RetryLater as later:
+                await self._keep(key, form, replies, index)
+                raise _Later from later
+            if index + 1 < len(replies):
+                await self._keep(key, form, replies, index + 1)
+        return None
+
+    async def _turn(
+        self, key: str, form: dict[str, str], number: str, command: str | None
+    ) -> Sequence[Reply]:
+        assert self.engine is not None, "the engine is built before texts are received"
+        text = command or form.get("Body", "")
+        choice = None if command else await self._choice(number, text)
+        said = UserSaid(
+            channel=Channel.SMS,
+            user_id=number,
+            chat_id=number,
+            text=choice.label if choice else text,
+            message_id=key,
+            choice=choice.value if choice else None,
+        )
+        return await self.engine.handle_turn(said)
+
+    async def _choice(self, number: str, text: str) -> Choice | None:
+        """The choice of the last text sent to this number that `text` picks ("2"), if any."""
+        offered = await self.menus.last(number)
+        if not offered:
+            return None
+        menu = Reply("", tuple(Choice(label, value) for label, value in offered))
+        return menu.choice_for(text)
+
+    async def opt(self, number: str, *, opted_in: bool) -> None:
+        """STOP / START: whether the number may be texted, and how the customer hears from us."""
+        await mark_reachable(self.db, Channel.SMS, opted_in, external_id=number)
+        async with self.db.uow() as uow:
+            identity = await uow.customers.identity(Channel.SMS, number)
+            if identity is not None and identity.customer_id is not None:
+                notify = Notify.BOTH if opted_in else Notify.EMAIL
+                await set_notify_preference(uow, identity.customer_id, notify)
+                await uow.commit()
+        log.info("an SMS number opted %s", "in" if opted_in else "out")
+
+    async def _keep(
+        self, key: str, form: dict[str, str], replies: Sequence[Reply], sent: int
+    ) -> None:
+        """The turn's replies, and how many are out: a later attempt resumes there."""
+        payload = {"form": form, "replies": [r.to_json() for r in replies], "sent": sent}
+        async with self.db.uow() as uow:
+            await inbox.keep(uow.session, SOURCE, key, payload)
+            await uow.commit()
+
+    async def _finish(self, key: str, error: str | None) -> None:
+        try:
+            async with self.db.uow() as uow:
+                await inbox.mark(uow.session, SOURCE, key, "parked" if error else "done", error)
+                await uow.commit()
+        except Exception as failure:  # the claim runs out; the replay finishes it
+            log.warning("could not finish text %s: %s", key, type(failure).__name__)
+
+    async def _let_go(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # else the claim runs out by itself
+            async with self.db.uow() as uow:
+                await inbox.release(uow.session, SOURCE, key)
+                await uow.commit()
+
+    # -- replay ----------------------------------------------------------------------------
+    async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
+        """Take up the texts left unfinished (a crash, a failed attempt); how many."""
+        async with self.db.uow() as uow:
+            rows = await inbox.pending(uow.session, SOURCE, older_than, REPLAY_BATCH)
+        taken = 0
+        for key, payload in rows:
+            async with self.db.uow() as uow:
+                attempt = await inbox.claim(uow.session, SOURCE, key, CLAIM)
+                await uow.commit()
+            if attempt is not None:
+                taken += 1
+                await self.handle(key, payload or {}, attempt)
+        return taken
+
+    async def replay_forever(self, stop: asyncio.Event, every: float = REPLAY_EVERY) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set():
+                return
+            try:
+                await self.replay_pending()
+            except Exception as error:  # the database briefly down: the next round retries
+                log.warning("could not replay pending texts (%s)", type(error).__name__)

@@ -1,0 +1,140 @@
+"""Texts in and out through the running server: signatures, the inbox, order, keywords."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from sqlalchemy import select
+
+from core.db import tables as t
+from core.db.database import Database
+from core.model import Channel, ChannelIdentity, Customer
+from tests.fakes.twilio_api import FakeTwilio, text_in
+from tests.sms.conftest import CUSTOMER, StartServer, wait_for
+from tests.telegram.conftest import ScriptedEngine
+
+pytestmark = pytest.mark.usefixtures("db")
+
+
+def test_a_text_is_answered_by_text(serve: StartServer, twilio: FakeTwilio) -> None:
+    with serve() as server:
+        answer = text_in(server.url, CUSTOMER, "hello there")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/xml")
+        assert "<Response" in answer.text
+        assert wait_for(lambda: twilio.texts_to(CUSTOMER)) == ["You said: hello there"]
+    twilio.assert_no_violations()
+
+
+@pytest.mark.parametrize("signature", ["", "bm90IGEgc2lnbmF0dXJl"])
+def test_a_text_without_a_right_signature_is_refused(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine, signature: str
+) -> None:
+    with serve() as server:
+        answer = text_in(server.url, CUSTOMER, "let me in", signature=signature)
+        assert answer.status_code == 403
+    assert engine.turns == []
+    assert twilio.texts == []
+
+
+def test_a_signature_for_another_url_is_refused(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine
+) -> None:
+    with serve() as server:
+        forged = text_in(server.url, CUSTOMER, "hi", signed_url="https://evil.example/twilio/sms")
+        assert forged.status_code == 403
+        signed_with_another_token = text_in(server.url, CUSTOMER, "hi", auth_token="x" * 32)
+        assert signed_with_another_token.status_code == 403
+    assert engine.turns == []
+
+
+def test_twilios_retry_of_a_text_is_answered_once(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine
+) -> None:
+    with serve() as server:
+        for _ in range(3):
+            assert text_in(server.url, CUSTOMER, "once", sid="SM" + "1" * 32).status_code == 200
+        assert wait_for(lambda: twilio.texts_to(CUSTOMER))
+        asyncio.run(asyncio.sleep(0.5))
+    assert twilio.texts_to(CUSTOMER) == ["You said: once"]
+    assert [said.text for said in engine.turns] == ["once"]
+
+
+def test_a_number_is_answered_in_the_order_it_wrote(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine
+) -> None:
+    engine.delay = 0.1
+    with serve() as server:
+        for n in range(5):
+            text_in(server.url, CUSTOMER, f"message {n}")
+        wait_for(lambda: len(twilio.texts_to(CUSTOMER)) == 5)
+    assert twilio.texts_to(CUSTOMER) == [f"You said: message {n}" for n in range(5)]
+    spans = [span for span in engine.spans if span[0] == CUSTOMER]
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(spans)), "turns overlapped"
+
+
+def test_choices_are_numbered_and_a_number_picks_one(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine
+) -> None:
+    with serve() as server:
+        text_in(server.url, CUSTOMER, "/start")
+        menu = wait_for(lambda: twilio.texts_to(CUSTOMER))
+        assert menu == ["Hello <there> & welcome\n\n1. Open a ticket\n2. Ticket status"]
+        text_in(server.url, CUSTOMER, " 2 ")
+        wait_for(lambda: len(twilio.texts_to(CUSTOMER)) == 2)
+    picked = engine.turns[-1]
+    assert picked.choice == "status" and picked.text == "Ticket status"
+
+
+def test_a_long_reply_goes_as_several_texts_within_the_segment_cap(
+    serve: StartServer, twilio: FakeTwilio
+) -> None:
+    with serve(sms_max_segments=6) as server:
+        text_in(server.url, CUSTOMER, "long")
+        texts = wait_for(lambda: twilio.texts_to(CUSTOMER))
+        asyncio.run(asyncio.sleep(0.5))
+        texts = twilio.texts_to(CUSTOMER)
+    assert len(texts) == 2
+    assert all(len(text) <= 4 * 153 for text in texts)
+    assert len(texts[0]) > 3 * 153 and len(texts[1]) <= 2 * 153
+    assert texts[-1].endswith("...")  # the ~11 segments' reply was cut at 6
+    twilio.assert_no_violations()
+
+
+async def test_stop_opts_the_number_out_and_start_in(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine, db: Database
+) -> None:
+    with serve() as server:
+        await asyncio.to_thread(text_in, server.url, CUSTOMER, "hello")
+        await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER))
+        # The scripted engine registers nobody: the customer the real engine would have.
+        async with db.uow() as uow:
+            customer = await uow.customers.add(Customer(display_name=""))
+            assert customer.id is not None
+            await uow.customers.add_identity(
+                ChannelIdentity(Channel.SMS, CUSTOMER, CUSTOMER, customer_id=customer.id)
+            )
+            await uow.commit()
+        await asyncio.to_thread(text_in, server.url, CUSTOMER, "Stop")
+        await asyncio.sleep(0.5)
+        assert await _reachable_and_notify(db) == (False, "email")
+        await asyncio.to_thread(text_in, server.url, CUSTOMER, "START")
+        await asyncio.sleep(0.5)
+        assert await _reachable_and_notify(db) == (True, "both")
+    assert [said.text for said in engine.turns] == ["hello"]  # keywords are not turns
+    assert twilio.texts_to(CUSTOMER) == ["You said: hello"]  # Twilio itself confirms them
+
+
+async def _reachable_and_notify(db: Database) -> tuple[bool, str]:
+    ci, c = t.channel_identities.c, t.customers.c
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(ci.reachable, c.notify)
+                .join(t.customers, c.id == ci.customer_id)
+                .where(ci.channel == Channel.SMS, ci.external_id == CUSTOMER)
+            )
+        ).one()
+    return bool(row[0]), str(row[1].value if hasattr(row[1], "value") else row[1])
