@@ -24,6 +24,7 @@ from bots.channels import ChatChannel, FileChannel, OutgoingFile, Unreachable
 from bots.email import Email, EmailAttachment, EmailSender, is_suppressed
 from bots.relay import Delivery, Handlers, Skip
 from core import events as ev
+from core.db import outbox
 from core.db import tables as t
 from core.db.database import Database
 from core.db.reachability import mark_reachable
@@ -201,6 +202,7 @@ class CustomerNotices:
         handlers.add(
             ev.AgentSentFile, "agent_file_chat", self.deliver_agent_file, lane="customer_chat"
         )
+        handlers.add(ev.NoticeUndelivered, "undelivered_email", self.undelivered)
         handlers.add(ev.EmailVerificationRequested, "verification_email", self.verification)
         handlers.add(ev.SlaBreached, "assignee_email", self.sla_breach_to_assignee)
 
@@ -295,6 +297,26 @@ class CustomerNotices:
         days = say("duration.days", n=self.chat_link_days)
         text = say("notice.file_link.text", agent=agent, name=file.name, link=url, days=days)
         return await channel.send(chat_id, Reply(text))
+
+    async def undelivered(self, delivery: Delivery) -> str | None:
+        """A chat notice the platform later reported undelivered (a text): by email instead."""
+        event = delivery.event
+        assert isinstance(event, ev.NoticeUndelivered)
+        found = await outbox.event_by_id(self.db, event.event_id)
+        if found is None:
+            raise Skip("the undelivered notice's event is gone")
+        original = ev.Event.from_payload(*found)
+        if event.handler == "agent_reply_chat":
+            kind: str | None = "agent_reply_chat"
+        elif event.handler == "customer_chat":
+            kind = notice_kind(original)
+        else:
+            raise Skip(f"{event.handler} has no email of its own (the reply's email carries it)")
+        if kind is None:
+            raise Skip(f"{original.name} tells the customer nothing")
+        facts = await self._facts(original, kind)
+        kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
+        return await self._email_instead(delivery, facts, kind, original)
 
     async def email_notice(self, delivery: Delivery) -> str | None:
         event = delivery.event
@@ -410,13 +432,16 @@ class CustomerNotices:
                 await self._mark_unreachable(identity)
         return await self._email_instead(delivery, facts, kind)
 
-    async def _email_instead(self, delivery: Delivery, facts: _Facts, kind: str) -> str | None:
-        """The chat refuses us (blocked bot): tell the customer by email instead."""
+    async def _email_instead(
+        self, delivery: Delivery, facts: _Facts, kind: str, event: ev.Event | None = None
+    ) -> str | None:
+        """The chat refuses us (blocked bot, undelivered text): tell the customer by email
+        instead. `event`: the notice's own, when `delivery` is a later one about it."""
         if facts.customer.notify != Notify.CHAT:
             raise Skip("unreachable in chat; the email notice covers it")
         if kind == "agent_reply_chat":
             kind = "agent_replied"
-        facts = await self._facts(delivery.event, kind, timeline=True)
+        facts = await self._facts(event or delivery.event, kind, timeline=True)
         return await self._email_customer(delivery, facts, kind)
 
     async def _email_customer(self, delivery: Delivery, facts: _Facts, kind: str) -> str | None:

@@ -107,6 +107,18 @@ class HumanRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeUndelivered(Event):
+    """The platform reported after the fact that a chat notice never reached the customer (a
+    text undelivered): the customer is told by email instead. `event_id` and `handler` name
+    the delivery that failed."""
+
+    ticket_id: int
+    event_id: int
+    handler: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SlaBreached(Event):
     ticket_id: int
     kind: str  # "first_response" or "resolution"

@@ -36,10 +36,12 @@ from twilio.request_validator import RequestValidator
 
 from bots.channels import ChatLocks, PermanentFailure, RetryLater, TurnEngine, Unreachable
 from bots.metrics import Metrics
+from bots.sms.api import UNREACHABLE_DELIVERY_CODES
 from bots.sms.channel import SmsChannel
+from core import events
 from core.config import Settings
 from core.contact import set_notify_preference
-from core.db import inbox
+from core.db import inbox, outbox
 from core.db.database import Database
 from core.db.reachability import mark_reachable
 from core.db.sms import SmsMenus
@@ -61,6 +63,8 @@ REPLAY_EVERY = 30.0
 REPLAY_BATCH = 50
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
+#: Reports that mean the message or call never reached the customer.
+FAILED = {"sms": ("undelivered", "failed"), "call": ("failed", "busy", "no-answer")}
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
@@ -117,6 +121,7 @@ class SmsInbound:
     def router(self) -> APIRouter:
         router = APIRouter(include_in_schema=False)
         router.add_api_route(SMS_PATH, self.receive, methods=["POST"])
+        router.add_api_route(STATUS_PATH, self.report, methods=["POST"])
         return router
 
     async def signed_form(self, request: Request) -> dict[str, str] | Response:
@@ -168,6 +173,49 @@ class SmsInbound:
         self.metrics.webhooks.labels(SOURCE, "ok").inc()
         self._spawn(key, {"form": form}, attempt)
         return twiml()
+
+    async def report(self, request: Request) -> Response:
+        """A delivery report: a text that never arrived is told by email instead (like a
+        blocked Telegram chat), and a number that cannot take texts is marked unreachable."""
+        form = await self.signed_form(request)
+        if isinstance(form, Response):
+            return form
+        kind = "call" if request.query_params.get("kind") == "call" else "sms"
+        sid = form.get("MessageSid") or form.get("CallSid")
+        status = form.get("MessageStatus") or form.get("CallStatus") or ""
+        if not sid or not status:
+            return Response("not a status report", 400, media_type="text/plain")
+        if status in FAILED.get(kind, ()):
+            code = int(form["ErrorCode"]) if form.get("ErrorCode", "").isdigit() else None
+            try:
+                await self.undelivered(kind, sid, status, code, form.get("To", ""))
+            except Exception as error:  # the database is down: Twilio may retry
+                log.error("could not record a delivery report: %s", type(error).__name__)
+                return Response(status_code=503)
+        return Response(status_code=204)
+
+    async def undelivered(
+        self, kind: str, sid: str, status: str, code: int | None, to: str
+    ) -> None:
+        reason = f"{kind} {status}" + (f" (Twilio error {code})" if code else "")
+        number = e164(to, self.settings.sms_region)
+        if kind == "sms" and code in UNREACHABLE_DELIVERY_CODES and number is not None:
+            await mark_reachable(self.db, Channel.SMS, False, chat_id=number)
+        async with self.db.uow() as uow:
+            if not await inbox.record(uow.session, SOURCE, f"report:{sid}:{status}"):
+                return  # the same report again
+            await inbox.mark(uow.session, SOURCE, f"report:{sid}:{status}", "done")
+            await outbox.note_report(uow.session, sid, reason)
+            sent = await outbox.sent_as(uow.session, sid)
+            ticket_id = sent.payload.get("ticket_id") if sent is not None else None
+            if kind == "sms" and sent is not None and isinstance(ticket_id, int):
+                ticket = await uow.tickets.get(ticket_id)
+                if ticket is not None:
+                    ticket.record(
+                        events.NoticeUndelivered(ticket_id, sent.event_id, sent.handler, reason)
+                    )
+            await uow.commit()
+        log.info("twilio reported a %s %s (code %s)", kind, status, code)
 
     # -- the work --------------------------------------------------------------------------
     async def _record(self, key: str, payload: dict[str, Any]) -> int | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import tables as t
 from core.db.database import Database
@@ -139,3 +139,46 @@ class SqliteRelayLock:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentNotice:
+    """A delivery a provider's message id names: its event and handler."""
+
+    event_id: int
+    event_type: str
+    payload: dict[str, Any]
+    handler: str
+
+
+async def sent_as(session: AsyncSession, provider_id: str) -> SentNotice | None:
+    """The delivery whose provider message id is `provider_id` (a delivery report's)."""
+    d = t.outbox_deliveries.c
+    row = (
+        await session.execute(
+            select(o.id, o.event_type, o.payload, d.handler)
+            .join(t.outbox, o.id == d.event_id)
+            .where(d.provider_id == provider_id)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return SentNotice(int(row[0]), str(row[1]), dict(row[2] or {}), str(row[3]))
+
+
+async def note_report(session: AsyncSession, provider_id: str, report: str) -> None:
+    """Write what the provider reported later (undelivered, and why) on its delivery."""
+    d = t.outbox_deliveries.c
+    await session.execute(
+        update(t.outbox_deliveries)
+        .where(d.provider_id == provider_id)
+        .values(last_error=report[:2000], updated_at=utcnow())
+    )
+
+
+async def event_by_id(db: Database, event_id: int) -> tuple[str, dict[str, Any]] | None:
+    """An outbox event's type and payload, or None once retention deleted it."""
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(o.event_type, o.payload).where(o.id == event_id))).first()
+    return (str(row[0]), dict(row[1] or {})) if row is not None else None

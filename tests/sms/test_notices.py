@@ -1,0 +1,133 @@
+"""Ticket notices reach an SMS customer by text; Twilio's delivery reports are acted on."""
+
+from __future__ import annotations
+
+import asyncio
+from email import message_from_bytes
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from core import services
+from core.db import tables as t
+from core.db.database import Database
+from core.model import Agent, Channel, Notify
+from tests.fakes.twilio_api import FakeTwilio
+from tests.sms.conftest import CUSTOMER, StartServer, wait_for
+
+EMAIL = "sam.sms@example.com"
+
+
+async def _ticket_for_sms_customer(db: Database, notify: Notify) -> tuple[int, int]:
+    async with db.uow() as uow:
+        customer, identity = await services.find_or_register_customer(
+            uow, channel=Channel.SMS, external_id=CUSTOMER, chat_id=CUSTOMER, display_name="Sam"
+        )
+        assert customer.id is not None
+        customer.email, customer.email_verified, customer.notify = EMAIL, True, notify
+        ticket = await services.open_ticket(
+            uow,
+            customer_id=customer.id,
+            description="My phone line is dead",
+            category="telecom",
+            channel=Channel.SMS,
+            identity_id=identity.id,
+        )
+        agent = await uow.agents.add(Agent(name="Grace Hopper", email="grace@example.com"))
+        await uow.commit()
+    assert ticket.id is not None and agent.id is not None
+    return ticket.id, agent.id
+
+
+async def _assign(db: Database, ticket_id: int, agent_id: int) -> None:
+    async with db.uow() as uow:
+        await services.assign_ticket(uow, ticket_id, agent_id)
+        await uow.commit()
+
+
+def _mails(folder: Path) -> list[str]:
+    found = []
+    for path in sorted(folder.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes())
+        found.append(str(message["Subject"]))
+    return found
+
+
+async def test_an_assignment_is_texted_to_an_sms_customer(
+    serve: StartServer, twilio: FakeTwilio, db: Database, tmp_path: Path
+) -> None:
+    ticket_id, agent_id = await _ticket_for_sms_customer(db, Notify.CHAT)
+    with serve(mailbox_dir=str(tmp_path), auto_assign=False):
+        await _assign(db, ticket_id, agent_id)
+        texts = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER))
+        await asyncio.sleep(0.5)
+    assert len(texts) == 1 and "Grace Hopper" in texts[0]
+    assert _mails(tmp_path) == []  # delivered: no email instead
+    twilio.assert_no_violations()
+
+
+@pytest.mark.parametrize(("code", "unreachable"), [(30006, True), (30003, False)])
+async def test_an_undelivered_text_is_told_by_email_instead(
+    serve: StartServer,
+    twilio: FakeTwilio,
+    db: Database,
+    tmp_path: Path,
+    code: int,
+    unreachable: bool,
+) -> None:
+    twilio.undeliverable[CUSTOMER] = code  # 30006: a landline; 30003: the phone is off
+    ticket_id, agent_id = await _ticket_for_sms_customer(db, Notify.CHAT)
+    with serve(mailbox_dir=str(tmp_path), auto_assign=False):
+        await _assign(db, ticket_id, agent_id)
+        mails = await asyncio.to_thread(wait_for, lambda: _mails(tmp_path), 15)
+        await asyncio.sleep(0.5)
+    assert len(mails) == 1 and "Grace Hopper" in mails[0], mails
+    assert [r["answer"] for r in twilio.reports] == [204, 204]  # sent, undelivered
+    ci, d = t.channel_identities.c, t.outbox_deliveries.c
+    async with db.engine.connect() as conn:
+        reachable = (
+            await conn.execute(select(ci.reachable).where(ci.external_id == CUSTOMER))
+        ).scalar_one()
+        reported = (
+            await conn.execute(select(d.last_error).where(d.handler == "customer_chat"))
+        ).scalar_one()
+    assert reachable is not unreachable
+    assert reported == f"sms undelivered (Twilio error {code})"
+
+
+async def test_a_repeated_report_sends_one_email(
+    serve: StartServer, twilio: FakeTwilio, db: Database, tmp_path: Path
+) -> None:
+    twilio.undeliverable[CUSTOMER] = 30003
+    ticket_id, agent_id = await _ticket_for_sms_customer(db, Notify.CHAT)
+    with serve(mailbox_dir=str(tmp_path), auto_assign=False) as server:
+        await _assign(db, ticket_id, agent_id)
+        await asyncio.to_thread(wait_for, lambda: _mails(tmp_path), 15)
+        [report] = [r for r in twilio.reports if r["MessageStatus"] == "undelivered"]
+        form = {k: v for k, v in report.items() if k != "answer"}
+        url = f"{server.url}/twilio/status?kind=sms"
+        signature = twilio.validator.compute_signature(url, form)
+        again = httpx.post(url, data=form, headers={"X-Twilio-Signature": signature})
+        assert again.status_code == 204
+        unsigned = httpx.post(url, data=form)
+        assert unsigned.status_code == 403
+        await asyncio.sleep(1.0)
+    assert len(_mails(tmp_path)) == 1
+
+
+async def test_a_customer_who_chose_both_gets_no_second_email(
+    serve: StartServer, twilio: FakeTwilio, db: Database, tmp_path: Path
+) -> None:
+    twilio.undeliverable[CUSTOMER] = 30003
+    ticket_id, agent_id = await _ticket_for_sms_customer(db, Notify.BOTH)
+    with serve(mailbox_dir=str(tmp_path), auto_assign=False):
+        await _assign(db, ticket_id, agent_id)
+        await asyncio.to_thread(wait_for, lambda: len(twilio.reports) == 2, 15)
+        await asyncio.sleep(1.0)
+    # The email notices they get anyway, and no second one about the assignment.
+    assert sorted(_mails(tmp_path)) == [
+        "Grace Hopper is looking after CR-1001",
+        "We have your request: CR-1001",
+    ]
