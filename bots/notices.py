@@ -52,7 +52,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 #: customer's language; an assignee's email is in the default language. Fields: reference,
 #: subject, agent, body, position, wait, reopen_days, where, kind, due, priority.
 #: Where a customer writes to us, by the channel their ticket came from (`{where}` in email).
-WHERE = {Channel.WEBCHAT: "webchat", Channel.TELEGRAM: "telegram", Channel.SLACK: "slack"}
+WHERE = {
+    Channel.WEBCHAT: "webchat",
+    Channel.TELEGRAM: "telegram",
+    Channel.SLACK: "slack",
+    Channel.SMS: "sms",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,7 +225,9 @@ class DialogEngine:
             )
             decision = decide(state, parse, said, ctx)
             switched = [a.language for a in decision.actions if isinstance(a, SetLanguage)]
-            renderer = Renderer(self.catalogue, switched[-1] if switched else language)
+            renderer = Renderer(
+                self.catalogue, switched[-1] if switched else language, said.channel.value
+            )
             applied = _Applied()
             for action in decision.actions:
                 await self._apply(

@@ -16,12 +16,16 @@ from dialogs.turn import Choice, Reply
 class Renderer:
     """Catalogue texts in one language."""
 
-    def __init__(self, catalogue: Catalogue, language: str) -> None:
+    def __init__(self, catalogue: Catalogue, language: str, channel: str | None = None) -> None:
         self.catalogue = catalogue
         self.language = catalogue.language_for(language)
+        self.channel = channel  # a text may have a variant for a channel: `<key>_<channel>`
 
     def text(self, key: str, params: Mapping[str, Any] | None = None) -> str:
         values = {name: self._value(value) for name, value in (params or {}).items()}
+        variant = f"{key}_{self.channel}" if self.channel else None
+        if variant is not None and self.catalogue.has(variant):
+            key = variant
         return self.catalogue.text(key, self.language, **values)
 
     def _value(self, value: Any) -> Any:

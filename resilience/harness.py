@@ -74,6 +74,21 @@ class Context:
         return path
 
 
+def sms_env(url: str, fake: Fake, workdir: Path, **extra: str) -> dict[str, str]:
+    """Careline with Twilio pointed at the fake (tests/fakes/twilio_api.py)."""
+    from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, SUPPORT_NUMBER
+
+    return server_env(
+        url,
+        workdir,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TWILIO_FROM_NUMBER=SUPPORT_NUMBER,
+        TWILIO_API_BASE_URL=fake.url,
+        **extra,
+    )
+
+
 def telegram_env(url: str, fake: Fake, workdir: Path, **extra: str) -> dict[str, str]:
     return server_env(
         url,

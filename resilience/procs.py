@@ -114,7 +114,7 @@ class Processes:
 
 def base_env() -> dict[str, str]:
     """Our environment without any Careline/platform settings a developer may have exported."""
-    prefixes = ("CARELINE_", "TELEGRAM_", "SLACK_", "SENDGRID_", "WATSON_")
+    prefixes = ("CARELINE_", "TELEGRAM_", "SLACK_", "SENDGRID_", "WATSON_", "TWILIO_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -249,6 +249,7 @@ def server_env(database_url: str, workdir: Path, **settings: str) -> dict[str, s
             "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot",
             "SLACK_API_URL": "http://127.0.0.1:9/api/",
             "SENDGRID_API_HOST": "http://127.0.0.1:9",
+            "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
             "CARELINE_SHUTDOWN_GRACE_SECONDS": "5",
         }
     )
