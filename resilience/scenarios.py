@@ -21,6 +21,7 @@ from resilience.harness import (
 from resilience.procs import SECRET, TOKEN, Server, start_fake
 from resilience.report import Result
 from resilience.slack_load import slack_redeliveries
+from resilience.sms_load import sms_redeliveries
 from resilience.telegram_load import Load, Verdict, judge, plan, read_effects
 from tests.support.pgcluster import PgCluster, find_bindir
 
@@ -279,6 +280,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Result]]]] = {
     "crash-postgres": _crash_postgres,
     "postgres-restart": _postgres_restart,
     "slack": slack_redeliveries,
+    "sms": sms_redeliveries,
     "faults": platform_faults,
     "fuzz": fuzzed_input,
 }

@@ -58,8 +58,8 @@ STATUS_PATH = "/twilio/status"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_BODY = 64 * 1024  # a text's form is a few hundred bytes; MMS adds media URLs
 MAX_ATTEMPTS = 5
-CLAIM = timedelta(minutes=2)  # how long one attempt may take before another may run it
-REPLAY_EVERY = 30.0
+CLAIM = timedelta(seconds=60)  # how long one attempt may take before another may run it
+REPLAY_EVERY = 10.0
 REPLAY_BATCH = 50
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -354,7 +354,7 @@ class SmsInbound:
                 await uow.commit()
 
     # -- replay ----------------------------------------------------------------------------
-    async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
+    async def replay_pending(self, older_than: timedelta = timedelta(seconds=30)) -> int:
         """Take up the texts left unfinished (a crash, a failed attempt); how many."""
         async with self.db.uow() as uow:
             rows = await inbox.pending(uow.session, SOURCE, older_than, REPLAY_BATCH)
@@ -369,12 +369,11 @@ class SmsInbound:
         return taken
 
     async def replay_forever(self, stop: asyncio.Event, every: float = REPLAY_EVERY) -> None:
+        """`replay_pending` at start (what the last process left), then every `every` s."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
-            if stop.is_set():
-                return
             try:
                 await self.replay_pending()
             except Exception as error:  # the database briefly down: the next round retries
                 log.warning("could not replay pending texts (%s)", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)

@@ -20,7 +20,7 @@ from resilience.scenarios import run_scenario
 pytestmark = pytest.mark.slow
 
 # crash-postgres is the crash scenario again on PostgreSQL: --quick and --full run it.
-CI_SCENARIOS = ["crash", "postgres-restart", "slack", "faults", "fuzz"]
+CI_SCENARIOS = ["crash", "postgres-restart", "slack", "sms", "faults", "fuzz"]
 
 
 @pytest.fixture

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from core.db import tables as t
 from core.db.database import Database
-from core.model import Channel, ChannelIdentity, Customer
-from tests.fakes.twilio_api import FakeTwilio, text_in
+from core.model import Channel, ChannelIdentity, Customer, utcnow
+from dialogs.turn import Reply
+from tests.fakes.twilio_api import SUPPORT_NUMBER, FakeTwilio, text_in
 from tests.sms.conftest import CUSTOMER, StartServer, wait_for
 from tests.telegram.conftest import ScriptedEngine
 
@@ -138,3 +140,49 @@ async def _reachable_and_notify(db: Database) -> tuple[bool, str]:
             )
         ).one()
     return bool(row[0]), str(row[1].value if hasattr(row[1], "value") else row[1])
+
+
+async def _left_by_a_crash(db: Database, sid: str, payload: dict[str, object]) -> None:
+    """An inbox row as a process killed mid-text leaves it: pending, its claim run out."""
+    long_ago = utcnow() - timedelta(minutes=5)
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            t.inbox.insert().values(
+                source="twilio",
+                key=sid,
+                status="pending",
+                payload=payload,
+                received_at=long_ago,
+                attempts=1,
+                claimed_until=long_ago,
+            )
+        )
+
+
+def _form(sid: str, body: str) -> dict[str, str]:
+    return {"MessageSid": sid, "From": CUSTOMER, "To": SUPPORT_NUMBER, "Body": body}
+
+
+async def test_a_text_a_crash_left_unanswered_is_taken_up_again(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine, db: Database
+) -> None:
+    await _left_by_a_crash(db, "SM" + "7" * 32, {"form": _form("SM" + "7" * 32, "lost?")})
+    with serve():
+        texts = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER), 20)
+    assert texts == ["You said: lost?"]
+    async with db.engine.connect() as conn:
+        status = await conn.scalar(select(t.inbox.c.status).where(t.inbox.c.key == "SM" + "7" * 32))
+    assert status == "done"
+
+
+async def test_after_a_crash_only_the_replies_not_yet_sent_go(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine, db: Database
+) -> None:
+    sid = "SM" + "8" * 32
+    replies = [Reply("first").to_json(), Reply("second").to_json()]
+    await _left_by_a_crash(db, sid, {"form": _form(sid, "two"), "replies": replies, "sent": 1})
+    with serve():
+        texts = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER), 20)
+        await asyncio.sleep(0.5)
+    assert texts == ["second"]  # "first" went out before the crash
+    assert engine.turns == []  # the turn had committed: it does not run again
