@@ -221,7 +221,10 @@ class LocalMailbox:
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
-        (self.folder / name).write_bytes(bytes(message))
+        # Whole or not at all: a mail client watching the folder never reads half a message.
+        partial = self.folder / f".{name}.part"
+        partial.write_bytes(bytes(message))
+        partial.rename(self.folder / name)
         # No address or content in the log: the file holds them.
         log.info("mailbox: stored an email (%s) as %s", email.category.replace("_", " "), name)
         return f"local:{name}"

@@ -123,6 +123,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
+    if runtime.sms is not None:
+        runtime.sms.calls.register(handlers)
     if runtime.files.blobs is not None:
         ObjectEraser(runtime.files.blobs).register(handlers)
     if runtime.housekeeping is not None:

@@ -136,6 +136,13 @@ async def set_notify_preference(
     return customer
 
 
+async def set_calls(uow: ContactUnitOfWork, customer_id: int, calls: bool) -> Customer:
+    """Whether the customer is called about urgent news (at the number they text from)."""
+    customer = await _customer(uow, customer_id)
+    customer.calls = calls
+    return customer
+
+
 async def set_language(
     uow: ContactUnitOfWork, customer_id: int, language: str, *, chosen: bool
 ) -> Customer:

@@ -137,6 +137,7 @@ class Customer(Aggregate):
     email_blocked: bool = False  # bounced or spam report: no more mail
     phone: str | None = None
     notify: Notify = Notify.BOTH
+    calls: bool = False  # opted in to a phone call about urgent news (SMS customers)
     created_at: datetime = field(default_factory=utcnow)
     erased_at: datetime | None = None
     identities: list[ChannelIdentity] = field(default_factory=list)

@@ -237,6 +237,13 @@ class RateAnswer(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class SetCalls(Action):
+    """Call the customer about urgent news (or stop)."""
+
+    calls: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SetLanguage(Action):
     """Answer in this language from now on; `chosen`: the customer picked it."""
 

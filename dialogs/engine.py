@@ -52,6 +52,7 @@ from dialogs.decisions import (
     RateTicket,
     RequestEmailCode,
     RequestHuman,
+    SetCalls,
     SetLanguage,
     SetNotify,
     ShowTicket,
@@ -328,6 +329,8 @@ class DialogEngine:
             await contact.confirm_email_verification(uow, customer_id, action.typed, now=now)
         elif isinstance(action, SetNotify):
             await contact.set_notify_preference(uow, customer_id, action.notify)
+        elif isinstance(action, SetCalls):
+            await contact.set_calls(uow, customer_id, action.calls)
         elif isinstance(action, SetLanguage):
             await contact.set_language(uow, customer_id, action.language, chosen=action.chosen)
         elif isinstance(action, RateAnswer):

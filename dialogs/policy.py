@@ -20,7 +20,7 @@ from typing import Any
 
 from core.contact import CodeCheck, check_code, normalise_email
 from core.knowledge import GapReason
-from core.model import Notify, Priority, ticket_id_from_reference
+from core.model import Channel, Notify, Priority, ticket_id_from_reference
 from dialogs.decisions import (
     Action,
     AddToTicket,
@@ -41,6 +41,7 @@ from dialogs.decisions import (
     RequestEmailCode,
     RequestHuman,
     Say,
+    SetCalls,
     SetLanguage,
     SetNotify,
     ShowTicket,
@@ -49,7 +50,17 @@ from dialogs.decisions import (
 from dialogs.nlu.base import OUT_OF_SCOPE, AssistantAnswer, Parse
 from dialogs.turn import Choice, Reply, UserSaid
 
-COMMANDS = ("/start", "/help", "/new", "/status", "/human", "/cancel", "/mydata", "/language")
+COMMANDS = (
+    "/start",
+    "/help",
+    "/new",
+    "/status",
+    "/human",
+    "/cancel",
+    "/mydata",
+    "/language",
+    "/calls",
+)
 CANCEL_WORDS = frozenset({"cancel", "stop", "abort", "quit", "exit", "never mind", "nevermind"})
 YES_WORDS = frozenset({"yes", "y", "yeah", "yep", "sure", "ok", "okay"})
 NO_WORDS = frozenset({"no", "n", "nope", "nah"})
@@ -230,6 +241,8 @@ def _command(state: DialogState, turn: Turn, ctx: Context) -> Decision:
         return _data_menu(_reset(state))
     if command == "/language":
         return _language_menu(_reset(state), ctx)
+    if command == "/calls":
+        return _calls_menu(_reset(state), turn)
     return Decision(state, (Say("input.unknown_command", {"commands": " ".join(COMMANDS)}),))
 
 
@@ -781,6 +794,23 @@ def _on_language_pick(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     return _idle(_reset(state), turn, ctx)
 
 
+def _calls_menu(state: DialogState, turn: Turn) -> Decision:
+    """Calls go to the number the customer texts from: only an SMS conversation has one."""
+    if turn.said.channel != Channel.SMS:
+        return Decision(state, (Say("calls.no_phone"),))
+    options = (Option("calls:on", "calls.accept"), Option("calls:off", "calls.decline"))
+    return Decision(_reset(state, "calls_pick"), (Say("calls.ask", {}, options),))
+
+
+def _on_calls_pick(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice in ("calls:on", "calls:off"):
+        on = turn.choice == "calls:on"
+        return Decision(
+            _reset(state), (Say("calls.enabled" if on else "calls.disabled"),), (SetCalls(on),)
+        )
+    return _idle(_reset(state), turn, ctx)
+
+
 def _data_menu(state: DialogState) -> Decision:
     options = (
         Option("export", "data.export"),
@@ -862,6 +892,7 @@ HANDLERS: dict[str, Handler] = {
     "rate_comment": _on_comment,
     "data_menu": _on_data_menu,
     "language_pick": _on_language_pick,
+    "calls_pick": _on_calls_pick,
     "erase_confirm": _on_erase_confirm,
 }
 

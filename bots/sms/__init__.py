@@ -1,8 +1,9 @@
 """SMS (Twilio): customers text the support number; notices reach them by text.
 
 One package behind the channel contract (bots.channels): `Sms` holds the REST client
-(`api`), the outbound `ChatChannel` (`channel`) the relay's notices use, and the inbound
-webhooks (`inbound`). `build_sms` makes it without I/O; the server starts it.
+(`api`), the outbound `ChatChannel` (`channel`) the relay's notices use, the inbound
+webhooks (`inbound`) and the calls about urgent news (`calls`). `build_sms` makes it
+without I/O; the server starts it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from bots.metrics import Metrics
 from bots.sms.api import TwilioApi
+from bots.sms.calls import SmsCalls
 from bots.sms.channel import SmsChannel
 from bots.sms.inbound import SMS_PATH, STATUS_PATH, SmsInbound
 from core.config import Settings
@@ -27,6 +29,7 @@ class Sms:
     api: TwilioApi
     channel: SmsChannel
     inbound: SmsInbound
+    calls: SmsCalls
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self, public_url: str | None, *, receives: bool, stopping: asyncio.Event) -> None:
@@ -46,4 +49,5 @@ class Sms:
 def build_sms(settings: Settings, db: Database, metrics: Metrics) -> Sms:
     api = TwilioApi(settings, pacer=SqlPacer(db) if db.is_postgres else None)
     channel = SmsChannel(api, SmsMenus(db), max_segments=settings.sms_max_segments)
-    return Sms(api, channel, SmsInbound(db, settings, channel, metrics))
+    calls = SmsCalls(db, api, quiet=settings.call_quiet_hours)
+    return Sms(api, channel, SmsInbound(db, settings, channel, metrics), calls)

@@ -55,6 +55,8 @@ customers = Table(
     Column("email_blocked", Boolean, nullable=False, server_default=text("false")),
     Column("phone", String(40)),
     Column("notify", EnumText(Notify, 8), nullable=False, server_default="both"),
+    # Opted in to a call about urgent news (/calls), at the number they text from.
+    Column("calls", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UTCDateTime, nullable=False),
     Column("erased_at", UTCDateTime),
 )

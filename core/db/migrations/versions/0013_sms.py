@@ -1,4 +1,5 @@
-"""SMS: the choices last texted to each number, and delivery reports found by provider id.
+"""SMS: the choices last texted to each number, delivery reports found by provider id, and
+customers' opt-in to calls.
 
 Revision ID: 0013
 Revises: 0012
@@ -26,6 +27,10 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("chat_id", name=op.f("pk_sms_menus")),
     )
+    op.add_column(
+        "customers",
+        sa.Column("calls", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
     op.create_index(
         "ix_outbox_deliveries_provider_id", "outbox_deliveries", ["provider_id"], unique=False
     )
@@ -33,4 +38,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_deliveries_provider_id", table_name="outbox_deliveries")
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_column("calls")
     op.drop_table("sms_menus")
