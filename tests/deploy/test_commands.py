@@ -102,6 +102,7 @@ INGRESS_ENDPOINTS = {
     "/telegram": [("POST", "/telegram/webhook", "http")],
     "/slack": [("POST", "/slack/events", "http"), ("POST", "/slack/interactions", "http")],
     "/sendgrid": [("POST", "/sendgrid/events", "http")],
+    "/twilio": [("POST", "/twilio/sms", "http"), ("POST", "/twilio/status", "http")],
     "/chat": [("GET", "/chat", "http"), ("GET", "/chat/ws", "websocket")],
     "/files": [("GET", "/files/0123456789abcdef0123456789abcdef", "http")],
     "/api": [("GET", "/api/v1/tickets", "http")],
@@ -118,6 +119,9 @@ def app_for(tmp_path: Path, role: str) -> Any:
         telegram_webhook_secret="secret",
         slack_bot_token="xoxb-token",
         slack_signing_secret="secret",
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="token",
+        twilio_from_number="+15005550006",
     )
     return create_app(settings)
 

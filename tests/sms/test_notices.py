@@ -131,3 +131,20 @@ async def test_a_customer_who_chose_both_gets_no_second_email(
         "Grace Hopper is looking after CR-1001",
         "We have your request: CR-1001",
     ]
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, 20429), (503, 20500)])
+async def test_twilio_busy_or_down_is_retried_and_the_notice_texted_once(
+    serve: StartServer, twilio: FakeTwilio, db: Database, tmp_path: Path, status: int, code: int
+) -> None:
+    body = {"code": code, "message": "busy", "status": status}
+    twilio.add_fault("messages.create", status=status, body=body, times=2)
+    ticket_id, agent_id = await _ticket_for_sms_customer(db, Notify.CHAT)
+    with serve(mailbox_dir=str(tmp_path), auto_assign=False):
+        await _assign(db, ticket_id, agent_id)
+        texts = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER), 30)
+        await asyncio.sleep(0.5)
+    assert len(texts) == 1 and "Grace Hopper" in texts[0]
+    tries = [c.status for c in twilio.calls_to("messages.create")]
+    assert tries == [status, status, 201]
+    assert _mails(tmp_path) == []  # a busy Twilio is not an unreachable number
