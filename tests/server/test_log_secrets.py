@@ -2,9 +2,9 @@
 its whole output is searched for every secret and personal value the story used.
 
 The story: probes, a web-chat visitor (session, WebSocket, upload, poll), a Telegram
-customer, a Slack customer, an admin creating an agent. Nothing it sends may come back in a
-log line: not the visitor token, the admin key, a platform token or secret, an e-mail
-address or a phone number.
+customer, a Slack customer, an SMS customer, an admin creating an agent. Nothing it sends
+may come back in a log line: not the visitor token, the admin key, a platform token or
+secret, an e-mail address or a phone number.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from resilience.harness import telegram_env
 from resilience.procs import ROOT, SECRET, TOKEN, Processes, Server, start_fake, workspace
 from tests.fakes.slack_events import SlackEvents
 from tests.fakes.telegram_updates import TelegramUpdates
+from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, SUPPORT_NUMBER, text_in
 from tests.support.browser import ARTIFACTS
 
 SECRET_KEY = "story-signing-key-0123456789"
 CUSTOMER_EMAIL = "dana.story@example.com"
 AGENT_EMAIL = "grace.story@example.com"
 PHONE = "+447700900123"
+SMS_NUMBER = "+14155550199"
 WORDS = "Zebrafish crossing"  # what the customers write opens with this
 
 
@@ -40,6 +42,7 @@ def story() -> Iterator[tuple[str, dict[str, str]]]:
         try:
             telegram = start_fake(procs, "tests.fakes.telegram_api", workdir)
             slack = start_fake(procs, "tests.fakes.slack_api", workdir)
+            twilio = start_fake(procs, "tests.fakes.twilio_api", workdir)
             env = telegram_env(
                 f"sqlite+aiosqlite:///{workdir / 'careline.db'}",
                 telegram,
@@ -49,9 +52,14 @@ def story() -> Iterator[tuple[str, dict[str, str]]]:
                 SLACK_BOT_TOKEN=SLACK_TOKEN,
                 SLACK_SIGNING_SECRET=SLACK_SECRET,
                 SLACK_API_URL=f"{slack.url}/api/",
+                TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+                TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+                TWILIO_FROM_NUMBER=SUPPORT_NUMBER,
+                TWILIO_API_BASE_URL=twilio.url,
             )
             admin_key = create_admin_key(env)  # before the start: no key notice is printed
             server = Server(procs, env, workdir)
+            env["CARELINE_PUBLIC_URL"] = server.url
             server.start()
             server.wait_ready()
             known = {"admin key": admin_key, **tell_the_story(server.url, admin_key)}
@@ -65,6 +73,8 @@ def story() -> Iterator[tuple[str, dict[str, str]]]:
                 "customer e-mail": CUSTOMER_EMAIL,
                 "agent e-mail": AGENT_EMAIL,
                 "phone number": PHONE,
+                "SMS customer's number": SMS_NUMBER,
+                "Twilio auth token": AUTH_TOKEN,
                 "customer's words": WORDS,
             }
             ARTIFACTS.mkdir(exist_ok=True)
@@ -110,6 +120,10 @@ def tell_the_story(url: str, admin_key: str) -> dict[str, str]:
         events = SlackEvents(signing_secret=SLACK_SECRET)
         body = events.body(events.direct_message(said))
         assert web.post("/slack/events", content=body, headers=events.sign(body)).is_success
+
+        assert text_in(url, SMS_NUMBER, said).status_code == 200
+        assert text_in(url, SMS_NUMBER, "STOP").status_code == 200
+        assert text_in(url, SMS_NUMBER, "hi", signature="forged").status_code == 403
 
         admin = {"Authorization": f"Bearer {admin_key}"}
         agent = {"name": "Grace Story", "email": AGENT_EMAIL}
