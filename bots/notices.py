@@ -27,7 +27,7 @@ from core import events as ev
 from core.db import outbox
 from core.db import tables as t
 from core.db.database import Database
-from core.db.reachability import mark_reachable
+from core.db.reachability import mark_reachable, stop_texts
 from core.files import FileLinks, StoredFile, human_size
 from core.model import (
     Author,
@@ -209,6 +209,13 @@ class CustomerNotices:
         )
         handlers.add(ev.NoticeUndelivered, "undelivered_email", self.undelivered)
         handlers.add(ev.EmailVerificationRequested, "verification_email", self.verification)
+        if Channel.SMS in self.channels:  # texts to a verified phone, for customers of other chats
+            handlers.add(ev.PhoneVerificationRequested, "verification_text", self.phone_code)
+            for event in (ev.TicketAssigned, ev.TicketStatusChanged, ev.HumanRequested):
+                handlers.add(event, "customer_text", self.text_notice)
+            handlers.add(
+                ev.AgentReplied, "agent_reply_text", self.text_notice, lane="customer_text"
+            )
         handlers.add(ev.SlaBreached, "assignee_email", self.sla_breach_to_assignee)
 
     # --- handlers -------------------------------------------------------------------------
@@ -322,6 +329,52 @@ class CustomerNotices:
         facts = await self._facts(original, kind)
         kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
         return await self._email_instead(delivery, facts, kind, original)
+
+    async def text_notice(self, delivery: Delivery) -> str | None:
+        """A notice (or an agent's reply) by text to the verified phone of a customer who asked
+        for texts besides their chat. Without choices: an answer texted back would come from a
+        number that is not their chat."""
+        event = delivery.event
+        kind = "agent_reply_chat" if isinstance(event, ev.AgentReplied) else notice_kind(event)
+        if kind is None:
+            raise Skip(f"{delivery.event_type} tells the customer nothing")
+        facts = await self._facts(event, kind)
+        customer = facts.customer
+        if not (customer.texts and customer.phone_verified and customer.phone):
+            raise Skip("the customer did not ask for texts")
+        if facts.identity is not None and facts.identity.channel == Channel.SMS:
+            raise Skip("their chat is SMS: the chat notice is the text")
+        kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
+        _, text = self._fill(kind, facts)
+        reply = (
+            AgentReply(text, agent=facts.fields["agent"], body=facts.fields["body"])
+            if kind == "agent_reply_chat"
+            else Reply(text)
+        )
+        try:
+            return await self.channels[Channel.SMS].send(customer.phone, reply)
+        except Unreachable:  # opted out (STOP) or not a mobile: no more texts
+            await stop_texts(self.db, customer.phone)
+            raise Skip("the number refuses texts; texts to it are off") from None
+
+    async def phone_code(self, delivery: Delivery) -> str | None:
+        """The code that confirms a phone number, by text."""
+        event = delivery.event
+        assert isinstance(event, ev.PhoneVerificationRequested)
+        async with self.db.uow() as uow:
+            verification = await uow.email_verifications.get(event.verification_id)
+            customer = await uow.customers.get(event.customer_id)
+        if verification is None or customer is None or customer.erased_at is not None:
+            raise Skip("the verification request or the customer is gone")
+        if verification.verified_at is not None or verification.expires_at <= utcnow():
+            raise Skip("the code is already used or expired")
+        minutes = max(1, round((verification.expires_at - utcnow()).total_seconds() / 60))
+        language = customer.language
+        expires_in = self.catalogue.text("duration.minutes", language, n=minutes)
+        text = self.catalogue.text(
+            "notice.verification.sms", language, code=verification.code, expires_in=expires_in
+        )
+        return await self.channels[Channel.SMS].send(verification.email, Reply(text))
 
     async def email_notice(self, delivery: Delivery) -> str | None:
         event = delivery.event

@@ -25,6 +25,7 @@ MAX_ATTEMPTS = 5
 #: Codes one customer may request per hour: the relay sends real email for each.
 MAX_REQUESTS_PER_HOUR = 5
 
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
 
@@ -50,10 +51,38 @@ async def request_email_verification(
     now: datetime | None = None,
 ) -> int:
     """Store a fresh code for `email` and record the event that makes the relay mail it."""
-    now = now or utcnow()
     address = normalise_email(email)
     if address is None:
         raise InvalidInput(f"{email!r} is not an email address")
+    return await _request_code(uow, customer_id, address, "email", code, ttl, now)
+
+
+async def request_phone_verification(
+    uow: ContactUnitOfWork,
+    customer_id: int,
+    phone: str,
+    *,
+    code: str | None = None,
+    ttl: timedelta = CODE_TTL,
+    now: datetime | None = None,
+) -> int:
+    """Store a fresh code for `phone` (E.164) and record the event that makes the relay text
+    it."""
+    if not _E164.match(phone):
+        raise InvalidInput("not a phone number in E.164 form (+ and the country code)")
+    return await _request_code(uow, customer_id, phone, "phone", code, ttl, now)
+
+
+async def _request_code(
+    uow: ContactUnitOfWork,
+    customer_id: int,
+    address: str,
+    kind: str,
+    code: str | None,
+    ttl: timedelta,
+    now: datetime | None,
+) -> int:
+    now = now or utcnow()
     customer = await _customer(uow, customer_id)
     if await uow.email_verifications.count_since(customer_id, now - timedelta(hours=1)) >= (
         MAX_REQUESTS_PER_HOUR
@@ -65,10 +94,12 @@ async def request_email_verification(
         code=code or new_code(),
         created_at=now,
         expires_at=now + ttl,
+        kind=kind,
     )
-    customer.record(
-        events.EmailVerificationRequested(customer_id=customer_id, verification_id=verification_id)
+    event_type = (
+        events.PhoneVerificationRequested if kind == "phone" else events.EmailVerificationRequested
     )
+    customer.record(event_type(customer_id=customer_id, verification_id=verification_id))
     return verification_id
 
 
@@ -112,8 +143,32 @@ async def confirm_email_verification(
     now: datetime | None = None,
 ) -> CodeResult:
     """Check the code the customer typed; on a match the address becomes their verified email."""
+    return await _confirm_code(uow, customer_id, typed, "email", max_attempts, now)
+
+
+async def confirm_phone_verification(
+    uow: ContactUnitOfWork,
+    customer_id: int,
+    typed: str,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: datetime | None = None,
+) -> CodeResult:
+    """Check the code the customer typed; on a match the number becomes their verified phone
+    and their notices also go there by text."""
+    return await _confirm_code(uow, customer_id, typed, "phone", max_attempts, now)
+
+
+async def _confirm_code(
+    uow: ContactUnitOfWork,
+    customer_id: int,
+    typed: str,
+    kind: str,
+    max_attempts: int,
+    now: datetime | None,
+) -> CodeResult:
     now = now or utcnow()
-    verification = await uow.email_verifications.latest_pending(customer_id)
+    verification = await uow.email_verifications.latest_pending(customer_id, kind)
     result = check_code(verification, typed, now, max_attempts)
     if verification is None:
         return result
@@ -122,9 +177,19 @@ async def confirm_email_verification(
     elif result.check == CodeCheck.VERIFIED:
         customer = await _customer(uow, customer_id)
         await uow.email_verifications.mark_verified(verification.id, now)
-        customer.email = verification.email
-        customer.email_verified = True
+        if kind == "phone":
+            customer.phone, customer.phone_verified, customer.texts = verification.email, True, True
+        else:
+            customer.email = verification.email
+            customer.email_verified = True
     return result
+
+
+async def set_texts(uow: ContactUnitOfWork, customer_id: int, texts: bool) -> Customer:
+    """Whether notices also go by text to the customer's verified phone."""
+    customer = await _customer(uow, customer_id)
+    customer.texts = texts and customer.phone_verified
+    return customer
 
 
 async def set_notify_preference(

@@ -131,6 +131,12 @@ class EmailVerificationRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneVerificationRequested(Event):
+    customer_id: int
+    verification_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerErased(Event):
     customer_id: int
     # Their stored files (core.files): a store that keeps bytes outside the database deletes

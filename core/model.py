@@ -137,6 +137,8 @@ class Customer(Aggregate):
     email_blocked: bool = False  # bounced or spam report: no more mail
     phone: str | None = None
     notify: Notify = Notify.BOTH
+    phone_verified: bool = False  # `phone` confirmed by a texted code
+    texts: bool = False  # notices also by text to the verified phone (customers of other chats)
     calls: bool = False  # opted in to a phone call about urgent news (SMS customers)
     created_at: datetime = field(default_factory=utcnow)
     erased_at: datetime | None = None

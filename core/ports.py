@@ -171,18 +171,28 @@ class EmailVerification:
     created_at: datetime
     expires_at: datetime
     verified_at: datetime | None = None
+    kind: str = "email"  # or "phone": `email` then holds an E.164 number
 
 
 class EmailVerificationRepository(Protocol):
     async def add(
-        self, *, customer_id: int, email: str, code: str, created_at: datetime, expires_at: datetime
+        self,
+        *,
+        customer_id: int,
+        email: str,
+        code: str,
+        created_at: datetime,
+        expires_at: datetime,
+        kind: str = "email",
     ) -> int:
         """Store a new code; returns its id."""
         ...
 
     async def get(self, verification_id: int) -> EmailVerification | None: ...
-    async def latest_pending(self, customer_id: int) -> EmailVerification | None:
-        """The newest not yet verified code of this customer."""
+    async def latest_pending(
+        self, customer_id: int, kind: str = "email"
+    ) -> EmailVerification | None:
+        """The newest not yet verified code of this customer, for an address of `kind`."""
         ...
 
     async def count_since(self, customer_id: int, moment: datetime) -> int: ...

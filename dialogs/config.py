@@ -45,6 +45,10 @@ class DialogConfig:
     max_attempts: int = 8
     #: Redelivered message ids remembered per conversation.
     seen_message_ids: int = 20
+    #: Notices by text message are offered (/phone): Twilio is configured.
+    texts: bool = False
+    #: Region of phone numbers typed without a country code (ISO 3166).
+    phone_region: str = "US"
 
     @classmethod
     def from_settings(cls, settings: Any) -> DialogConfig:
@@ -62,4 +66,6 @@ class DialogConfig:
             max_text_chars=int(getattr(settings, "max_text_chars", 4000)),
             max_upload_bytes=int(getattr(settings, "max_upload_bytes", 20 * 1024 * 1024)),
             human_category=human,
+            texts=bool(getattr(settings, "sms_enabled", False)),
+            phone_region=str(getattr(settings, "sms_region", "US")),
         )

@@ -50,6 +50,8 @@ class CustomerView:
     email: str | None = None
     can_receive_email: bool = False
     notify: Notify = Notify.BOTH  # how they chose to hear from us (read while filing a ticket)
+    phone: str | None = None  # their verified phone, read for /phone
+    texts: bool = False  # notices also go there by text
 
 
 class FaqAnswers(Protocol):
@@ -234,6 +236,23 @@ class RateAnswer(Action):
     article_id: int
     version: int
     helped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPhoneCode(Action):
+    phone: str  # E.164
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmPhoneCode(Action):
+    typed: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTexts(Action):
+    """Notices also by text to the verified phone (or no longer)."""
+
+    texts: bool
 
 
 @dataclass(frozen=True, slots=True)

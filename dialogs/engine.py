@@ -39,6 +39,7 @@ from dialogs.decisions import (
     AddToTicket,
     CommentOnRating,
     ConfirmEmailCode,
+    ConfirmPhoneCode,
     Context,
     CustomerView,
     Decision,
@@ -52,9 +53,11 @@ from dialogs.decisions import (
     RateTicket,
     RequestEmailCode,
     RequestHuman,
+    RequestPhoneCode,
     SetCalls,
     SetLanguage,
     SetNotify,
+    SetTexts,
     ShowTicket,
     TicketView,
 )
@@ -206,9 +209,17 @@ class DialogEngine:
             verification = None
             if state.name == "intake_code":
                 verification = await uow.email_verifications.latest_pending(record.customer_id)
-            notify = Notify.BOTH
+            elif state.name == "phone_code":
+                verification = await uow.email_verifications.latest_pending(
+                    record.customer_id, "phone"
+                )
+            notify, phone, texts = Notify.BOTH, None, False
             if state.name.startswith("intake_"):  # the ticket summary says where updates go
                 notify = (await services.get_customer(uow, record.customer_id)).notify
+            if said.text.strip().lower().startswith("/phone") or said.choice == "/phone":
+                customer = await services.get_customer(uow, record.customer_id)
+                phone = customer.phone if customer.phone_verified else None
+                texts = customer.texts
             ctx = Context(
                 now=now,
                 config=self.config,
@@ -217,6 +228,8 @@ class DialogEngine:
                     record.email,
                     bool(record.email and record.email_verified and not record.email_blocked),
                     notify,
+                    phone,
+                    texts,
                 ),
                 tickets=tuple(_view(t) for t in tickets),
                 faq=self.faq,
@@ -327,6 +340,15 @@ class DialogEngine:
                 applied.say(r.text("email.too_many"))
         elif isinstance(action, ConfirmEmailCode):
             await contact.confirm_email_verification(uow, customer_id, action.typed, now=now)
+        elif isinstance(action, RequestPhoneCode):
+            try:
+                await contact.request_phone_verification(uow, customer_id, action.phone, now=now)
+            except InvalidInput:
+                applied.say(r.text("email.too_many"))
+        elif isinstance(action, ConfirmPhoneCode):
+            await contact.confirm_phone_verification(uow, customer_id, action.typed, now=now)
+        elif isinstance(action, SetTexts):
+            await contact.set_texts(uow, customer_id, action.texts)
         elif isinstance(action, SetNotify):
             await contact.set_notify_preference(uow, customer_id, action.notify)
         elif isinstance(action, SetCalls):

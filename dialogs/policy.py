@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import phonenumbers
+
 from core.contact import CodeCheck, check_code, normalise_email
 from core.knowledge import GapReason
 from core.model import Channel, Notify, Priority, ticket_id_from_reference
@@ -26,6 +28,7 @@ from dialogs.decisions import (
     AddToTicket,
     CommentOnRating,
     ConfirmEmailCode,
+    ConfirmPhoneCode,
     Context,
     Decision,
     DialogState,
@@ -40,10 +43,12 @@ from dialogs.decisions import (
     RateTicket,
     RequestEmailCode,
     RequestHuman,
+    RequestPhoneCode,
     Say,
     SetCalls,
     SetLanguage,
     SetNotify,
+    SetTexts,
     ShowTicket,
     TicketView,
 )
@@ -60,6 +65,7 @@ COMMANDS = (
     "/mydata",
     "/language",
     "/calls",
+    "/phone",
 )
 CANCEL_WORDS = frozenset({"cancel", "stop", "abort", "quit", "exit", "never mind", "nevermind"})
 YES_WORDS = frozenset({"yes", "y", "yeah", "yep", "sure", "ok", "okay"})
@@ -243,6 +249,8 @@ def _command(state: DialogState, turn: Turn, ctx: Context) -> Decision:
         return _language_menu(_reset(state), ctx)
     if command == "/calls":
         return _calls_menu(_reset(state), turn)
+    if command == "/phone":
+        return _phone_menu(_reset(state), turn, ctx)
     return Decision(state, (Say("input.unknown_command", {"commands": " ".join(COMMANDS)}),))
 
 
@@ -811,6 +819,77 @@ def _on_calls_pick(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     return _idle(_reset(state), turn, ctx)
 
 
+def _phone_menu(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    """Notices by text to a phone confirmed with a texted code, for customers of other chats."""
+    if turn.said.channel == Channel.SMS:
+        return Decision(state, (Say("phone.here"),))
+    if not ctx.config.texts:
+        return Decision(state, (Say("phone.unavailable"),))
+    if ctx.customer.phone and ctx.customer.texts:
+        options = (Option("phone:stop", "phone.stop"), Option("phone:change", "phone.change"))
+        said = Say("phone.current", {"phone": ctx.customer.phone}, options)
+        return Decision(_reset(state, "phone_menu"), (said,))
+    return _ask_phone(state)
+
+
+def _ask_phone(state: DialogState) -> Decision:
+    skip = (Option("skip", "common.skip"),)
+    return Decision(_reset(state, "phone_number"), (Say("phone.ask", {}, skip),))
+
+
+def _on_phone_menu(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    if turn.choice == "phone:stop":
+        return Decision(_reset(state), (Say("phone.stopped"),), (SetTexts(False),))
+    if turn.choice == "phone:change":
+        return _ask_phone(state)
+    return _idle(_reset(state), turn, ctx)
+
+
+def _on_phone_number(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    skip = (Option("skip", "common.skip"),)
+    if turn.choice == "skip" or turn.word == "skip":
+        return Decision(_reset(state), (Say("phone.skipped"),))
+    number = e164(turn.text, ctx.config.phone_region)
+    if number is None:
+        return Decision(state, (Say("phone.invalid", {}, skip),))
+    return _send_phone_code(_with(state, "phone_code", phone=number), number)
+
+
+def _send_phone_code(state: DialogState, number: str) -> Decision:
+    options = (Option("resend", "email.resend"), Option("skip", "common.skip"))
+    said = Say("phone.code_sent", {"phone": number}, options)
+    return Decision(state, (said,), (RequestPhoneCode(number),))
+
+
+def _on_phone_code(state: DialogState, turn: Turn, ctx: Context) -> Decision:
+    options = (Option("resend", "email.resend"), Option("skip", "common.skip"))
+    if turn.choice == "skip" or turn.word == "skip":
+        return Decision(_reset(state), (Say("phone.skipped"),))
+    if turn.choice == "resend" or turn.word == "resend":
+        return _send_phone_code(state, str(state.slot("phone")))
+    result = check_code(ctx.verification, turn.text, ctx.now)
+    if result.check == CodeCheck.VERIFIED:
+        said = Say("phone.verified", {"phone": result.email})
+        return Decision(_reset(state), (said,), (ConfirmPhoneCode(turn.text),))
+    if result.check == CodeCheck.WRONG:
+        said = Say("email.code_wrong", {"n": result.attempts_left}, options)
+        return Decision(state, (said,), (ConfirmPhoneCode(turn.text),))
+    if result.check == CodeCheck.EXPIRED:
+        return Decision(state, (Say("email.code_expired", {}, options),))
+    return _ask_phone(state)
+
+
+def e164(text: str, region: str) -> str | None:
+    """A typed phone number in E.164 (`+447700900123`), or None when it is not one."""
+    try:
+        parsed = phonenumbers.parse(text.strip(), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _data_menu(state: DialogState) -> Decision:
     options = (
         Option("export", "data.export"),
@@ -893,10 +972,15 @@ HANDLERS: dict[str, Handler] = {
     "data_menu": _on_data_menu,
     "language_pick": _on_language_pick,
     "calls_pick": _on_calls_pick,
+    "phone_menu": _on_phone_menu,
+    "phone_number": _on_phone_number,
+    "phone_code": _on_phone_code,
     "erase_confirm": _on_erase_confirm,
 }
 
 #: States whose free text is the customer's own words: only a bare "cancel" cancels there.
-FREE_TEXT_STATES = frozenset({"intake_description", "reopen_text", "rate_comment", "intake_email"})
+FREE_TEXT_STATES = frozenset(
+    {"intake_description", "reopen_text", "rate_comment", "intake_email", "phone_number"}
+)
 
 __all__ = ["COMMANDS", "Action", "decide", "picked_assistant_text"]

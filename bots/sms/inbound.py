@@ -29,7 +29,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-import phonenumbers
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from twilio.request_validator import RequestValidator
@@ -43,11 +42,12 @@ from core.config import Settings
 from core.contact import set_notify_preference
 from core.db import inbox, outbox
 from core.db.database import Database
-from core.db.reachability import mark_reachable
+from core.db.reachability import mark_reachable, stop_texts
 from core.db.sms import SmsMenus
 from core.errors import Conflict, DomainError
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel, Notify
+from dialogs.policy import e164
 from dialogs.turn import Choice, Reply, UserSaid
 
 log = logging.getLogger("careline.sms")
@@ -68,17 +68,6 @@ FAILED = {"sms": ("undelivered", "failed"), "call": ("failed", "busy", "no-answe
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
-
-
-def e164(number: str, region: str = "US") -> str | None:
-    """The number in E.164 (`+14155550100`), or None when it is not a valid phone number."""
-    try:
-        parsed = phonenumbers.parse(number.strip(), region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def keyword(text: str) -> str | None:
@@ -322,6 +311,7 @@ class SmsInbound:
     async def opt(self, number: str, *, opted_in: bool) -> None:
         """STOP / START: whether the number may be texted, and how the customer hears from us."""
         await mark_reachable(self.db, Channel.SMS, opted_in, external_id=number)
+        await stop_texts(self.db, number, texts=opted_in)  # customers of other chats too
         async with self.db.uow() as uow:
             identity = await uow.customers.identity(Channel.SMS, number)
             if identity is not None and identity.customer_id is not None:

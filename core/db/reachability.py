@@ -16,6 +16,19 @@ from core.model import Channel
 _ci = t.channel_identities.c
 
 
+async def stop_texts(db: Database, phone: str, texts: bool = False) -> int:
+    """Texts to this verified phone number off (STOP, or Twilio refuses it) or on again
+    (START); how many customers changed."""
+    c = t.customers.c
+    async with db.engine.begin() as conn:
+        changed = await conn.execute(
+            update(t.customers)
+            .where(c.phone == phone, c.phone_verified.is_(True))
+            .values(texts=texts)
+        )
+    return int(changed.rowcount or 0)
+
+
 async def mark_reachable(
     db: Database,
     channel: Channel,

@@ -249,13 +249,21 @@ class SqlEmailVerificationRepository:
         self.session = session
 
     async def add(
-        self, *, customer_id: int, email: str, code: str, created_at: datetime, expires_at: datetime
+        self,
+        *,
+        customer_id: int,
+        email: str,
+        code: str,
+        created_at: datetime,
+        expires_at: datetime,
+        kind: str = "email",
     ) -> int:
         stmt = (
             insert(t.email_verifications)
             .values(
                 customer_id=customer_id,
                 email=email,
+                kind=kind,
                 code=code,
                 attempts=0,
                 created_at=created_at,
@@ -270,11 +278,13 @@ class SqlEmailVerificationRepository:
         row = (await self.session.execute(stmt)).mappings().first()
         return EmailVerification(**row) if row is not None else None
 
-    async def latest_pending(self, customer_id: int) -> EmailVerification | None:
+    async def latest_pending(
+        self, customer_id: int, kind: str = "email"
+    ) -> EmailVerification | None:
         v = t.email_verifications.c
         stmt = (
             select(t.email_verifications)
-            .where(v.customer_id == customer_id, v.verified_at.is_(None))
+            .where(v.customer_id == customer_id, v.kind == kind, v.verified_at.is_(None))
             .order_by(v.id.desc())
             .limit(1)
         )

@@ -54,6 +54,9 @@ customers = Table(
     Column("email_verified", Boolean, nullable=False, server_default=text("false")),
     Column("email_blocked", Boolean, nullable=False, server_default=text("false")),
     Column("phone", String(40)),
+    # The phone number was confirmed by a texted code; `texts`: notices also go there by SMS.
+    Column("phone_verified", Boolean, nullable=False, server_default=text("false")),
+    Column("texts", Boolean, nullable=False, server_default=text("false")),
     Column("notify", EnumText(Notify, 8), nullable=False, server_default="both"),
     # Opted in to a call about urgent news (/calls), at the number they text from.
     Column("calls", Boolean, nullable=False, server_default=text("false")),
@@ -177,8 +180,10 @@ email_verifications = Table(
     metadata,
     Column("id", BigId, primary_key=True),
     Column("customer_id", ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    # The address the code goes to: an email address, or for `kind` phone an E.164 number.
     Column("email", String(320), nullable=False),
-    # Short-lived and single-use; the relay mails it, so it is kept as given.
+    Column("kind", String(8), nullable=False, server_default="email"),
+    # Short-lived and single-use; the relay mails (or texts) it, so it is kept as given.
     Column("code", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),

@@ -133,6 +133,7 @@ NOT_PERSONAL = {
     "send_pacing.name",
     "stored_files.mime_type",
     "stored_files.sha256",
+    "email_verifications.kind",  # "email" or "phone"
 }
 
 NAME, IDENTITY_NAME = "Ada Lovelace", "Countess Augusta"

@@ -1,5 +1,5 @@
-"""SMS: the choices last texted to each number, delivery reports found by provider id, and
-customers' opt-in to calls.
+"""SMS: the choices last texted to each number, delivery reports found by provider id,
+customers' verified phone numbers with their opt-in to texts and calls, and codes by text.
 
 Revision ID: 0013
 Revises: 0012
@@ -27,9 +27,14 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("chat_id", name=op.f("pk_sms_menus")),
     )
+    for column in ("calls", "phone_verified", "texts"):
+        op.add_column(
+            "customers",
+            sa.Column(column, sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        )
     op.add_column(
-        "customers",
-        sa.Column("calls", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        "email_verifications",
+        sa.Column("kind", sa.String(length=8), server_default="email", nullable=False),
     )
     op.create_index(
         "ix_outbox_deliveries_provider_id", "outbox_deliveries", ["provider_id"], unique=False
@@ -38,6 +43,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_deliveries_provider_id", table_name="outbox_deliveries")
+    with op.batch_alter_table("email_verifications") as batch:
+        batch.drop_column("kind")
     with op.batch_alter_table("customers") as batch:
-        batch.drop_column("calls")
+        for column in ("texts", "phone_verified", "calls"):
+            batch.drop_column(column)
     op.drop_table("sms_menus")
