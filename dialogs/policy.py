@@ -849,7 +849,7 @@ def _on_phone_number(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     skip = (Option("skip", "common.skip"),)
     if turn.choice == "skip" or turn.word == "skip":
         return Decision(_reset(state), (Say("phone.skipped"),))
-    number = e164(turn.text, ctx.config.phone_region)
+    number = e164(turn.text, ctx.config.phone_region, mobile=True)
     if number is None:
         return Decision(state, (Say("phone.invalid", {}, skip),))
     return _send_phone_code(_with(state, "phone_code", phone=number), number)
@@ -879,13 +879,19 @@ def _on_phone_code(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     return _ask_phone(state)
 
 
-def e164(text: str, region: str) -> str | None:
-    """A typed phone number in E.164 (`+447700900123`), or None when it is not one."""
+_MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+def e164(text: str, region: str, *, mobile: bool = False) -> str | None:
+    """A typed phone number in E.164 (`+447700900123`), or None when it is not one (with
+    `mobile`, when it is not one that can take texts: a landline, a toll-free number)."""
     try:
         parsed = phonenumbers.parse(text.strip(), region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(parsed):
+        return None
+    if mobile and phonenumbers.number_type(parsed) not in _MOBILE:
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

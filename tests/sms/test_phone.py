@@ -68,6 +68,8 @@ async def test_a_web_chat_customer_gets_updates_by_text_too(
     web = await asyncio.to_thread(Visitor, server.url)
     await asyncio.to_thread(web.say, "/phone", "mobile number")
     await asyncio.to_thread(web.say, "call me maybe", "doesn't look like a mobile number")
+    london_landline = "+44 20 7946 0018"
+    await asyncio.to_thread(web.say, london_landline, "doesn't look like a mobile number")
     await asyncio.to_thread(web.say, "(415) 555-0188", f"texted a 6-digit code to {PHONE}")
     [code_text] = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(PHONE), 15)
     code = re.search(r"\b(\d{6})\b", code_text)
