@@ -1,15 +1,21 @@
-"""The outbound port every chat channel implements, and the errors it may raise."""
+"""The outbound port every chat channel implements, the errors it may raise, and the
+contract of a channel packaged as a plug (`ChannelPlug`, made from a `PlugSpec`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core.model import Channel
 from dialogs.turn import Reply, UserSaid
+
+if TYPE_CHECKING:
+    from bots.metrics import Metrics
+    from core.config import Settings
+    from core.db.database import Database
 
 
 class TurnEngine(Protocol):
@@ -91,3 +97,55 @@ class ChatLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+# -- channel plugs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlugStart:
+    """What a plug gets when the server starts it (the engine is built by then)."""
+
+    engine: TurnEngine | None  # None in the relay role: no turns run there
+    public_url: str | None
+    receives: bool  # this process serves the webhooks (web roles)
+    stopping: asyncio.Event
+
+
+class ChannelPlug(Protocol):
+    """A channel as one package: what the server needs of it, and nothing else.
+
+    The server builds every enabled plug (`bots.plugs`), mounts its routes, gives its
+    outbound channel to the relay's notices, lets it register relay handlers of its own,
+    starts it once the engine exists and stops it on shutdown; it never names a channel.
+    """
+
+    @property
+    def channel(self) -> ChatChannel:
+        """The outbound channel customer notices use."""
+        ...
+
+    def routes(self) -> list[Any]:
+        """FastAPI routers of its webhooks (mounted in the web roles)."""
+        ...
+
+    def register(self, handlers: Any) -> None:
+        """Relay handlers of its own (bots.relay.Handlers), beyond the customer notices."""
+        ...
+
+    def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
+        """Start background work; the tasks the server waits for on shutdown."""
+        ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlugSpec:
+    """How to make a plug from the settings, and what the server says and hides about it."""
+
+    name: str
+    enabled: Callable[[Settings], bool]
+    build: Callable[[Settings, Database, Metrics], ChannelPlug]
+    banner: Callable[[Settings, str], str]  # its start-up banner line, given the public URL
+    secrets: Callable[[Settings], list[str]]  # values never to log

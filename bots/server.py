@@ -24,9 +24,11 @@ from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
+from bots.channels import ChannelPlug, PlugStart
 from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
+from bots.plugs import PLUGS
 from bots.webchat import (
     Visitors,
     WebChat,
@@ -70,7 +72,7 @@ class Runtime:
     slack_socket: Any = None  # Socket Mode client (development)
     housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
     reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
-    sms: Any = None  # bots.sms.Sms when Twilio is configured
+    plugs: list[ChannelPlug] = field(default_factory=list)  # channels packaged as plugs
     files: Any = None  # core.db.files.SqlFileStore: attachments' bytes
     file_links: Any = None  # core.files.FileLinks once the secret is loaded
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -109,8 +111,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
         channels[Channel.TELEGRAM] = runtime.telegram_bot.channel
     if runtime.slack is not None:
         channels[Channel.SLACK] = runtime.slack.channel
-    if runtime.sms is not None:
-        channels[Channel.SMS] = runtime.sms.channel
+    for plug in runtime.plugs:
+        channels[plug.channel.channel] = plug.channel
     CustomerNotices(
         runtime.db,
         channels=channels,
@@ -123,8 +125,8 @@ def default_relay_handlers(runtime: Runtime) -> Any:
     ).register(handlers)
     if runtime.slack is not None:
         runtime.slack.desk.register(handlers)
-    if runtime.sms is not None:
-        runtime.sms.calls.register(handlers)
+    for plug in runtime.plugs:
+        plug.register(handlers)
     if runtime.files.blobs is not None:
         ObjectEraser(runtime.files.blobs).register(handlers)
     if runtime.housekeeping is not None:
@@ -171,10 +173,7 @@ def create_app(
         from bots.slack import build_slack
 
         runtime.slack = build_slack(settings, db, runtime.files, lambda: runtime.file_links)
-    if settings.sms_enabled:
-        from bots.sms import build_sms
-
-        runtime.sms = build_sms(settings, db, metrics)
+    runtime.plugs = [spec.build(settings, db, metrics) for spec in PLUGS if spec.enabled(settings)]
     runtime.webchat = _build_webchat(settings, db, runtime.files)
     runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
 
@@ -208,10 +207,9 @@ def create_app(
                 await _start_telegram(runtime, connect_only=not web)
             if runtime.slack is not None:
                 await _start_slack(runtime)
-            if runtime.sms is not None:
-                runtime.sms.inbound.engine = runtime.engine
-                runtime.sms.start(settings.public_url, receives=web, stopping=runtime.stopping)
-                runtime.background.extend(runtime.sms.tasks)
+            started = PlugStart(runtime.engine, settings.public_url, web, runtime.stopping)
+            for plug in runtime.plugs:
+                runtime.background.extend(plug.start(started))
             if runs_relay(settings):
                 from bots.housekeeping import Housekeeping
 
@@ -290,8 +288,9 @@ def create_app(
             from bots.slack import slack_router
 
             app.include_router(slack_router(runtime.slack.inbound))
-        if runtime.sms is not None:
-            app.include_router(runtime.sms.inbound.router())
+        for plug in runtime.plugs:
+            for router in plug.routes():
+                app.include_router(router)
 
         @app.get("/", include_in_schema=False)
         async def home() -> RedirectResponse:
@@ -461,9 +460,9 @@ async def _stop(runtime: Runtime) -> None:
     if runtime.slack_socket is not None:
         with contextlib.suppress(Exception):
             await runtime.slack_socket.close_async()
-    if runtime.sms is not None:
+    for plug in runtime.plugs:
         with contextlib.suppress(Exception):
-            await runtime.sms.stop(grace)
+            await plug.stop(grace)
     await runtime.db.dispose()
 
 
@@ -491,12 +490,8 @@ def banner(settings: Settings) -> str:
         lines.append(f"  admin API   {base}{ADMIN_API_PATH}")
         slack = "on" if settings.slack_enabled else "off (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)"
         lines.append(f"  slack       {slack}")
-        if settings.sms_enabled:
-            lines.append(f"  sms         on: texts to {public}/twilio/sms (Twilio signature)")
-        else:
-            lines.append(
-                "  sms         off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"
-            )
+        for spec in PLUGS:
+            lines.append(f"  {spec.name:<11} {spec.banner(settings, public)}")
     else:
         lines.append("  web         off (role relay): no webhooks, no admin API")
     relay = "in this process" if runs_relay(settings) else "off (role web: run a relay role)"
@@ -532,11 +527,11 @@ def run(settings: Settings) -> None:
             settings.slack_app_token,
             settings.slack_erasure_token,
             settings.sendgrid_api_key,
-            settings.twilio_auth_token,
             settings.secret_key,
         )
         if s is not None
     ]
+    secrets += [value for spec in PLUGS for value in spec.secrets(settings)]
     url = make_url(settings.database_url)
     if url.password:
         secrets.append(str(url.password))

@@ -1,6 +1,6 @@
 """SMS (Twilio): customers text the support number; notices reach them by text.
 
-One package behind the channel contract (bots.channels): `Sms` holds the REST client
+One package behind the channel contract (bots.channels.ChannelPlug): `Sms` holds the REST client
 (`api`), the outbound `ChatChannel` (`channel`) the relay's notices use, the inbound
 webhooks (`inbound`) and the calls about urgent news (`calls`). `build_sms` makes it
 without I/O; the server starts it.
@@ -9,9 +9,12 @@ without I/O; the server starts it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
+from bots.channels import PlugStart
 from bots.metrics import Metrics
+from bots.relay import Handlers
 from bots.sms.api import TwilioApi
 from bots.sms.calls import SmsCalls
 from bots.sms.channel import SmsChannel
@@ -30,16 +33,23 @@ class Sms:
     channel: SmsChannel
     inbound: SmsInbound
     calls: SmsCalls
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self, public_url: str | None, *, receives: bool, stopping: asyncio.Event) -> None:
+    def routes(self) -> list[Any]:
+        return [self.inbound.router()]
+
+    def register(self, handlers: Handlers) -> None:
+        self.calls.register(handlers)
+
+    def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
         """Ask for delivery reports (with a public URL); where texts are received, take up
         those left unfinished."""
-        if public_url:
-            self.api.status_url = public_url.rstrip("/") + STATUS_PATH
-        if receives:
-            replay = self.inbound.replay_forever(stopping)
-            self.tasks.append(asyncio.create_task(replay, name="sms-replay"))
+        self.inbound.engine = start.engine
+        if start.public_url:
+            self.api.status_url = start.public_url.rstrip("/") + STATUS_PATH
+        if not start.receives:
+            return []
+        replay = self.inbound.replay_forever(start.stopping)
+        return [asyncio.create_task(replay, name="sms-replay")]
 
     async def stop(self, grace: float) -> None:
         await self.inbound.drain(grace)
