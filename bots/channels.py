@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from bots.metrics import Metrics
     from core.config import Settings
     from core.db.database import Database
+    from core.files import FileLinks
+    from core.ports import FileStore
 
 
 class TurnEngine(Protocol):
@@ -103,6 +105,17 @@ class ChatLocks:
 
 
 @dataclass(frozen=True, slots=True)
+class PlugBuild:
+    """What a plug is made from, before any I/O (`create_app`)."""
+
+    settings: Settings
+    db: Database
+    metrics: Metrics
+    files: FileStore  # attachments' bytes
+    links: Callable[[], FileLinks | None]  # signed file links, once the secret is loaded
+
+
+@dataclass(frozen=True, slots=True)
 class PlugStart:
     """What a plug gets when the server starts it (the engine is built by then)."""
 
@@ -110,31 +123,33 @@ class PlugStart:
     public_url: str | None
     receives: bool  # this process serves the webhooks (web roles)
     stopping: asyncio.Event
+    secret: str  # the server's secret (settings, else kept in the database)
 
 
 class ChannelPlug(Protocol):
     """A channel as one package: what the server needs of it, and nothing else.
 
-    The server builds every enabled plug (`bots.plugs`), mounts its routes, gives its
-    outbound channel to the relay's notices, lets it register relay handlers of its own,
-    starts it once the engine exists and stops it on shutdown; it never names a channel.
+    The server builds every enabled plug (`bots.plugs`), mounts its routes, starts it once
+    the engine exists, gives its outbound channel to the relay's notices, lets it register
+    relay handlers of its own and stops it on shutdown; it never names a channel.
     """
 
     @property
     def channel(self) -> ChatChannel:
-        """The outbound channel customer notices use."""
+        """The outbound channel customer notices use (valid once started)."""
         ...
 
     def routes(self) -> list[Any]:
-        """FastAPI routers of its webhooks (mounted in the web roles)."""
+        """FastAPI routers of its webhooks (mounted in the web roles, before start)."""
         ...
 
     def register(self, handlers: Any) -> None:
         """Relay handlers of its own (bots.relay.Handlers), beyond the customer notices."""
         ...
 
-    def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
-        """Start background work; the tasks the server waits for on shutdown."""
+    async def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
+        """Connect and start background work; the tasks the server waits for on shutdown.
+        A platform that is down must not fail the start: retry in a task."""
         ...
 
     async def stop(self, grace: float) -> None: ...
@@ -146,6 +161,6 @@ class PlugSpec:
 
     name: str
     enabled: Callable[[Settings], bool]
-    build: Callable[[Settings, Database, Metrics], ChannelPlug]
-    banner: Callable[[Settings, str], str]  # its start-up banner line, given the public URL
+    build: Callable[[PlugBuild], ChannelPlug]
+    banner: Callable[[Settings, str], list[str]]  # its start-up banner lines (public URL)
     secrets: Callable[[Settings], list[str]]  # values never to log

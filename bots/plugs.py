@@ -1,27 +1,48 @@
 """The channel plugs this build has: the server loops over them and never names one.
 
 A new channel is a package implementing `bots.channels.ChannelPlug` and one `PlugSpec` here.
-(Telegram, Slack and the web chat are still wired in bots/server.py; they move here next.)
+(The web chat is still wired in bots/server.py: it moves here next.)
 """
 
 from __future__ import annotations
 
-from bots.channels import ChannelPlug, PlugSpec
-from bots.metrics import Metrics
+from bots.channels import ChannelPlug, PlugBuild, PlugSpec
 from core.config import Settings
-from core.db.database import Database
 
 
-def _sms(settings: Settings, db: Database, metrics: Metrics) -> ChannelPlug:
+def _sms(build: PlugBuild) -> ChannelPlug:
     from bots.sms import build_sms  # twilio is imported only when SMS is on
 
-    return build_sms(settings, db, metrics)
+    return build_sms(build.settings, build.db, build.metrics)
 
 
-def _sms_banner(settings: Settings, public: str) -> str:
+def _sms_banner(settings: Settings, public: str) -> list[str]:
     if settings.sms_enabled:
-        return f"on: texts to {public}/twilio/sms (Twilio signature)"
-    return "off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"
+        return [f"on: texts to {public}/twilio/sms (Twilio signature)"]
+    return ["off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"]
+
+
+def _telegram(build: PlugBuild) -> ChannelPlug:
+    from bots.telegram import TelegramPlug
+
+    return TelegramPlug(build)
+
+
+def _telegram_banner(settings: Settings, public: str) -> list[str]:
+    if not settings.telegram_enabled:
+        return ["off (set TELEGRAM_BOT_TOKEN)"]
+    if settings.telegram_mode == "polling":
+        return ["polling getUpdates (development)"]
+    secret = "secret set" if settings.telegram_webhook_secret else "NO SECRET: calls refused"
+    lines = [f"webhook {public}{TELEGRAM_WEBHOOK_PATH} ({secret})"]
+    if not settings.public_url:
+        lines.append("register: careline telegram set-webhook URL")
+    return lines
+
+
+def _telegram_secrets(settings: Settings) -> list[str]:
+    values = (settings.telegram_bot_token, settings.telegram_webhook_secret)
+    return [value.get_secret_value() for value in values if value is not None]
 
 
 def _sms_secrets(settings: Settings) -> list[str]:
@@ -29,7 +50,43 @@ def _sms_secrets(settings: Settings) -> list[str]:
     return [token.get_secret_value()] if token is not None else []
 
 
+def _slack(build: PlugBuild) -> ChannelPlug:
+    from bots.slack import build_slack
+
+    return build_slack(build.settings, build.db, build.files, build.links)
+
+
+def _slack_banner(settings: Settings, public: str) -> list[str]:
+    return ["on" if settings.slack_enabled else "off (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)"]
+
+
+def _slack_secrets(settings: Settings) -> list[str]:
+    values = (
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.slack_erasure_token,
+    )
+    return [value.get_secret_value() for value in values if value is not None]
+
+
+TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+
 PLUGS: tuple[PlugSpec, ...] = (
+    PlugSpec(
+        name="telegram",
+        enabled=lambda settings: settings.telegram_enabled,
+        build=_telegram,
+        banner=_telegram_banner,
+        secrets=_telegram_secrets,
+    ),
+    PlugSpec(
+        name="slack",
+        enabled=lambda settings: settings.slack_enabled,
+        build=_slack,
+        banner=_slack_banner,
+        secrets=_slack_secrets,
+    ),
     PlugSpec(
         name="sms",
         enabled=lambda settings: settings.sms_enabled,

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
-from bots.channels import ChannelPlug, PlugStart
+from bots.channels import ChannelPlug, PlugBuild, PlugStart
 from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
@@ -49,7 +49,6 @@ from core.files import FileLinks
 
 log = logging.getLogger("careline.server")
 
-TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 ADMIN_API_PATH = "/api/v1"
 
 RelayRunner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -63,13 +62,9 @@ class Runtime:
     db: Database
     metrics: Metrics
     engine: Any = None  # the dialog engine (web roles)
-    telegram: Any = None  # bots.telegram.TelegramBot once connected
-    telegram_bot: Any = None  # the same bot from start-up on (its channel works for the relay)
-    slack: Any = None  # bots.slack.Slack when Slack is enabled
     webchat: Any = None  # bots.webchat.WebChat (web roles)
     webchat_channel: Any = None  # bots.webchat.WebChatChannel
     admin_key: str | None = None  # the bootstrap admin key, when this start created it
-    slack_socket: Any = None  # Socket Mode client (development)
     housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
     reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
     plugs: list[ChannelPlug] = field(default_factory=list)  # channels packaged as plugs
@@ -107,10 +102,6 @@ def default_relay_handlers(runtime: Runtime) -> Any:
 
     handlers = Handlers()
     channels: dict[Channel, Any] = {Channel.WEBCHAT: runtime.webchat_channel}
-    if runtime.telegram_bot is not None:
-        channels[Channel.TELEGRAM] = runtime.telegram_bot.channel
-    if runtime.slack is not None:
-        channels[Channel.SLACK] = runtime.slack.channel
     for plug in runtime.plugs:
         channels[plug.channel.channel] = plug.channel
     CustomerNotices(
@@ -123,8 +114,6 @@ def default_relay_handlers(runtime: Runtime) -> Any:
         links=lambda: runtime.file_links,
         chat_link_days=runtime.settings.chat_file_link_days,
     ).register(handlers)
-    if runtime.slack is not None:
-        runtime.slack.desk.register(handlers)
     for plug in runtime.plugs:
         plug.register(handlers)
     if runtime.files.blobs is not None:
@@ -169,11 +158,8 @@ def create_app(
     )
     runtime = Runtime(settings=settings, db=db, metrics=metrics, files=file_store_for(settings, db))
     web = serves_web(settings)
-    if settings.slack_enabled:
-        from bots.slack import build_slack
-
-        runtime.slack = build_slack(settings, db, runtime.files, lambda: runtime.file_links)
-    runtime.plugs = [spec.build(settings, db, metrics) for spec in PLUGS if spec.enabled(settings)]
+    made = PlugBuild(settings, db, metrics, runtime.files, lambda: runtime.file_links)
+    runtime.plugs = [spec.build(made) for spec in PLUGS if spec.enabled(settings)]
     runtime.webchat = _build_webchat(settings, db, runtime.files)
     runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
 
@@ -203,13 +189,11 @@ def create_app(
                 runtime.admin_key = await ensure_bootstrap_admin_key(db)
                 if runtime.admin_key:
                     print(_admin_key_notice(settings, runtime.admin_key), flush=True)
-            if settings.telegram_enabled:
-                await _start_telegram(runtime, connect_only=not web)
-            if runtime.slack is not None:
-                await _start_slack(runtime)
-            started = PlugStart(runtime.engine, settings.public_url, web, runtime.stopping)
+            started = PlugStart(
+                runtime.engine, settings.public_url, web, runtime.stopping, await _secret(runtime)
+            )
             for plug in runtime.plugs:
-                runtime.background.extend(plug.start(started))
+                runtime.background.extend(await plug.start(started))
             if runs_relay(settings):
                 from bots.housekeeping import Housekeeping
 
@@ -257,16 +241,6 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    if web and settings.telegram_enabled and settings.telegram_mode == "webhook":
-
-        async def telegram_webhook(request: Request) -> Response:
-            if runtime.telegram is None:  # Telegram was unreachable at start: try later
-                return Response(status_code=503)
-            return await runtime.telegram.webhook(request)
-
-        # A plain route: the body is read raw and checked by the adapter, no validation layer.
-        app.router.add_route(TELEGRAM_WEBHOOK_PATH, telegram_webhook, methods=["POST"])
-
     if web:
         from admin_api import create_admin_app
         from bots.email import sendgrid_events_router
@@ -284,10 +258,6 @@ def create_app(
                 timedelta(days=settings.reopen_window_days),
             )
         )
-        if runtime.slack is not None:
-            from bots.slack import slack_router
-
-            app.include_router(slack_router(runtime.slack.inbound))
         for plug in runtime.plugs:
             for router in plug.routes():
                 app.include_router(router)
@@ -377,25 +347,6 @@ async def _start_knowledge(runtime: Runtime) -> None:
     )
 
 
-async def _start_slack(runtime: Runtime) -> None:
-    slack = runtime.slack
-    slack.inbound.engine = runtime.engine
-    if serves_web(runtime.settings):  # where the events are received and the engine runs
-        try:
-            await slack.inbound.replay_pending()
-        except Exception as exc:  # Slack or the database briefly down: the loop retries
-            log.warning("could not replay pending Slack events (%s)", type(exc).__name__)
-        # Also later: a delivery whose process died, or that failed after Slack's last retry.
-        runtime.background.append(
-            asyncio.create_task(slack.inbound.replay_forever(runtime.stopping), name="slack-replay")
-        )
-    token = runtime.settings.slack_app_token
-    if token is not None and serves_web(runtime.settings):
-        from bots.slack import start_socket_mode
-
-        runtime.slack_socket = await start_socket_mode(slack.inbound, token.get_secret_value())
-
-
 def _admin_key_notice(settings: Settings, key: str) -> str:
     base = f"http://{settings.host}:{settings.port}"
     return (
@@ -404,45 +355,6 @@ def _admin_key_notice(settings: Settings, key: str) -> str:
         f"  Try it:  curl -H 'Authorization: Bearer {key}' {base}{ADMIN_API_PATH}/tickets\n"
         f"  Web chat: {base}/chat    API docs: {base}{ADMIN_API_PATH}/docs\n"
     )
-
-
-async def _start_telegram(runtime: Runtime, *, connect_only: bool = False) -> None:
-    from bots.telegram import TelegramBot
-
-    bot = TelegramBot(
-        runtime.settings, runtime.db, runtime.engine, runtime.metrics, files=runtime.files
-    )
-    runtime.telegram_bot = bot
-    try:
-        if connect_only:  # the relay role only sends: no webhook, no polling
-            await bot.application.initialize()
-        else:
-            await bot.start()
-    except Exception as exc:
-        # Telegram down must not take the admin API and Slack down with it: keep trying.
-        log.error("Telegram is unreachable (%s); retrying in the background", type(exc).__name__)
-        runtime.background.append(
-            asyncio.create_task(_retry_telegram(runtime, bot), name="telegram-connect")
-        )
-        return
-    runtime.telegram = bot
-
-
-async def _retry_telegram(runtime: Runtime, bot: Any) -> None:
-    delay = 2.0
-    while not runtime.stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runtime.stopping.wait(), delay)
-            return
-        try:
-            await bot.start()
-        except Exception as exc:
-            log.warning("Telegram still unreachable (%s)", type(exc).__name__)
-            delay = min(delay * 2, 60)
-            continue
-        runtime.telegram = bot
-        log.info("connected to Telegram")
-        return
 
 
 async def _stop(runtime: Runtime) -> None:
@@ -454,12 +366,6 @@ async def _stop(runtime: Runtime) -> None:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    if runtime.telegram_bot is not None:
-        with contextlib.suppress(Exception):
-            await runtime.telegram_bot.stop()
-    if runtime.slack_socket is not None:
-        with contextlib.suppress(Exception):
-            await runtime.slack_socket.close_async()
     for plug in runtime.plugs:
         with contextlib.suppress(Exception):
             await plug.stop(grace)
@@ -476,22 +382,11 @@ def banner(settings: Settings) -> str:
     lines.append(f"  database    {db_url}{migrated}")
     lines.append(f"  health      {base}/healthz  {base}/readyz  {base}/metrics")
     if serves_web(settings):
-        if not settings.telegram_enabled:
-            lines.append("  telegram    off (set TELEGRAM_BOT_TOKEN)")
-        elif settings.telegram_mode == "polling":
-            lines.append("  telegram    polling getUpdates (development)")
-        else:
-            secret = (
-                "secret set" if settings.telegram_webhook_secret else "NO SECRET: calls refused"
-            )
-            lines.append(f"  telegram    webhook {public}{TELEGRAM_WEBHOOK_PATH} ({secret})")
-            if not settings.public_url:
-                lines.append("              register: careline telegram set-webhook URL")
-        lines.append(f"  admin API   {base}{ADMIN_API_PATH}")
-        slack = "on" if settings.slack_enabled else "off (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)"
-        lines.append(f"  slack       {slack}")
         for spec in PLUGS:
-            lines.append(f"  {spec.name:<11} {spec.banner(settings, public)}")
+            first, *more = spec.banner(settings, public)
+            lines.append(f"  {spec.name:<11} {first}")
+            lines += [f"  {'':<11} {line}" for line in more]
+        lines.append(f"  admin API   {base}{ADMIN_API_PATH}")
     else:
         lines.append("  web         off (role relay): no webhooks, no admin API")
     relay = "in this process" if runs_relay(settings) else "off (role web: run a relay role)"
@@ -520,12 +415,6 @@ def run(settings: Settings) -> None:
     secrets = [
         s.get_secret_value()
         for s in (
-            settings.telegram_bot_token,
-            settings.telegram_webhook_secret,
-            settings.slack_bot_token,
-            settings.slack_signing_secret,
-            settings.slack_app_token,
-            settings.slack_erasure_token,
             settings.sendgrid_api_key,
             settings.secret_key,
         )

@@ -63,7 +63,7 @@ from sqlalchemy import insert, or_, select
 from starlette.types import Message
 
 from bots import slack_blocks as kit
-from bots.channels import PermanentFailure, RetryLater, TurnEngine, Unreachable
+from bots.channels import PermanentFailure, PlugStart, RetryLater, TurnEngine, Unreachable
 from bots.relay import Delivery, Handler, Handlers, Skip
 from bots.slack_files import SlackFiles
 from core import events, jsonguard, services
@@ -1366,12 +1366,40 @@ async def start_socket_mode(inbound: SlackInbound, app_token: str) -> Any:
 
 @dataclass
 class Slack:
-    """Everything Slack, built once at start-up."""
+    """Everything Slack, built once at start-up; a channel plug (bots.channels.ChannelPlug):
+    the agents' desk, and the customers' DMs."""
 
     api: SlackApi
     desk: SlackDesk
     inbound: SlackInbound
     channel: SlackChannel
+    app_token: str | None = None  # Socket Mode (development)
+    socket: Any = None
+
+    def routes(self) -> list[Any]:
+        return [slack_router(self.inbound)]
+
+    def register(self, handlers: Any) -> None:
+        self.desk.register(handlers)
+
+    async def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
+        """Where events are received and the engine runs: replay what a crash left, now and
+        later (a delivery whose process died, or that failed after Slack's last retry)."""
+        self.inbound.engine = start.engine
+        if not start.receives:
+            return []
+        try:
+            await self.inbound.replay_pending()
+        except Exception as exc:  # Slack or the database briefly down: the loop retries
+            log.warning("could not replay pending Slack events (%s)", type(exc).__name__)
+        replay = self.inbound.replay_forever(start.stopping)
+        if self.app_token is not None:
+            self.socket = await start_socket_mode(self.inbound, self.app_token)
+        return [asyncio.create_task(replay, name="slack-replay")]
+
+    async def stop(self, grace: float) -> None:
+        if self.socket is not None:
+            await self.socket.close_async()
 
 
 def slack_client(
@@ -1435,4 +1463,11 @@ def build_slack(
         customers=channel,
         files=files,
     )
-    return Slack(api=api, desk=desk, inbound=inbound, channel=channel)
+    app_token = settings.slack_app_token
+    return Slack(
+        api=api,
+        desk=desk,
+        inbound=inbound,
+        channel=channel,
+        app_token=app_token.get_secret_value() if app_token is not None else None,
+    )

@@ -40,7 +40,7 @@ class Sms:
     def register(self, handlers: Handlers) -> None:
         self.calls.register(handlers)
 
-    def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
+    async def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
         """Ask for delivery reports (with a public URL); where texts are received, take up
         those left unfinished."""
         self.inbound.engine = start.engine
