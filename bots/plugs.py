@@ -1,13 +1,18 @@
 """The channel plugs this build has: the server loops over them and never names one.
 
 A new channel is a package implementing `bots.channels.ChannelPlug` and one `PlugSpec` here.
-(The web chat is still wired in bots/server.py: it moves here next.)
 """
 
 from __future__ import annotations
 
 from bots.channels import ChannelPlug, PlugBuild, PlugSpec
 from core.config import Settings
+
+
+def _webchat(build: PlugBuild) -> ChannelPlug:
+    from bots.webchat import WebChatPlug
+
+    return WebChatPlug(build)
 
 
 def _sms(build: PlugBuild) -> ChannelPlug:
@@ -73,6 +78,13 @@ def _slack_secrets(settings: Settings) -> list[str]:
 TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 
 PLUGS: tuple[PlugSpec, ...] = (
+    PlugSpec(  # the embedded default: always on
+        name="web chat",
+        enabled=lambda settings: True,
+        build=_webchat,
+        banner=lambda settings, public: [f"{public}/chat"],
+        secrets=lambda settings: [],
+    ),
     PlugSpec(
         name="telegram",
         enabled=lambda settings: settings.telegram_enabled,

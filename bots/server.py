@@ -19,7 +19,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
@@ -29,20 +28,10 @@ from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
 from bots.plugs import PLUGS
-from bots.webchat import (
-    Visitors,
-    WebChat,
-    WebChatChannel,
-    WebChatLines,
-    allowed_origins,
-    load_or_create_secret,
-    visitor_tickets,
-    webchat_router,
-)
-from bots.webchat_limits import WebChatLimits
+from bots.webchat import load_or_create_secret
 from core.config import Settings
 from core.db.database import Database
-from core.db.files import SqlFileStore, file_store_for
+from core.db.files import file_store_for
 from core.db.migrate import is_current, migrate
 from core.db.outbox import SqliteRelayLock
 from core.files import FileLinks
@@ -62,8 +51,6 @@ class Runtime:
     db: Database
     metrics: Metrics
     engine: Any = None  # the dialog engine (web roles)
-    webchat: Any = None  # bots.webchat.WebChat (web roles)
-    webchat_channel: Any = None  # bots.webchat.WebChatChannel
     admin_key: str | None = None  # the bootstrap admin key, when this start created it
     housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
     reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
@@ -94,14 +81,14 @@ HandlersFactory = Callable[[Runtime], Any]
 
 
 def default_relay_handlers(runtime: Runtime) -> Any:
-    """Every area's relay handlers: customer notices in chat and by email, the Slack desk."""
+    """Every area's relay handlers: customer notices in chat and by email, each plug's own."""
     from bots.email import build_email
     from bots.notices import CustomerNotices
     from bots.relay import Handlers
     from core.model import Channel
 
     handlers = Handlers()
-    channels: dict[Channel, Any] = {Channel.WEBCHAT: runtime.webchat_channel}
+    channels: dict[Channel, Any] = {}
     for plug in runtime.plugs:
         channels[plug.channel.channel] = plug.channel
     CustomerNotices(
@@ -160,8 +147,6 @@ def create_app(
     web = serves_web(settings)
     made = PlugBuild(settings, db, metrics, runtime.files, lambda: runtime.file_links)
     runtime.plugs = [spec.build(made) for spec in PLUGS if spec.enabled(settings)]
-    runtime.webchat = _build_webchat(settings, db, runtime.files)
-    runtime.webchat_channel = WebChatChannel(runtime.webchat.lines)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -183,9 +168,7 @@ def create_app(
                     if engine is not None
                     else await asyncio.to_thread(build_engine, settings, db)
                 )
-                runtime.webchat.engine = runtime.engine
                 await _start_knowledge(runtime)
-                await _start_webchat(runtime)
                 runtime.admin_key = await ensure_bootstrap_admin_key(db)
                 if runtime.admin_key:
                     print(_admin_key_notice(settings, runtime.admin_key), flush=True)
@@ -247,7 +230,6 @@ def create_app(
         from bots.email_inbound import email_inbound_router
 
         app.mount(ADMIN_API_PATH, create_admin_app(db, settings, lambda: runtime.file_links))
-        app.include_router(webchat_router(runtime.webchat))
         app.include_router(files_router(runtime.files, lambda: runtime.file_links))
         app.include_router(sendgrid_events_router(db, settings.sendgrid_webhook_public_key))
         app.include_router(
@@ -294,24 +276,6 @@ def _claim_sqlite(settings: Settings, db: Database) -> SqliteRelayLock | None:
     return lock
 
 
-def _build_webchat(settings: Settings, db: Database, files: SqlFileStore) -> WebChat:
-    lines = WebChatLines(db)
-    return WebChat(
-        db=db,
-        engine=None,
-        lines=lines,
-        visitors=None,
-        files=files,
-        max_upload_bytes=settings.max_upload_bytes,
-        max_text_chars=settings.max_text_chars,
-        # Several processes share PostgreSQL: notice lines other replicas stored.
-        poll_seconds=1.0 if db.is_postgres else None,
-        tickets_of=lambda visitor: visitor_tickets(db, visitor),
-        allowed_origins=allowed_origins(settings.webchat_allowed_origins, settings.public_url),
-        limits=WebChatLimits.from_settings(settings, db),
-    )
-
-
 async def _secret(runtime: Runtime) -> str:
     """The server's secret (settings, else generated once and kept in the database)."""
     secret = runtime.settings.secret_key
@@ -326,14 +290,6 @@ async def _reply_addresses(runtime: Runtime) -> Any:
     key = await _secret(runtime)
     assert runtime.settings.email_reply_domain is not None
     return ReplyAddresses.keyed(runtime.settings.email_reply_domain, key)
-
-
-async def _start_webchat(runtime: Runtime) -> None:
-    key = await _secret(runtime)
-    runtime.webchat.visitors = Visitors(
-        URLSafeTimedSerializer(key, salt="careline-webchat"),
-        max_age=runtime.settings.webchat_token_max_age_days * 24 * 3600,
-    )
 
 
 async def _start_knowledge(runtime: Runtime) -> None:
