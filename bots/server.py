@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
-from bots.channels import ChannelPlug, PlugBuild, PlugStart
+from bots.channels import ChannelPlug, PlugBuild, PlugStart, TurnEngine
 from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
@@ -31,10 +31,14 @@ from bots.plugs import PLUGS
 from bots.webchat import load_or_create_secret
 from core.config import Settings
 from core.db.database import Database
-from core.db.files import file_store_for
+from core.db.files import SqlFileStore, file_store_for
 from core.db.migrate import is_current, migrate
 from core.db.outbox import SqliteRelayLock
 from core.files import FileLinks
+
+if TYPE_CHECKING:
+    from bots.email_inbound import ReplyAddresses
+    from bots.housekeeping import Housekeeping
 
 log = logging.getLogger("careline.server")
 
@@ -50,13 +54,13 @@ class Runtime:
     settings: Settings
     db: Database
     metrics: Metrics
-    engine: Any = None  # the dialog engine (web roles)
+    files: SqlFileStore  # attachments' bytes
+    engine: TurnEngine | None = None  # the dialog engine (web roles)
     admin_key: str | None = None  # the bootstrap admin key, when this start created it
-    housekeeping: Any = None  # bots.housekeeping.Housekeeping (relay roles)
-    reply_addresses: Any = None  # bots.email_inbound.ReplyAddresses with a reply domain
+    housekeeping: Housekeeping | None = None  # relay roles
+    reply_addresses: ReplyAddresses | None = None  # with a reply domain
     plugs: list[ChannelPlug] = field(default_factory=list)  # channels packaged as plugs
-    files: Any = None  # core.db.files.SqlFileStore: attachments' bytes
-    file_links: Any = None  # core.files.FileLinks once the secret is loaded
+    file_links: FileLinks | None = None  # once the secret is loaded
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
