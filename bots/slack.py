@@ -59,7 +59,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, select
 from starlette.types import Message
 
 from bots import slack_blocks as kit
@@ -831,22 +831,9 @@ class SlackInbound:
 
     async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
         """Run again the deliveries left pending (a crash, a failed attempt nobody retried)."""
-        now = utcnow()
         async with self.db.uow() as uow:
-            rows = (
-                await uow.session.execute(
-                    select(_i.payload)
-                    .where(
-                        _i.source == INBOX_SOURCE,
-                        _i.status == "pending",
-                        _i.received_at < now - older_than,
-                        or_(_i.claimed_until.is_(None), _i.claimed_until < now),
-                    )
-                    .order_by(_i.id)
-                    .limit(REPLAY_BATCH)
-                )
-            ).all()
-        for (payload,) in rows:
+            rows = await inbox.pending(uow.session, INBOX_SOURCE, older_than, REPLAY_BATCH)
+        for _, payload in rows:
             # Socket Mode requests skip the signature check: these were verified on arrival.
             # The gate claims each one as for a redelivery.
             await self.app.async_dispatch(

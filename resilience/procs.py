@@ -268,3 +268,14 @@ def workspace(keep: bool = False) -> Iterator[Path]:
             import shutil
 
             shutil.rmtree(path, ignore_errors=True)
+
+
+def create_admin_key(env: dict[str, str], name: str) -> str:
+    """Migrate the database `env` names and create an admin API key there (the CLI's way)."""
+    run = [sys.executable, "-m", "bots.cli"]
+    subprocess.run([*run, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)  # noqa: S603 - our own interpreter and module
+    made = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [*run, "admin", "create-key", "--role", "admin", "--name", name],
+        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return made.stdout.strip().splitlines()[0]

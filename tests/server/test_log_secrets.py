@@ -10,8 +10,6 @@ secret, an e-mail address or a phone number.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -20,7 +18,15 @@ from websockets.sync.client import connect
 
 from resilience.fuzz import SLACK_SECRET, SLACK_TOKEN
 from resilience.harness import telegram_env
-from resilience.procs import ROOT, SECRET, TOKEN, Processes, Server, start_fake, workspace
+from resilience.procs import (
+    SECRET,
+    TOKEN,
+    Processes,
+    Server,
+    create_admin_key,
+    start_fake,
+    workspace,
+)
 from tests.fakes.slack_events import SlackEvents
 from tests.fakes.telegram_updates import TelegramUpdates
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, SUPPORT_NUMBER, text_in
@@ -57,7 +63,7 @@ def story() -> Iterator[tuple[str, dict[str, str]]]:
                 TWILIO_FROM_NUMBER=SUPPORT_NUMBER,
                 TWILIO_API_BASE_URL=twilio.url,
             )
-            admin_key = create_admin_key(env)  # before the start: no key notice is printed
+            admin_key = create_admin_key(env, "story")  # before the start: no key notice is printed
             server = Server(procs, env, workdir)
             env["CARELINE_PUBLIC_URL"] = server.url
             server.start()
@@ -82,16 +88,6 @@ def story() -> Iterator[tuple[str, dict[str, str]]]:
             yield server.log_text(), known
         finally:
             procs.close()
-
-
-def create_admin_key(env: dict[str, str]) -> str:
-    run = [sys.executable, "-m", "bots.cli"]
-    subprocess.run([*run, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    made = subprocess.run(
-        [*run, "admin", "create-key", "--role", "admin", "--name", "story"],
-        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return made.stdout.strip().splitlines()[0]
 
 
 def tell_the_story(url: str, admin_key: str) -> dict[str, str]:

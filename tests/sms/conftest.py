@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -56,13 +55,3 @@ def serve(db: Database, twilio: FakeTwilio, engine: ScriptedEngine) -> StartServ
         return running(sms_settings(db, twilio, **overrides), engine, port=port)
 
     return start
-
-
-def wait_for(check: Callable[[], Any], within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    return check()

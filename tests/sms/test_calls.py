@@ -15,7 +15,8 @@ from core.db.database import Database
 from core.model import Channel, Priority
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.server.support import free_port, running
-from tests.sms.conftest import CUSTOMER, sms_settings, wait_for
+from tests.sms.conftest import CUSTOMER, sms_settings
+from tests.support.waiting import wait_for
 
 LOS_ANGELES = "+14155550123"  # America/Los_Angeles: UTC-8 in December
 

@@ -15,7 +15,8 @@ from core.db import tables as t
 from core.db.database import Database
 from core.model import Agent, Channel, Notify
 from tests.fakes.twilio_api import FakeTwilio
-from tests.sms.conftest import CUSTOMER, StartServer, wait_for
+from tests.sms.conftest import CUSTOMER, StartServer
+from tests.support.waiting import wait_for
 
 EMAIL = "sam.sms@example.com"
 

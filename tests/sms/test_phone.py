@@ -18,7 +18,8 @@ from core.db.database import Database
 from core.model import Agent, Channel
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.server.support import ServerThread, free_port, running
-from tests.sms.conftest import sms_settings, wait_for
+from tests.sms.conftest import sms_settings
+from tests.support.waiting import wait_for
 
 PHONE = "+14155550188"
 

@@ -14,7 +14,8 @@ from core.db.database import Database
 from core.model import Channel, ChannelIdentity, Customer, utcnow
 from dialogs.turn import Reply
 from tests.fakes.twilio_api import SUPPORT_NUMBER, FakeTwilio, text_in
-from tests.sms.conftest import CUSTOMER, StartServer, wait_for
+from tests.sms.conftest import CUSTOMER, StartServer
+from tests.support.waiting import wait_for
 from tests.telegram.conftest import ScriptedEngine
 
 pytestmark = pytest.mark.usefixtures("db")

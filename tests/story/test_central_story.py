@@ -19,10 +19,7 @@ import base64
 import hashlib
 import re
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +29,19 @@ import pytest
 
 from resilience.fuzz import SLACK_SECRET, SLACK_TOKEN
 from resilience.harness import telegram_env
-from resilience.procs import ROOT, SECRET, TOKEN, Fake, Processes, Server, start_fake, workspace
+from resilience.procs import (
+    SECRET,
+    TOKEN,
+    Fake,
+    Processes,
+    Server,
+    create_admin_key,
+    start_fake,
+    workspace,
+)
 from tests.fakes.slack_events import SlackEvents
 from tests.fakes.telegram_updates import Person, TelegramUpdates
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -152,16 +159,6 @@ class Customer:
         return found
 
 
-def wait_for(check: Callable[[], Any], within: float) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    return check()
-
-
 def emails_to(world: World, address: str) -> list[dict[str, Any]]:
     """Mails SendGrid accepted for `address`: subject and the plain-text part."""
     found = []
@@ -209,7 +206,7 @@ def world() -> Iterator[World]:
                 SENDGRID_API_HOST=sendgrid.url,
                 CARELINE_EMAIL_FROM="support@careline.example",
             )
-            key = admin_key(env)
+            key = create_admin_key(env, "story")
             server = Server(procs, env, workdir)
             env["CARELINE_PUBLIC_URL"] = server.url  # links to stored files
             server.start()
@@ -220,16 +217,6 @@ def world() -> Iterator[World]:
             server.stop()
         finally:
             procs.close()
-
-
-def admin_key(env: dict[str, str]) -> str:
-    run = [sys.executable, "-m", "bots.cli"]
-    subprocess.run([*run, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    made = subprocess.run(
-        [*run, "admin", "create-key", "--role", "admin", "--name", "story"],
-        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return made.stdout.strip().splitlines()[0]
 
 
 def test_a_complaint_from_telegram_to_erasure(world: World) -> None:

@@ -10,19 +10,16 @@ texts reach the server as Twilio posts them, signed.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
 from resilience.harness import sms_env
-from resilience.procs import ROOT, Fake, Processes, Server, start_fake, workspace
+from resilience.procs import Fake, Processes, Server, create_admin_key, start_fake, workspace
 from tests.fakes.twilio_api import text_in
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -71,16 +68,6 @@ class Phone:
         return found
 
 
-def wait_for(check: Callable[[], Any], within: float) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    return check()
-
-
 def code_mail(world: World) -> str:
     def find() -> str | None:
         for call in world.sendgrid.calls():
@@ -111,7 +98,7 @@ def world() -> Iterator[World]:
                 SENDGRID_API_HOST=sendgrid.url,
                 CARELINE_EMAIL_FROM="support@careline.example",
             )
-            key = admin_key(env)
+            key = create_admin_key(env, "sms-story")
             server = Server(procs, env, workdir)
             env["CARELINE_PUBLIC_URL"] = server.url  # what Twilio calls, and signs
             server.start()
@@ -122,16 +109,6 @@ def world() -> Iterator[World]:
             server.stop()
         finally:
             procs.close()
-
-
-def admin_key(env: dict[str, str]) -> str:
-    run = [sys.executable, "-m", "bots.cli"]
-    subprocess.run([*run, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    made = subprocess.run(
-        [*run, "admin", "create-key", "--role", "admin", "--name", "sms-story"],
-        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return made.stdout.strip().splitlines()[0]
 
 
 def test_a_complaint_opened_followed_and_rated_by_text(world: World) -> None:
