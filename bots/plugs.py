@@ -18,7 +18,7 @@ def _webchat(build: PlugBuild) -> ChannelPlug:
 def _sms(build: PlugBuild) -> ChannelPlug:
     from bots.sms import build_sms  # twilio is imported only when SMS is on
 
-    return build_sms(build.settings, build.db, build.metrics)
+    return build_sms(build.settings, build.db, build.metrics, build.files)
 
 
 def _sms_banner(settings: Settings, public: str) -> list[str]:

@@ -23,6 +23,7 @@ from core.config import Settings
 from core.db.database import Database
 from core.db.pacing import SqlPacer
 from core.db.sms import SmsMenus
+from core.ports import FileStore
 
 __all__ = ["SMS_PATH", "STATUS_PATH", "Sms", "build_sms"]
 
@@ -56,8 +57,11 @@ class Sms:
         await self.api.close()
 
 
-def build_sms(settings: Settings, db: Database, metrics: Metrics) -> Sms:
+def build_sms(
+    settings: Settings, db: Database, metrics: Metrics, files: FileStore | None = None
+) -> Sms:
     api = TwilioApi(settings, pacer=SqlPacer(db) if db.is_postgres else None)
     channel = SmsChannel(api, SmsMenus(db), max_segments=settings.sms_max_segments)
     calls = SmsCalls(db, api, quiet=settings.call_quiet_hours)
-    return Sms(api, channel, SmsInbound(db, settings, channel, metrics), calls)
+    inbound = SmsInbound(db, settings, channel, metrics, files=files)
+    return Sms(api, channel, inbound, calls)

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from twilio.request_validator import RequestValidator
@@ -45,10 +46,12 @@ from core.db.database import Database
 from core.db.reachability import mark_reachable, stop_texts
 from core.db.sms import SmsMenus
 from core.errors import Conflict, DomainError
+from core.files import FileRefused, StoredFile, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel, Notify
+from core.ports import FileStore
 from dialogs.policy import e164
-from dialogs.turn import Choice, Reply, UserSaid
+from dialogs.turn import Attachment, Choice, Reply, UserSaid
 
 log = logging.getLogger("careline.sms")
 
@@ -58,6 +61,9 @@ STATUS_PATH = "/twilio/status"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_BODY = 64 * 1024  # a text's form is a few hundred bytes; MMS adds media URLs
 MAX_ATTEMPTS = 5
+RETRY_SECONDS = 2.0  # a text whose attempt stopped (Twilio busy, a file not handed over)
+MAX_MEDIA = 10  # Twilio's own limit of media per MMS
+MEDIA_ATTEMPTS = 3
 CLAIM = timedelta(seconds=60)  # how long one attempt may take before another may run it
 REPLAY_EVERY = 10.0
 REPLAY_BATCH = 50
@@ -97,6 +103,7 @@ class SmsInbound:
     channel: SmsChannel
     metrics: Metrics
     engine: TurnEngine | None = None
+    files: FileStore | None = None  # photos and files sent by MMS are kept there
     locks: ChatLocks = field(default_factory=ChatLocks)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -219,6 +226,22 @@ class SmsInbound:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _retry_soon(self, key: str, delay: float = RETRY_SECONDS) -> None:
+        """Try a text again shortly in this process (the replay would, but later)."""
+
+        async def again() -> None:
+            await asyncio.sleep(delay)
+            async with self.db.uow() as uow:
+                attempt = await inbox.claim(uow.session, SOURCE, key, CLAIM)
+                payload = await inbox.payload_of(uow.session, SOURCE, key)
+                await uow.commit()
+            if attempt is not None:
+                await self.handle(key, payload or {}, attempt)
+
+        task = asyncio.create_task(again(), name=f"sms-retry-{key}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     async def drain(self, seconds: float) -> None:
         """Wait for the texts being handled (shutdown); what is left is replayed later."""
         if self.tasks:
@@ -237,9 +260,10 @@ class SmsInbound:
             return
         async with self.locks.hold(number):
             try:
-                error = await self._process(key, payload, form, number)
+                error = await self._process(key, payload, form, number, attempt)
             except _Later:
                 await self._let_go(key)
+                self._retry_soon(key)
                 return
             except Exception:  # the database or a bug: let go, replayed later
                 log.exception("text %s failed", key)
@@ -248,7 +272,7 @@ class SmsInbound:
         await self._finish(key, error)
 
     async def _process(
-        self, key: str, payload: dict[str, Any], form: dict[str, str], number: str
+        self, key: str, payload: dict[str, Any], form: dict[str, str], number: str, attempt: int
     ) -> str | None:
         """None: done; a string: parked with that reason. Raises _Later to be run again."""
         stored = payload.get("replies") or ()
@@ -260,7 +284,9 @@ class SmsInbound:
                 await self.opt(number, opted_in=word == "START")
                 return None
             try:
-                replies = await self._turn(key, form, number, "/help" if word == "HELP" else None)
+                attachments = await self._media(key, form, number, attempt)
+                command = "/help" if word == "HELP" else None
+                replies = await self._turn(key, form, number, command, attachments)
             except Conflict as conflict:  # another replica changed the conversation: again
                 self.metrics.turns.labels(SOURCE, "failed").inc()
                 raise _Later from conflict
@@ -284,8 +310,91 @@ class SmsInbound:
                 await self._keep(key, form, replies, index + 1)
         return None
 
+    async def _media(
+        self, key: str, form: dict[str, str], number: str, attempt: int
+    ) -> tuple[Attachment, ...]:
+        """An MMS's photos and files, copied into the file store once each (a retried text
+        finds them there). Fetched with the account's credentials, from Twilio's API host
+        only. While Twilio does not hand one over the text is tried again later; after
+        MEDIA_ATTEMPTS it goes on with the file named but not kept."""
+        count = int(form["NumMedia"]) if form.get("NumMedia", "").isdigit() else 0
+        kept: list[Attachment] = []
+        for index in range(min(count, MAX_MEDIA)):
+            url = form.get(f"MediaUrl{index}", "")
+            declared = form.get(f"MediaContentType{index}") or None
+            kind = "photo" if (declared or "").startswith("image/") else "file"
+            named = Attachment(kind=kind, mime_type=declared)
+            if self.files is None or not self._from_twilio(url):
+                kept.append(named)
+                continue
+            stored_id = platform_file_id(SOURCE, f"{key}:{index}")
+            try:
+                found = await self.files.info(stored_id) or await self._fetch(
+                    url, declared, stored_id, number
+                )
+            except httpx.HTTPError as error:
+                if attempt < MEDIA_ATTEMPTS:
+                    raise _Later from error
+                log.warning("a file of text %s was not fetched; going on without it", key)
+                kept.append(named)
+                continue
+            if found is None:  # a kind we do not keep, or too large: named, not stored
+                kept.append(named)
+                continue
+            kept.append(
+                Attachment(
+                    kind=kind,
+                    name=found.name,
+                    mime_type=found.mime_type,
+                    size=found.size,
+                    stored_id=found.id,
+                )
+            )
+        return tuple(kept)
+
+    def _from_twilio(self, url: str) -> bool:
+        base = urlsplit(self.settings.twilio_api_base_url)
+        where = urlsplit(url)
+        return (where.scheme, where.netloc) == (base.scheme, base.netloc)
+
+    async def _fetch(
+        self, url: str, declared: str | None, stored_id: str, number: str
+    ) -> StoredFile | None:
+        assert self.files is not None
+        token = self.settings.twilio_auth_token
+        assert self.settings.twilio_account_sid is not None and token is not None
+        auth = (self.settings.twilio_account_sid, token.get_secret_value())
+        limit = self.settings.max_upload_bytes
+        async with (
+            httpx.AsyncClient(timeout=30, follow_redirects=False) as client,
+            client.stream("GET", url, auth=auth) as answer,
+        ):
+            answer.raise_for_status()
+            content = bytearray()
+            async for chunk in answer.aiter_bytes():
+                content += chunk
+                if len(content) > limit:
+                    return None  # too large: named, not kept
+        try:
+            described = describe(
+                bytes(content),
+                name=None,
+                declared=declared,
+                limit=limit,
+                file_id=stored_id,
+                owner=f"{SOURCE}:{number}",
+            )
+        except FileRefused:
+            return None
+        return await self.files.put(described, bytes(content))
+
     async def _turn(
-        self, key: str, form: dict[str, str], number: str, command: str | None
+        self,
+        key: str,
+        form: dict[str, str],
+        number: str,
+        command: str | None,
+        attachments: tuple[Attachment, ...] = (),
     ) -> Sequence[Reply]:
         assert self.engine is not None, "the engine is built before texts are received"
         text = command or form.get("Body", "")
@@ -297,6 +406,7 @@ class SmsInbound:
             text=choice.label if choice else text,
             message_id=key,
             choice=choice.value if choice else None,
+            attachments=() if command else attachments,
         )
         return await self.engine.handle_turn(said)
 

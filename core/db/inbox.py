@@ -38,6 +38,11 @@ async def status_of(session: AsyncSession, source: str, key: str) -> str | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def payload_of(session: AsyncSession, source: str, key: str) -> dict[str, Any] | None:
+    stmt = select(i.payload).where(i.source == source, i.key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def mark(
     session: AsyncSession, source: str, key: str, status: str, error: str | None = None
 ) -> None:

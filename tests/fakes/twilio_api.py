@@ -15,7 +15,8 @@ from the request, and kept (``fake.texts``, ``fake.calls_made``). Like Twilio, t
 then reports delivery to the ``StatusCallback`` URL, signed with the auth token as Twilio
 signs (``sent``, then ``delivered``, or ``undelivered`` with an error code for a number in
 ``undeliverable``). Numbers in ``landlines`` are refused with 21614 and numbers that texted
-STOP (``opted_out``) with 21610.
+STOP (``opted_out``) with 21610. ``add_media`` hosts a file a customer sent by MMS at a
+media URL that answers only the account's Basic auth.
 
 :func:`text_in` plays a customer's phone: it posts an inbound text to Careline's webhook,
 signed as Twilio signs it.
@@ -48,6 +49,7 @@ AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
 SUPPORT_NUMBER = "+15005550006"
 MESSAGES = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 CALLS = "/2010-04-01/Accounts/{AccountSid}/Calls.json"
+MEDIA = "/2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}/Media/{Sid}"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 MAX_BODY = 1600
 
@@ -151,9 +153,34 @@ class FakeTwilio(FakeServer):
         self.undeliverable: dict[str, int] = {}  # number -> error code of its reports
         self.reports: list[dict[str, Any]] = []  # status callbacks sent, with Careline's answer
         self._pending: set[asyncio.Task[None]] = set()
+        self._media: dict[str, tuple[bytes, str]] = {}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/{tail:.*}", self.handle)
+        app.router.add_get(MEDIA, self.media)
+
+    def add_media(self, content: bytes, content_type: str) -> str:
+        """Host a file a customer sent by MMS; its URL, as Twilio puts it in the webhook."""
+        message, media = f"MM{next(self._ids):032x}", f"ME{next(self._ids):032x}"
+        path = MEDIA.format(AccountSid=self.account_sid, MessageSid=message, Sid=media)
+        self._media[path] = (content, content_type)
+        return self.url + path
+
+    async def media(self, request: web.Request) -> web.Response:
+        """A media file's bytes, to the account's Basic auth only (Twilio's HTTP auth on
+        media URLs)."""
+        if _basic(request) != (self.account_sid, self.auth_token):
+            self.record(Call("media.get", {}, time.time(), 401))
+            return _error(401, 20003, "Authenticate")
+        found = self._media.get(request.path)
+        fault = await self.apply_fault("media.get", None)
+        if fault is not None:
+            self.record(Call("media.get", {}, time.time(), fault.status))
+            return fault
+        self.record(Call("media.get", {}, time.time(), 200 if found else 404))
+        if found is None:
+            return _error(404, 20404, "The requested resource was not found")
+        return web.Response(body=found[0], content_type=found[1])
 
     def texts_to(self, number: str) -> list[str]:
         return [t["Body"] for t in self.texts if t["To"] == number]
@@ -291,6 +318,7 @@ def text_in(
     auth_token: str = AUTH_TOKEN,
     signature: str | None = None,
     signed_url: str | None = None,
+    media: tuple[tuple[str, str], ...] = (),
 ) -> httpx.Response:
     """A customer's text reaching Careline as Twilio posts it (form and signature)."""
     url = f"{server_url.rstrip('/')}/twilio/sms"
@@ -309,6 +337,10 @@ def text_in(
         "ApiVersion": "2010-04-01",
     }
     form["SmsSid"] = form["MessageSid"] = form["SmsMessageSid"]
+    form["NumMedia"] = str(len(media))
+    for index, (media_url, content_type) in enumerate(media):
+        form[f"MediaUrl{index}"] = media_url
+        form[f"MediaContentType{index}"] = content_type
     if signature is None:
         signature = RequestValidator(auth_token).compute_signature(signed_url or url, form)
     headers = {"X-Twilio-Signature": signature} if signature else {}

@@ -187,3 +187,36 @@ async def test_after_a_crash_only_the_replies_not_yet_sent_go(
         await asyncio.sleep(0.5)
     assert texts == ["second"]  # "first" went out before the crash
     assert engine.turns == []  # the turn had committed: it does not run again
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def test_a_photo_sent_by_mms_is_kept_with_the_text(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine
+) -> None:
+    url = twilio.add_media(PNG, "image/png")
+    elsewhere = "http://198.51.100.7/2010-04-01/evil.png"  # not Twilio's host: never fetched
+    with serve() as server:
+        media = ((url, "image/png"), (elsewhere, "image/png"))
+        assert text_in(server.url, CUSTOMER, "my broken screen", media=media).status_code == 200
+        assert wait_for(lambda: twilio.texts_to(CUSTOMER))
+    [said] = engine.turns
+    kept, named = said.attachments
+    assert (kept.kind, kept.mime_type, kept.size) == ("photo", "image/png", len(PNG))
+    assert kept.stored_id is not None
+    assert named.stored_id is None and named.kind == "photo"
+    assert [c.status for c in twilio.calls_to("media.get")] == [200]
+
+
+def test_a_photo_twilio_does_not_hand_over_is_tried_again(
+    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine
+) -> None:
+    url = twilio.add_media(PNG, "image/png")
+    twilio.add_fault("media.get", status=503, body={"code": 20500}, times=1)
+    with serve() as server:
+        text_in(server.url, CUSTOMER, "photo", media=((url, "image/png"),))
+        assert wait_for(lambda: twilio.texts_to(CUSTOMER), 20) == ["You said: photo"]
+    [said] = engine.turns  # the turn ran once, after the file came
+    assert said.attachments[0].stored_id is not None
+    assert [c.status for c in twilio.calls_to("media.get")] == [503, 200]
