@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -104,7 +105,38 @@ async def test_an_opted_in_customer_is_called_when_an_urgent_ticket_is_resolved(
     [call] = twilio.calls_made
     assert call["To"] == CUSTOMER and call["From"] == settings.twilio_from_number
     assert '<Say language="en-US">' in call["Twiml"] and "C R 1 0 0 1" in call["Twiml"]
+    assert call["StatusCallback"] == f"{settings.public_url}/twilio/status?kind=call"
     twilio.assert_no_violations()
+
+
+async def _call_report(db: Database) -> str | None:
+    d = t.outbox_deliveries.c
+    async with db.engine.connect() as conn:
+        return await conn.scalar(select(d.last_error).where(d.handler == "customer_call"))
+
+
+async def test_a_call_nobody_answered_is_written_on_its_record(
+    db: Database, twilio: FakeTwilio
+) -> None:
+    port = free_port()
+    settings = sms_settings(
+        db, twilio, public_url=f"http://127.0.0.1:{port}", call_quiet_hours="0-0"
+    )
+    with running(settings, port=port) as server:
+        await asyncio.to_thread(text_in, server.url, CUSTOMER, "/calls")
+        await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER), 30)
+        await asyncio.to_thread(text_in, server.url, CUSTOMER, "1")
+        await asyncio.to_thread(wait_for, lambda: len(twilio.texts_to(CUSTOMER)) == 2, 30)
+        await _urgent_ticket_resolved(db)
+        [call] = await asyncio.to_thread(wait_for, lambda: twilio.calls_made, 30)
+        url = f"{server.url}/twilio/status?kind=call"
+        form = {"CallSid": call["Sid"], "CallStatus": "no-answer", "To": CUSTOMER}
+        signature = twilio.validator.compute_signature(url, form)
+        answer = await asyncio.to_thread(
+            httpx.post, url, data=form, headers={"X-Twilio-Signature": signature}
+        )
+        assert answer.status_code == 204
+    assert await _call_report(db) == "call no-answer"
 
 
 async def test_no_call_without_opting_in_or_for_a_normal_ticket(
