@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select, update
 
 from bots.channels import ChatChannel, FileChannel, OutgoingFile, Unreachable
 from bots.email import Email, EmailAttachment, EmailSender, is_suppressed
 from bots.relay import Delivery, Handlers, Skip
 from core import events as ev
 from core.db import outbox
-from core.db import tables as t
 from core.db.database import Database
 from core.db.reachability import mark_reachable, stop_texts
+from core.db.repositories import record_delivered_id
 from core.files import FileLinks, StoredFile, human_size
 from core.model import (
     Author,
@@ -40,7 +39,7 @@ from core.model import (
     TicketActivity,
     utcnow,
 )
-from core.ports import FileStore
+from core.ports import EmailVerification, FileStore
 from dialogs.catalogue import Catalogue, load_catalogue
 from dialogs.turn import Choice, Reply
 
@@ -244,12 +243,7 @@ class CustomerNotices:
         provider_id = await self._to_chat(delivery, facts, "agent_reply_chat", ())
         if provider_id:
             try:
-                async with self.db.engine.begin() as conn:
-                    await conn.execute(
-                        update(t.messages)
-                        .where(t.messages.c.id == event.message_id)
-                        .values(delivered_id=provider_id[:128])
-                    )
+                await record_delivered_id(self.db, event.message_id, provider_id)
             except Exception:  # the message is out; a retry would send it twice
                 log.exception(
                     "relay: could not record delivered_id of message %s", event.message_id
@@ -361,13 +355,7 @@ class CustomerNotices:
         """The code that confirms a phone number, by text."""
         event = delivery.event
         assert isinstance(event, ev.PhoneVerificationRequested)
-        async with self.db.uow() as uow:
-            verification = await uow.email_verifications.get(event.verification_id)
-            customer = await uow.customers.get(event.customer_id)
-        if verification is None or customer is None or customer.erased_at is not None:
-            raise Skip("the verification request or the customer is gone")
-        if verification.verified_at is not None or verification.expires_at <= utcnow():
-            raise Skip("the code is already used or expired")
+        verification, customer = await self._code_to_send(event)
         minutes = max(1, round((verification.expires_at - utcnow()).total_seconds() / 60))
         language = customer.language
         expires_in = self.catalogue.text("duration.minutes", language, n=minutes)
@@ -375,6 +363,21 @@ class CustomerNotices:
             "notice.verification.sms", language, code=verification.code, expires_in=expires_in
         )
         return await self.channels[Channel.SMS].send(verification.email, Reply(text))
+
+    async def _code_to_send(
+        self, event: ev.EmailVerificationRequested | ev.PhoneVerificationRequested
+    ) -> tuple[EmailVerification, Customer]:
+        """The code to mail or text and its customer, or Skip when it may no longer go."""
+        async with self.db.uow() as uow:
+            verification = await uow.email_verifications.get(event.verification_id)
+            customer = await uow.customers.get(event.customer_id)
+        if verification is None:
+            raise Skip("the verification request is gone")
+        if verification.verified_at is not None or verification.expires_at <= utcnow():
+            raise Skip("the code is already used or expired")
+        if customer is None or customer.erased_at is not None:
+            raise Skip("the customer is gone")
+        return verification, customer
 
     async def email_notice(self, delivery: Delivery) -> str | None:
         event = delivery.event
@@ -390,24 +393,8 @@ class CustomerNotices:
     async def verification(self, delivery: Delivery) -> str | None:
         event = delivery.event
         assert isinstance(event, ev.EmailVerificationRequested)
-        v = t.email_verifications.c
-        async with self.db.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(v.email, v.code, v.expires_at, v.verified_at).where(
-                        v.id == event.verification_id
-                    )
-                )
-            ).first()
-        if row is None:
-            raise Skip("the verification request is gone")
-        address, code, expires_at, verified_at = row
-        if verified_at is not None or expires_at <= utcnow():
-            raise Skip("the code is already used or expired")
-        async with self.db.uow() as uow:
-            customer = await uow.customers.get(event.customer_id)
-        if customer is None or customer.erased_at is not None:
-            raise Skip("the customer is gone")
+        verification, customer = await self._code_to_send(event)
+        address, code, expires_at = verification.email, verification.code, verification.expires_at
         if await is_suppressed(self.db, address):
             raise Skip("the address bounced or reported spam")
         minutes = max(1, round((expires_at - utcnow()).total_seconds() / 60))

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,9 @@ from core.model import (
 from core.ports import EmailVerification
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+if TYPE_CHECKING:
+    from core.db.database import Database
 
 
 class SqlCustomerRepository:
@@ -314,6 +317,16 @@ class SqlEmailVerificationRepository:
     async def forget(self, customer_id: int) -> None:
         await self.session.execute(
             delete(t.email_verifications).where(t.email_verifications.c.customer_id == customer_id)
+        )
+
+
+async def record_delivered_id(db: Database, message_id: int, provider_id: str) -> None:
+    """The platform's id of a message once it reached the customer's chat."""
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            update(t.messages)
+            .where(t.messages.c.id == message_id)
+            .values(delivered_id=provider_id[:128])
         )
 
 
