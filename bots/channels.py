@@ -163,4 +163,4 @@ class PlugSpec:
     enabled: Callable[[Settings], bool]
     build: Callable[[PlugBuild], ChannelPlug]
     banner: Callable[[Settings, str], list[str]]  # its start-up banner lines (public URL)
-    secrets: Callable[[Settings], list[str]]  # values never to log
+    secrets: tuple[str, ...]  # the names of its settings whose values are never logged

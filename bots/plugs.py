@@ -8,23 +8,13 @@ from __future__ import annotations
 from bots.channels import ChannelPlug, PlugBuild, PlugSpec
 from core.config import Settings
 
+TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+
 
 def _webchat(build: PlugBuild) -> ChannelPlug:
     from bots.webchat import WebChatPlug
 
     return WebChatPlug(build)
-
-
-def _sms(build: PlugBuild) -> ChannelPlug:
-    from bots.sms import build_sms  # twilio is imported only when SMS is on
-
-    return build_sms(build.settings, build.db, build.metrics, build.files)
-
-
-def _sms_banner(settings: Settings, public: str) -> list[str]:
-    if settings.sms_enabled:
-        return [f"on: texts to {public}/twilio/sms (Twilio signature)"]
-    return ["off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"]
 
 
 def _telegram(build: PlugBuild) -> ChannelPlug:
@@ -45,16 +35,6 @@ def _telegram_banner(settings: Settings, public: str) -> list[str]:
     return lines
 
 
-def _telegram_secrets(settings: Settings) -> list[str]:
-    values = (settings.telegram_bot_token, settings.telegram_webhook_secret)
-    return [value.get_secret_value() for value in values if value is not None]
-
-
-def _sms_secrets(settings: Settings) -> list[str]:
-    token = settings.twilio_auth_token
-    return [token.get_secret_value()] if token is not None else []
-
-
 def _slack(build: PlugBuild) -> ChannelPlug:
     from bots.slack import build_slack
 
@@ -65,17 +45,17 @@ def _slack_banner(settings: Settings, public: str) -> list[str]:
     return ["on" if settings.slack_enabled else "off (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)"]
 
 
-def _slack_secrets(settings: Settings) -> list[str]:
-    values = (
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.slack_erasure_token,
-    )
-    return [value.get_secret_value() for value in values if value is not None]
+def _sms(build: PlugBuild) -> ChannelPlug:
+    from bots.sms import build_sms  # twilio is imported only when SMS is on
+
+    return build_sms(build.settings, build.db, build.metrics, build.files)
 
 
-TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+def _sms_banner(settings: Settings, public: str) -> list[str]:
+    if settings.sms_enabled:
+        return [f"on: texts to {public}/twilio/sms (Twilio signature)"]
+    return ["off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"]
+
 
 PLUGS: tuple[PlugSpec, ...] = (
     PlugSpec(  # the embedded default: always on
@@ -83,27 +63,32 @@ PLUGS: tuple[PlugSpec, ...] = (
         enabled=lambda settings: True,
         build=_webchat,
         banner=lambda settings, public: [f"{public}/chat"],
-        secrets=lambda settings: [],
+        secrets=(),
     ),
     PlugSpec(
         name="telegram",
         enabled=lambda settings: settings.telegram_enabled,
         build=_telegram,
         banner=_telegram_banner,
-        secrets=_telegram_secrets,
+        secrets=("telegram_bot_token", "telegram_webhook_secret"),
     ),
     PlugSpec(
         name="slack",
         enabled=lambda settings: settings.slack_enabled,
         build=_slack,
         banner=_slack_banner,
-        secrets=_slack_secrets,
+        secrets=(
+            "slack_bot_token",
+            "slack_signing_secret",
+            "slack_app_token",
+            "slack_erasure_token",
+        ),
     ),
     PlugSpec(
         name="sms",
         enabled=lambda settings: settings.sms_enabled,
         build=_sms,
         banner=_sms_banner,
-        secrets=_sms_secrets,
+        secrets=("twilio_auth_token",),
     ),
 )

@@ -161,11 +161,12 @@ def create_app(
                 await migrate(db)
             if runtime.files.blobs is not None:
                 await runtime.files.blobs.check()
+            secret = await _secret(runtime)  # read once: links, reply addresses, plugs
             runtime.file_links = FileLinks(
-                await _secret(runtime), settings.public_url, settings.file_link_minutes * 60
+                secret, settings.public_url, settings.file_link_minutes * 60
             )
             if settings.email_reply_domain:
-                runtime.reply_addresses = await _reply_addresses(runtime)
+                runtime.reply_addresses = _reply_addresses(settings.email_reply_domain, secret)
             if web:
                 runtime.engine = (
                     engine
@@ -176,9 +177,7 @@ def create_app(
                 runtime.admin_key = await ensure_bootstrap_admin_key(db)
                 if runtime.admin_key:
                     print(_admin_key_notice(settings, runtime.admin_key), flush=True)
-            started = PlugStart(
-                runtime.engine, settings.public_url, web, runtime.stopping, await _secret(runtime)
-            )
+            started = PlugStart(runtime.engine, settings.public_url, web, runtime.stopping, secret)
             for plug in runtime.plugs:
                 runtime.background.extend(await plug.start(started))
             if runs_relay(settings):
@@ -288,12 +287,10 @@ async def _secret(runtime: Runtime) -> str:
     )
 
 
-async def _reply_addresses(runtime: Runtime) -> Any:
+def _reply_addresses(domain: str, secret: str) -> ReplyAddresses:
     from bots.email_inbound import ReplyAddresses
 
-    key = await _secret(runtime)
-    assert runtime.settings.email_reply_domain is not None
-    return ReplyAddresses.keyed(runtime.settings.email_reply_domain, key)
+    return ReplyAddresses.keyed(domain, secret)
 
 
 async def _start_knowledge(runtime: Runtime) -> None:
@@ -380,7 +377,9 @@ def run(settings: Settings) -> None:
         )
         if s is not None
     ]
-    secrets += [value for spec in PLUGS for value in spec.secrets(settings)]
+    for spec in PLUGS:
+        values = (getattr(settings, name) for name in spec.secrets)
+        secrets += [value.get_secret_value() for value in values if value is not None]
     url = make_url(settings.database_url)
     if url.password:
         secrets.append(str(url.password))

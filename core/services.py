@@ -135,7 +135,10 @@ async def export_customer_data(uow: UnitOfWork, customer_id: int) -> dict[str, A
             "email": customer.email,
             "email_verified": customer.email_verified,
             "phone": customer.phone,
+            "phone_verified": customer.phone_verified,
             "notify": customer.notify.value,
+            "texts": customer.texts,
+            "calls": customer.calls,
             "created_at": customer.created_at.isoformat(),
         },
         "identities": [
@@ -218,6 +221,7 @@ def _anonymise_customer(customer: Customer, now: datetime) -> None:
     customer.email = None
     customer.email_verified = False
     customer.phone = None
+    customer.phone_verified = customer.texts = customer.calls = False
     customer.erased_at = now
     for identity in customer.identities:
         identity.display_name = ""

@@ -64,7 +64,7 @@ from dialogs.decisions import (
 from dialogs.knowledge import LiveKnowledge
 from dialogs.language import language_for_turn, native_name
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
-from dialogs.policy import chosen_value, decide, picked_assistant_text
+from dialogs.policy import chosen_value, decide, picked_assistant_text, reads_contact
 from dialogs.turn import Reply, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
@@ -214,12 +214,10 @@ class DialogEngine:
                     record.customer_id, "phone"
                 )
             notify, phone, texts = Notify.BOTH, None, False
-            if state.name.startswith("intake_"):  # the ticket summary says where updates go
-                notify = (await services.get_customer(uow, record.customer_id)).notify
-            if said.text.strip().lower().startswith("/phone") or said.choice == "/phone":
+            if reads_contact(state, said):  # one load, only for the inputs that read it
                 customer = await services.get_customer(uow, record.customer_id)
+                notify, texts = customer.notify, customer.texts
                 phone = customer.phone if customer.phone_verified else None
-                texts = customer.texts
             ctx = Context(
                 now=now,
                 config=self.config,

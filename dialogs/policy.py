@@ -150,17 +150,34 @@ def decide(state: DialogState, parse: Parse, said: UserSaid, ctx: Context) -> De
 
 def _read(state: DialogState, parse: Parse, said: UserSaid) -> Turn:
     text = said.text.strip()
+    choice = _choice_of(state, said)
+    return Turn(said, parse, text, choice, _command_of(text, choice))
+
+
+def _choice_of(state: DialogState, said: UserSaid) -> str | None:
+    text = said.text.strip()
     choice = said.choice
     if choice is None and text:
         choice = _offered_choice(state, text)
     if choice and choice.startswith(ASSISTANT_CHOICE):
         choice = None  # the engine has already put the picked choice's text in its place
-    command = None
+    return choice
+
+
+def _command_of(text: str, choice: str | None) -> str | None:
     source = choice if choice and choice.startswith("/") else text
-    if source.startswith("/"):
-        # Telegram appends the bot's name in groups: /status@careline_bot.
-        command = source.split()[0].split("@")[0].lower()
-    return Turn(said, parse, text, choice, command)
+    if not source.startswith("/"):
+        return None
+    # Telegram appends the bot's name in groups: /status@careline_bot.
+    return source.split()[0].split("@")[0].lower()
+
+
+def reads_contact(state: DialogState, said: UserSaid) -> bool:
+    """Whether deciding this input reads the customer's contact facts (`CustomerView.notify`,
+    `phone`, `texts`): the ticket summary says where updates go, /phone shows the number."""
+    if state.name.startswith("intake_"):
+        return True
+    return _command_of(said.text.strip(), _choice_of(state, said)) == "/phone"
 
 
 def _offered_choice(state: DialogState, text: str) -> str | None:
@@ -202,6 +219,8 @@ def picked_assistant_text(state: DialogState, said: UserSaid) -> str | None:
 
 
 def _is_cancel(state: DialogState, turn: Turn, ctx: Context) -> bool:
+    if turn.choice is not None:  # an offered choice, pressed or typed ("Stop the texts")
+        return False
     if turn.word in CANCEL_WORDS:
         return True
     # In free-text states the customer's own words may well contain "cancel".
@@ -989,4 +1008,4 @@ FREE_TEXT_STATES = frozenset(
     {"intake_description", "reopen_text", "rate_comment", "intake_email", "phone_number"}
 )
 
-__all__ = ["COMMANDS", "Action", "decide", "picked_assistant_text"]
+__all__ = ["COMMANDS", "Action", "decide", "picked_assistant_text", "reads_contact"]

@@ -140,6 +140,28 @@ async def supervised(procs: Processes, work: Awaitable[T]) -> T:
         procs.stop_watching()
 
 
+async def tickets_of(db: Database, channel: str, external_id: str) -> int:
+    """How many tickets the customer of this channel identity has."""
+    ci, tk = t.channel_identities.c, t.tickets.c
+    async with db.engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count(tk.id))
+            .select_from(t.tickets.join(t.channel_identities, tk.identity_id == ci.id))
+            .where(ci.channel == channel, ci.external_id == external_id)
+        )
+    return int(count or 0)
+
+
+async def message_counts(db: Database, prefix: str) -> dict[str, int]:
+    """How often each message body starting with `prefix` is stored (exactly once each)."""
+    m = t.messages.c
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(m.body, func.count()).where(m.body.startswith(prefix)).group_by(m.body)
+        )
+        return {str(body): int(n) for body, n in rows}
+
+
 async def outbox_backlog(database_url: str) -> tuple[int, int]:
     """(outbox rows not done, deliveries dead)."""
     db = Database(database_url)

@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
 
-from core.db import tables as t
 from core.db.database import Database
 from resilience.fuzz import SLACK_SECRET, SLACK_TOKEN, slack_mounted
-from resilience.harness import Context, check_relay, telegram_env, wait_until
+from resilience.harness import (
+    Context,
+    check_relay,
+    message_counts,
+    telegram_env,
+    tickets_of,
+    wait_until,
+)
 from resilience.procs import Server, start_fake
 from resilience.report import Result
 from tests.fakes.slack_events import SlackEvents
@@ -41,17 +46,6 @@ async def _post(client: httpx.AsyncClient, url: str, events: SlackEvents, body: 
         except httpx.TransportError:
             await asyncio.sleep(0.2)
     return "unreachable"
-
-
-async def _tickets_of(db: Database, user: str) -> int:
-    ci, tk = t.channel_identities.c, t.tickets.c
-    async with db.engine.connect() as conn:
-        count = await conn.scalar(
-            select(func.count(tk.id))
-            .select_from(t.tickets.join(t.channel_identities, tk.identity_id == ci.id))
-            .where(ci.channel == "slack", ci.external_id == user)
-        )
-    return int(count or 0)
 
 
 async def slack_redeliveries(ctx: Context) -> list[Result]:
@@ -98,7 +92,7 @@ async def slack_redeliveries(ctx: Context) -> list[Result]:
                 await _post(client, endpoint, events, opening, 0)
 
                 async def has_ticket() -> bool:
-                    return await _tickets_of(db, user) > 0
+                    return await tickets_of(db, "slack", user) > 0
 
                 if not await wait_until(has_ticket, 90, every=0.2):
                     result.fail(f"{user}: no ticket opened")
@@ -115,14 +109,7 @@ async def slack_redeliveries(ctx: Context) -> list[Result]:
             await asyncio.gather(*(customer(n) for n in range(customers)))
 
             async def counts() -> dict[str, int]:
-                m = t.messages.c
-                async with db.engine.connect() as conn:
-                    rows = await conn.execute(
-                        select(m.body, func.count())
-                        .where(m.body.like("note slack %"))
-                        .group_by(m.body)
-                    )
-                    return {str(body): int(n) for body, n in rows}
+                return await message_counts(db, "note slack ")
 
             async def all_arrived() -> bool:
                 return len(await counts()) >= len(sent)

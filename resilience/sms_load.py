@@ -18,12 +18,17 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
-from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from core.db import tables as t
 from core.db.database import Database
-from resilience.harness import Context, check_relay, sms_env, wait_until
+from resilience.harness import (
+    Context,
+    check_relay,
+    message_counts,
+    sms_env,
+    tickets_of,
+    wait_until,
+)
 from resilience.procs import Server, start_fake
 from resilience.report import Result
 
@@ -115,7 +120,11 @@ async def sms_redeliveries(ctx: Context) -> list[Result]:
                 number = f"+1415555{n:04d}"
                 opening = Text(number, "I need a person", f"SM{next(sids):032x}", 1)
                 await _post(client, endpoint, endpoint, opening)
-                if not await wait_until(lambda: _has_ticket(db, number), 120, every=0.3):
+
+                async def has_ticket() -> bool:
+                    return await tickets_of(db, "sms", number) > 0
+
+                if not await wait_until(has_ticket, 120, every=0.3):
                     result.fail(f"customer {n}: no ticket opened")
                     return
                 for j in range(per_customer):
@@ -137,14 +146,7 @@ async def sms_redeliveries(ctx: Context) -> list[Result]:
                 await asyncio.to_thread(server.wait_ready)
 
             async def counts() -> dict[str, int]:
-                m = t.messages.c
-                async with db.engine.connect() as conn:
-                    rows = await conn.execute(
-                        select(m.body, func.count())
-                        .where(m.body.like("note sms %"))
-                        .group_by(m.body)
-                    )
-                    return {str(body): int(n) for body, n in rows}
+                return await message_counts(db, "note sms ")
 
             async def all_arrived() -> bool:
                 return len(await counts()) >= len(notes)
@@ -201,14 +203,3 @@ async def sms_redeliveries(ctx: Context) -> list[Result]:
     await check_relay(result, server, url, within=60 + len(notes))
     server.stop()
     return [result]
-
-
-async def _has_ticket(db: Database, number: str) -> bool:
-    ci, tk = t.channel_identities.c, t.tickets.c
-    async with db.engine.connect() as conn:
-        count = await conn.scalar(
-            select(func.count(tk.id))
-            .select_from(t.tickets.join(t.channel_identities, tk.identity_id == ci.id))
-            .where(ci.channel == "sms", ci.external_id == number)
-        )
-    return bool(count)

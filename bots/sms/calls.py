@@ -62,13 +62,11 @@ class SmsCalls:
         *,
         quiet: str = "21-8",
         catalogue: Catalogue | None = None,
-        clock: type[datetime] = datetime,
     ) -> None:
         self.db = db
         self.api = api
         self.quiet = quiet_hours(quiet)
         self.catalogue = catalogue or load_catalogue()
-        self.clock = clock
 
     def register(self, handlers: Handlers) -> None:
         handlers.add(ev.TicketStatusChanged, "customer_call", self.resolved)
@@ -92,7 +90,7 @@ class SmsCalls:
             )
         if identity is None or identity.channel != Channel.SMS or not identity.reachable:
             raise Skip("no number to call: the ticket was not raised by text")
-        if is_quiet(identity.chat_id, self.clock.now(UTC), self.quiet):
+        if is_quiet(identity.chat_id, datetime.now(UTC), self.quiet):
             raise Skip("quiet hours where the number is: the text tells them")
         words = self.catalogue.text(
             "notice.call.resolved",

@@ -14,8 +14,9 @@ replica) finds the row and does nothing; a row left unfinished (kill -9, the dat
 is taken up again by `replay_forever` on any replica once its claim has run out.
 
 Keywords, as carriers require: STOP (and STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) opts the
-number out: nothing more is texted to it and the customer's notices go by email; START
-opts it in again (Twilio itself confirms both). HELP answers with the bot's help.
+number out: nothing more is texted to it and the customer's notices go by email (the number
+is unreachable, as a blocked Telegram chat is); START opts it in again (Twilio itself
+confirms both). HELP answers with the bot's help.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from bots.sms.api import UNREACHABLE_DELIVERY_CODES
 from bots.sms.channel import SmsChannel
 from core import events
 from core.config import Settings
-from core.contact import set_notify_preference
 from core.db import inbox, outbox
 from core.db.database import Database
 from core.db.reachability import mark_reachable, stop_texts
@@ -48,7 +48,7 @@ from core.db.sms import SmsMenus
 from core.errors import Conflict, DomainError
 from core.files import FileRefused, StoredFile, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
-from core.model import Channel, Notify
+from core.model import Channel
 from core.ports import FileStore
 from dialogs.policy import e164
 from dialogs.turn import Attachment, Choice, Reply, UserSaid
@@ -197,6 +197,7 @@ class SmsInbound:
         number = e164(to, self.settings.sms_region)
         if kind == "sms" and code in UNREACHABLE_DELIVERY_CODES and number is not None:
             await mark_reachable(self.db, Channel.SMS, False, chat_id=number)
+            await stop_texts(self.db, number)  # a verified phone of another chat's customer
         async with self.db.uow() as uow:
             if not await inbox.record(uow.session, SOURCE, f"report:{sid}:{status}"):
                 return  # the same report again
@@ -419,15 +420,11 @@ class SmsInbound:
         return menu.choice_for(text)
 
     async def opt(self, number: str, *, opted_in: bool) -> None:
-        """STOP / START: whether the number may be texted, and how the customer hears from us."""
+        """STOP / START: whether the number may be texted. An opted-out number is unreachable,
+        so its notices go by email like a blocked Telegram chat's; the customer's own choice
+        of chat, email or both is kept for when they text START."""
         await mark_reachable(self.db, Channel.SMS, opted_in, external_id=number)
         await stop_texts(self.db, number, texts=opted_in)  # customers of other chats too
-        async with self.db.uow() as uow:
-            identity = await uow.customers.identity(Channel.SMS, number)
-            if identity is not None and identity.customer_id is not None:
-                notify = Notify.BOTH if opted_in else Notify.EMAIL
-                await set_notify_preference(uow, identity.customer_id, notify)
-                await uow.commit()
         log.info("an SMS number opted %s", "in" if opted_in else "out")
 
     async def _keep(

@@ -14,7 +14,7 @@ from core import services
 from core.db import tables as t
 from core.db.database import Database
 from core.model import Agent, Channel, Notify
-from tests.fakes.twilio_api import FakeTwilio
+from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.sms.conftest import CUSTOMER, StartServer
 from tests.support.waiting import wait_for
 
@@ -149,3 +149,28 @@ async def test_twilio_busy_or_down_is_retried_and_the_notice_texted_once(
     tries = [c.status for c in twilio.calls_to("messages.create")]
     assert tries == [status, status, 201]
     assert _mails(tmp_path) == []  # a busy Twilio is not an unreachable number
+
+
+async def test_stop_sends_the_notices_by_email_and_start_by_text_again(
+    serve: StartServer, twilio: FakeTwilio, db: Database, tmp_path: Path
+) -> None:
+    ticket_id, agent_id = await _ticket_for_sms_customer(db, Notify.CHAT)
+    with serve(mailbox_dir=str(tmp_path), auto_assign=False) as server:
+        assert (await asyncio.to_thread(text_in, server.url, CUSTOMER, "Stop")).status_code == 200
+        await asyncio.to_thread(wait_for, lambda: False, 0.5)
+        await _assign(db, ticket_id, agent_id)
+        mails = await asyncio.to_thread(wait_for, lambda: _mails(tmp_path), 15)
+        assert len(mails) == 1 and "Grace Hopper" in mails[0]
+        assert twilio.texts_to(CUSTOMER) == []  # an opted-out number gets nothing
+        assert (await asyncio.to_thread(text_in, server.url, CUSTOMER, "START")).status_code == 200
+        await asyncio.to_thread(wait_for, lambda: False, 0.5)
+        async with db.uow() as uow:
+            await services.resolve_ticket(uow, ticket_id)
+            await uow.commit()
+        texts = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER), 15)
+        await asyncio.sleep(0.5)
+    assert len(texts) == 1 and "is resolved" in texts[0]
+    assert len(_mails(tmp_path)) == 1  # texts again, and the customer still chose chat only
+    c = t.customers.c
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(select(c.notify)) == Notify.CHAT

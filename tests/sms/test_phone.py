@@ -119,3 +119,55 @@ async def test_phone_in_an_sms_chat_and_without_twilio(
     assert (await asyncio.to_thread(text_in, server.url, PHONE, "/phone")).status_code == 200
     answer = await asyncio.to_thread(wait_for, lambda: twilio.texts_to(PHONE), 15)
     assert answer == ["You're texting us already: every update comes here by text."]
+
+
+async def _verified_phone_customer(db: Database) -> tuple[int, int]:
+    """A web-chat customer whose phone is confirmed and who asked for texts; a ticket."""
+    async with db.uow() as uow:
+        customer, identity = await services.find_or_register_customer(
+            uow, channel=Channel.WEBCHAT, external_id="visitor-1", chat_id="visitor-1"
+        )
+        assert customer.id is not None
+        customer.phone, customer.phone_verified, customer.texts = PHONE, True, True
+        ticket = await services.open_ticket(
+            uow,
+            customer_id=customer.id,
+            description="The parcel never came",
+            category="delivery",
+            channel=Channel.WEBCHAT,
+            identity_id=identity.id,
+        )
+        agent = await uow.agents.add(Agent(name="Grace Hopper", email="grace@example.com"))
+        await uow.commit()
+    assert ticket.id is not None and agent.id is not None
+    return ticket.id, agent.id
+
+
+async def test_a_phone_reported_unknown_gets_no_more_texts(
+    server: ServerThread, twilio: FakeTwilio, db: Database
+) -> None:
+    twilio.undeliverable[PHONE] = 30005  # unknown handset
+    ticket_id, agent_id = await _verified_phone_customer(db)
+    async with db.uow() as uow:
+        await services.assign_ticket(uow, ticket_id, agent_id)
+        await uow.commit()
+    await asyncio.to_thread(wait_for, lambda: len(twilio.reports) == 2, 15)
+    await asyncio.to_thread(wait_for, lambda: False, 0.5)
+    assert (await _customer(db))["texts"] is False
+
+
+async def test_phone_again_stops_the_texts(
+    server: ServerThread, twilio: FakeTwilio, db: Database
+) -> None:
+    web = await asyncio.to_thread(Visitor, server.url)
+    await asyncio.to_thread(web.say, "hello", "assistant")
+    c = t.customers.c
+    confirmed = {"phone": PHONE, "phone_verified": True, "texts": True}
+    async with db.engine.begin() as conn:  # as a confirmed code leaves it
+        await conn.execute(t.customers.update().values(**confirmed))
+    await asyncio.to_thread(web.say, "/phone", f"Updates also go by text to {PHONE}")
+    lines = web.http.get("/chat/api/messages", params={"after": 0}).json()["lines"]
+    assert [x["label"] for x in lines[-1]["choices"]] == ["Stop the texts", "Change the number"]
+    await asyncio.to_thread(web.say, "Stop the texts", "no more texts")
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(select(c.texts)) is False

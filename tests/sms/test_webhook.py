@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.db import tables as t
 from core.db.database import Database
-from core.model import Channel, ChannelIdentity, Customer, utcnow
+from core.model import utcnow
 from dialogs.turn import Reply
 from tests.fakes.twilio_api import SUPPORT_NUMBER, FakeTwilio, text_in
 from tests.sms.conftest import CUSTOMER, StartServer
@@ -104,43 +104,6 @@ def test_a_long_reply_goes_as_several_texts_within_the_segment_cap(
     assert len(texts[0]) > 3 * 153 and len(texts[1]) <= 2 * 153
     assert texts[-1].endswith("...")  # the ~11 segments' reply was cut at 6
     twilio.assert_no_violations()
-
-
-async def test_stop_opts_the_number_out_and_start_in(
-    serve: StartServer, twilio: FakeTwilio, engine: ScriptedEngine, db: Database
-) -> None:
-    with serve() as server:
-        await asyncio.to_thread(text_in, server.url, CUSTOMER, "hello")
-        await asyncio.to_thread(wait_for, lambda: twilio.texts_to(CUSTOMER))
-        # The scripted engine registers nobody: the customer the real engine would have.
-        async with db.uow() as uow:
-            customer = await uow.customers.add(Customer(display_name=""))
-            assert customer.id is not None
-            await uow.customers.add_identity(
-                ChannelIdentity(Channel.SMS, CUSTOMER, CUSTOMER, customer_id=customer.id)
-            )
-            await uow.commit()
-        await asyncio.to_thread(text_in, server.url, CUSTOMER, "Stop")
-        await asyncio.sleep(0.5)
-        assert await _reachable_and_notify(db) == (False, "email")
-        await asyncio.to_thread(text_in, server.url, CUSTOMER, "START")
-        await asyncio.sleep(0.5)
-        assert await _reachable_and_notify(db) == (True, "both")
-    assert [said.text for said in engine.turns] == ["hello"]  # keywords are not turns
-    assert twilio.texts_to(CUSTOMER) == ["You said: hello"]  # Twilio itself confirms them
-
-
-async def _reachable_and_notify(db: Database) -> tuple[bool, str]:
-    ci, c = t.channel_identities.c, t.customers.c
-    async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(ci.reachable, c.notify)
-                .join(t.customers, c.id == ci.customer_id)
-                .where(ci.channel == Channel.SMS, ci.external_id == CUSTOMER)
-            )
-        ).one()
-    return bool(row[0]), str(row[1].value if hasattr(row[1], "value") else row[1])
 
 
 async def _left_by_a_crash(db: Database, sid: str, payload: dict[str, object]) -> None:
