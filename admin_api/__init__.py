@@ -1,5 +1,5 @@
-"""Careline admin API: agents, tickets, assignment, customers, dead letters, reports and the
-knowledge base.
+"""Careline admin API: agents, tickets, assignment, customers, dead letters, reports, the
+knowledge base and the intent examples.
 
 Mounted by `careline serve` at `/api/v1`; interactive docs at `/api/v1/docs`.
 
@@ -33,6 +33,8 @@ is always served. All replicas count into the same limits (PostgreSQL).
 | `POST /articles`, `PATCH /articles/{id}` | yes | drafts only |
 | `POST /articles/{id}/publish`, `/unpublish`, `DELETE /articles/{id}` | yes | 403 |
 | `POST /articles/import` | yes | 403 |
+| `GET /intents`, `/intents/training`, `/intents/{name}/examples` | yes | yes |
+| `POST /intents/{name}/examples`, `DELETE /intents/{name}/examples/{id}` | yes | 403 |
 
 A reply on an unassigned ticket claims it for the replying agent. An agent acting on a
 ticket held by another agent gets 403.

@@ -16,7 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from admin_api.headers import SecurityHeaders
 from admin_api.problems import PROBLEM_JSON, Problem, ProblemDetails, install_problem_handlers
 from admin_api.ratelimit import ApiLimits
-from admin_api.routes import access, agents, customers, dead_letters, knowledge, reports, tickets
+from admin_api.routes import (
+    access,
+    agents,
+    customers,
+    dead_letters,
+    intents,
+    knowledge,
+    reports,
+    tickets,
+)
 from core.config import Settings
 from core.db.database import Database
 from core.db.ratelimit import rate_limiter_for
@@ -62,7 +71,7 @@ def create_admin_app(
     app.router.dependencies.append(Depends(reject_unknown_query))
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders)
-    for module in (access, agents, tickets, customers, dead_letters, reports, knowledge):
+    for module in (access, agents, tickets, customers, dead_letters, reports, knowledge, intents):
         app.include_router(module.router)
     app.include_router(tickets.settings_router)
 

@@ -294,14 +294,14 @@ def _reply_addresses(domain: str, secret: str) -> ReplyAddresses:
 
 
 async def _start_knowledge(runtime: Runtime) -> None:
-    """Seed and load the knowledge base, then follow its revision (admins publish live)."""
-    live = getattr(runtime.engine, "knowledge", None)
-    if live is None:
-        return
-    await live.start()
-    runtime.background.append(
-        asyncio.create_task(live.follow(runtime.stopping), name="knowledge-refresh")
-    )
+    """Seed and load the knowledge base and the model of the edited intent examples, then
+    follow both (admins publish and teach live)."""
+    for part, task in (("knowledge", "knowledge-refresh"), ("intents", "intents-refresh")):
+        live = getattr(runtime.engine, part, None)
+        if live is None:
+            continue
+        await live.start()
+        runtime.background.append(asyncio.create_task(live.follow(runtime.stopping), name=task))
 
 
 def _admin_key_notice(settings: Settings, key: str) -> str:

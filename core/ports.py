@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from core.files import StoredFile
+from core.intents import ExampleEdit, LabelledText
 from core.knowledge import (
     AgentAnswer,
     Article,
@@ -280,3 +281,21 @@ class KnowledgeRepository(Protocol):
     async def answer_after(self, gap: Gap, *, within: timedelta) -> AgentAnswer | None:
         """The first agent reply on a ticket the customer opened within `within` of the gap."""
         ...
+
+
+# --- intent examples (admin API, the classifier's training set) ----------------------------
+
+
+class IntentExamplesRepository(Protocol):
+    """The team's edits of the intents file and their revision (core/intents.py)."""
+
+    async def edits(self) -> Sequence[ExampleEdit]:
+        """Every edit, oldest first."""
+        ...
+
+    async def add(self, edit: ExampleEdit) -> None: ...
+    async def delete(self, example: LabelledText) -> None:
+        """Forget the edit of this example (added or removed)."""
+        ...
+
+    async def bump_revision(self) -> None: ...

@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -68,6 +68,9 @@ from dialogs.policy import chosen_value, decide, picked_assistant_text, reads_co
 from dialogs.turn import Reply, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
+if TYPE_CHECKING:
+    from dialogs.nlu.live import LiveIntents
+
 log = logging.getLogger("careline.dialogs")
 
 NOT_PARSED = Parse(OUT_OF_SCOPE, 0.0, source="none")
@@ -87,6 +90,7 @@ class DialogEngine:
         *,
         faq: FaqAnswers | None = None,
         knowledge: LiveKnowledge | None = None,
+        intents: LiveIntents | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -95,6 +99,7 @@ class DialogEngine:
         self.catalogue = catalogue
         self.faq = faq
         self.knowledge = knowledge  # answers from the published articles, kept current
+        self.intents = intents  # the classifier behind `nlu`, kept at the edited examples
         self.clock = clock
         # The languages of the catalogue, each named in itself, for /language and detection.
         self.languages = tuple((code, native_name(code)) for code in catalogue.languages)

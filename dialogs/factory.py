@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.db.database import Database
 from dialogs.catalogue import load_catalogue
@@ -13,6 +13,10 @@ from dialogs.config import DialogConfig
 from dialogs.engine import DialogEngine
 from dialogs.knowledge import LiveKnowledge, shipped_articles
 from dialogs.nlu.base import NLU
+from dialogs.nlu.local import LocalNLU
+
+if TYPE_CHECKING:
+    from dialogs.nlu.live import LiveIntents
 
 #: How the start-up log names each local backend.
 _BACKEND_NAMES = {"local": "TF-IDF", "embeddings": "sentence embeddings"}
@@ -20,25 +24,21 @@ _BACKEND_NAMES = {"local": "TF-IDF", "embeddings": "sentence embeddings"}
 log = logging.getLogger("careline.dialogs")
 
 
-def build_nlu(settings: Any) -> NLU:
-    """The NLU the settings ask for (core.config.Settings).
+def build_nlu(settings: Any, local: NLU | None = None) -> NLU:
+    """The NLU the settings ask for (core.config.Settings), around `local` when given (the
+    live classifier of `build_live_intents`).
 
     `auto` takes Watson when it is configured (an assistant id and `ASSISTANT_URL`), else
     the local classifier. Watson always stands behind a fallback to the local classifier,
     used on errors, timeouts and low confidence.
     """
-    from dialogs.nlu import FallbackNLU, default_nlu
+    from dialogs.nlu import FallbackNLU
 
     backend = settings.nlu_backend
     watson_ready = bool(settings.watson_assistant_id and os.environ.get("ASSISTANT_URL"))
-    local_backend = "embeddings" if backend == "embeddings" else "local"
-    local = default_nlu(
-        settings.nlu_intents_file,
-        cache_dir=Path(settings.data_dir) / "nlu",
-        threshold=settings.nlu_threshold,
-        backend=local_backend,
-        finetune=bool(getattr(settings, "nlu_finetune", False)),
-    )
+    local_backend = _local_backend(settings)
+    if local is None:
+        local = _file_nlu(settings)
     if backend == "watson" or (backend == "auto" and watson_ready):
         if not settings.watson_assistant_id or not settings.watson_environment_id:
             raise ValueError(
@@ -67,21 +67,59 @@ def build_nlu(settings: Any) -> NLU:
     return local
 
 
+def build_live_intents(settings: Any, db: Database) -> LiveIntents | None:
+    """The default classifier kept at the examples admins edit (None for the embeddings
+    backend, which trains minutes per model and stays on its intents file)."""
+    if _local_backend(settings) != "local" or getattr(settings, "nlu_finetune", False):
+        return None
+    from dialogs.nlu.live import LiveIntents
+
+    base = _file_nlu(settings)
+    return LiveIntents(
+        db,
+        base,
+        intents_file=settings.nlu_intents_file,
+        refresh_seconds=settings.knowledge_refresh_seconds,
+    )
+
+
+def _local_backend(settings: Any) -> str:
+    return "embeddings" if settings.nlu_backend == "embeddings" else "local"
+
+
+def _file_nlu(settings: Any) -> LocalNLU:
+    """The local classifier of the intents file (shipped trained, else trained once and
+    cached)."""
+    from dialogs.nlu import default_nlu
+
+    return default_nlu(
+        settings.nlu_intents_file,
+        cache_dir=Path(settings.data_dir) / "nlu",
+        threshold=settings.nlu_threshold,
+        backend=_local_backend(settings),
+        finetune=bool(getattr(settings, "nlu_finetune", False)),
+    )
+
+
 def build_engine(settings: Any, db: Database, nlu: NLU | None = None) -> DialogEngine:
     """The engine on `settings`; the NLU from `build_nlu` when none is given.
 
     Loads the message catalogue and the FAQ file (the knowledge base's seed) and trains or
     loads the cached classifier: call it at start-up, never per request. Answers come from
-    the published articles only; `engine.knowledge.start()` seeds and loads them.
+    the published articles only; `engine.knowledge.start()` seeds and loads them, and
+    `engine.intents.start()` loads the model of the examples admins edited.
     """
+    live = None
     if nlu is None:
-        nlu = build_nlu(settings)
+        live = build_live_intents(settings, db)
+        nlu = build_nlu(settings, live)
     return DialogEngine(
         db,
         nlu,
         DialogConfig.from_settings(settings),
         load_catalogue(),
         knowledge=build_knowledge(settings, db),
+        intents=live,
     )
 
 

@@ -396,6 +396,54 @@ knowledge_state = Table(
     Column("seeded_at", UTCDateTime),
 )
 
+# The team's edits of the intents file (core/intents.py): an example added to an intent, or
+# (`removed`) one of the file's examples taken out. Written by staff, not customers.
+intent_examples = Table(
+    "intent_examples",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("intent", String(64), nullable=False),
+    Column("text", String(500), nullable=False),
+    Column("removed", Boolean, nullable=False, server_default=text("false")),
+    Column("changed_by", String(100), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("intent", "text"),
+)
+
+# One row: `revision` grows with every edit of the intent examples (each replica reads it every
+# few seconds); the rest is the training lease: one replica trains the model of `training_key`
+# in the background and renews `training_until` as it goes, so another takes over after a
+# crash. `failed_key` names examples that could not be trained (not retried until they change).
+nlu_state = Table(
+    "nlu_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("training_key", String(64)),
+    Column("training_by", String(100)),
+    Column("training_until", UTCDateTime),
+    Column("stage", String(32)),
+    Column("progress", Double),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("failed_key", String(64)),
+    Column("error", Text),
+)
+
+# Trained classifiers as plain arrays (an .npz file, never a pickle), by the key of the examples
+# they learnt: every replica loads the one its examples name.
+nlu_models = Table(
+    "nlu_models",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("backend", String(16), nullable=False),
+    Column("model", LargeBinary, nullable=False),
+    Column("examples", Integer, nullable=False),
+    Column("intents", Integer, nullable=False),
+    Column("seconds", Double, nullable=False),
+    Column("trained_at", UTCDateTime, nullable=False),
+)
+
 # What the bot could not answer: not understood, not sure, or "that didn't help". Admins read
 # them clustered (GET /articles/gaps) to write the missing articles. The question is the
 # customer's own words: erasure deletes their rows.

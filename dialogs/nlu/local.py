@@ -197,6 +197,19 @@ class LocalNLU:
         return cls._load_joblib(path, threshold)
 
     @classmethod
+    def from_arrays(cls, data: bytes, *, threshold: float) -> LocalNLU:
+        """A default-backend model from the bytes of its ``.npz`` (as the database keeps it)."""
+        import io
+
+        from dialogs.nlu.tfidf import ModelFileError, TfidfModel
+
+        try:
+            model, meta = TfidfModel.load(io.BytesIO(data))
+        except ModelFileError as error:
+            raise ModelVersionError(str(error)) from error
+        return cls(model, backend=meta["backend"], threshold=threshold)
+
+    @classmethod
     def _load_joblib(cls, path: str | Path, threshold: float | None) -> LocalNLU:
         import joblib
         import sklearn

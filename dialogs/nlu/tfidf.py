@@ -146,7 +146,7 @@ class TfidfModel:
         np.savez_compressed(file, meta=np.array(json.dumps(document)), **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple[TfidfModel, dict[str, Any]]:
+    def load(cls, path: str | Path | IO[bytes]) -> tuple[TfidfModel, dict[str, Any]]:
         """The model and the ``meta`` it was saved with; ``ModelFileError`` if not ours."""
         try:
             with np.load(path, allow_pickle=False) as arrays:

@@ -161,6 +161,14 @@ MATRIX: list[tuple[str, str, Setup, int, int]] = [
     ("GET", "/articles/gaps", fixed("/articles/gaps"), 200, 200),
     ("POST", "/articles/import", fixed("/articles/import", {"format": "markdown",
      "files": [{"name": "a.md", "content": "# Returns\n\n30 days."}]}), 200, 403),
+    # Intent examples: everyone reads them; only admins change what the bot understands.
+    ("GET", "/intents", fixed("/intents"), 200, 200),
+    ("GET", "/intents/training", fixed("/intents/training"), 200, 200),
+    ("GET", "/intents/{intent}/examples", fixed("/intents/greet/examples"), 200, 200),
+    ("POST", "/intents/{intent}/examples",
+     fixed("/intents/faq_parking/examples", {"text": "is there parking"}), 201, 403),
+    ("DELETE", "/intents/{intent}/examples/{example_id}",
+     fixed("/intents/greet/examples/d1abb6b7e45cb97e"), 204, 403),
 ]  # fmt: skip
 
 

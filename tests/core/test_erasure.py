@@ -134,6 +134,17 @@ NOT_PERSONAL = {
     "stored_files.mime_type",
     "stored_files.sha256",
     "email_verifications.kind",  # "email" or "phone"
+    # Training examples staff write, like an article's questions, and the models' bookkeeping.
+    "intent_examples.intent",
+    "intent_examples.text",
+    "intent_examples.changed_by",
+    "nlu_state.training_key",
+    "nlu_state.training_by",  # a replica's host name and process
+    "nlu_state.stage",
+    "nlu_state.failed_key",
+    "nlu_state.error",
+    "nlu_models.key",
+    "nlu_models.backend",
 }
 
 NAME, IDENTITY_NAME = "Ada Lovelace", "Countess Augusta"
