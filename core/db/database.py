@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import URL, make_url
@@ -33,6 +33,7 @@ from core.db.repositories import (
 from core.db.sqlite_inline import InlineConnection, inline_creator
 from core.errors import Conflict
 from core.model import Aggregate, utcnow
+from core.ports import UnitOfWork
 
 OUTBOX_CHANNEL = "careline_outbox"  # PostgreSQL NOTIFY channel: relays wake at once
 
@@ -205,6 +206,12 @@ class SqlUnitOfWork:
                     }
                 )
         return rows
+
+
+def domain(uow: SqlUnitOfWork) -> UnitOfWork:
+    """The SQL unit of work as the services' UnitOfWork: it is one, but mypy cannot see it
+    through the protocol's mutable (hence invariant) repository attributes."""
+    return cast(UnitOfWork, uow)
 
 
 def _dumps(value: Any) -> str:

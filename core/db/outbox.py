@@ -182,3 +182,17 @@ async def event_by_id(db: Database, event_id: int) -> tuple[str, dict[str, Any]]
     async with db.engine.connect() as conn:
         row = (await conn.execute(select(o.event_type, o.payload).where(o.id == event_id))).first()
     return (str(row[0]), dict(row[1] or {})) if row is not None else None
+
+
+async def other_handlers(
+    session: AsyncSession, event_id: int, *, excluding: str
+) -> list[tuple[str, str]]:
+    """(status, last error) of an event's deliveries to the handlers whose names do not
+    start with `excluding`."""
+    d = t.outbox_deliveries.c
+    rows = await session.execute(
+        select(d.status, d.last_error).where(
+            d.event_id == event_id, ~d.handler.startswith(excluding)
+        )
+    )
+    return [(status, error or "") for status, error in rows.all()]

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots import slack_blocks as kit
 from bots.channels import PermanentFailure, RetryLater, Unreachable
 from bots.slack import SlackApi, SlackChannel
+from bots.slack import blocks as kit
 from core.db.database import Database
 from dialogs.turn import Choice, Reply
 from tests.fakes.slack_api import FakeSlack
