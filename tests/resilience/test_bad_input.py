@@ -24,8 +24,9 @@ pytestmark = pytest.mark.slow
 def test_signed_slack_body_that_is_not_a_json_object_is_refused_with_4xx(
     running: Running, body: bytes
 ) -> None:
-    """bots/slack/serving.py `slack_router.receive` hands every signed body to bolt, which decodes it
-    as UTF-8 (UnicodeDecodeError) and reads it as a dict (AttributeError on a list): 500."""
+    """bots/slack/serving.py `slack_router.receive` hands every signed body to bolt, which
+    decodes it as UTF-8 (UnicodeDecodeError) and reads it as a dict (AttributeError on a
+    list): 500."""
     headers = SlackEvents(signing_secret=SLACK_SECRET).sign(body)
     headers["Content-Type"] = "application/json"
     answer = httpx.post(

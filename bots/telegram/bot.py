@@ -1,0 +1,425 @@
+"""The Telegram adapter of one process: the webhook and polling, the inbox, the engine's
+turns and their replies (see the package's notes on durability)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from telegram import (
+    Bot,
+    Update,
+)
+from telegram.error import (
+    BadRequest,
+    NetworkError,
+    TelegramError,
+)
+from telegram.ext import AIORateLimiter, Application
+
+from bots.channels import (
+    ChatLocks,
+    PermanentFailure,
+    RetryLater,
+    TurnEngine,
+    Unreachable,
+)
+from bots.inbound import Delivery, Inbox, Stage
+from bots.metrics import Metrics
+from bots.plugs import TELEGRAM_WEBHOOK_PATH
+from bots.telegram.channel import TelegramChannel
+from bots.telegram.limits import SOURCE, CarelineRateLimiter, bot_key
+from bots.telegram.updates import Inbound, translate
+from core import jsonguard
+from core.config import Settings
+from core.db.database import Database
+from core.db.pacing import SqlPacer
+from core.db.reachability import mark_reachable
+from core.errors import Conflict, DomainError
+from core.files import FileRefused, describe, platform_file_id
+from core.jsonguard import RefusedBody, read_capped
+from core.model import Channel
+from core.ports import FileStore
+from dialogs.turn import Attachment, Reply, UserSaid
+
+log = logging.getLogger("careline.telegram")
+
+SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+MAX_BODY = 1024 * 1024
+FILE_ATTEMPTS = 3  # deliveries of an update that wait for its files before going on without
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How to answer one update: the HTTP status and, maybe, a Bot API call in the body."""
+
+    status: int = 200
+    result: str = "ok"
+    body: dict[str, Any] | None = None
+
+
+def build_application(
+    settings: Settings, limiter: AIORateLimiter | None = None
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """PTB's application without an updater: we receive updates ourselves."""
+    token = settings.telegram_bot_token
+    if token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    base = settings.telegram_api_base_url
+    builder = (
+        Application.builder()
+        .token(token.get_secret_value())
+        .base_url(base)
+        .base_file_url(base[: -len("/bot")] + "/file/bot" if base.endswith("/bot") else base)
+        .updater(None)
+        .connection_pool_size(64)
+        .pool_timeout(10)
+    )
+    if limiter is not None:
+        builder = builder.rate_limiter(limiter)  # type: ignore[arg-type]
+    return builder.build()
+
+
+async def register_webhook(settings: Settings, url: str) -> dict[str, Any]:
+    """`careline telegram set-webhook URL`: register it with the secret; return Telegram's view."""
+    secret = settings.telegram_webhook_secret
+    if secret is None:
+        raise ValueError("TELEGRAM_WEBHOOK_SECRET is not set: Telegram would call us unsigned")
+    async with build_application(settings) as application:
+        await application.bot.set_webhook(
+            url, secret_token=secret.get_secret_value(), allowed_updates=ALLOWED_UPDATES
+        )
+        info = await application.bot.get_webhook_info()
+    return {
+        "url": info.url,
+        "pending_update_count": info.pending_update_count,
+        "allowed_updates": list(info.allowed_updates or ()),
+    }
+
+
+async def unregister_webhook(settings: Settings) -> None:
+    """Remove the webhook (e.g. before switching to polling)."""
+    async with build_application(settings) as application:
+        await application.bot.delete_webhook()
+
+
+@dataclass
+class TelegramBot:
+    """The Telegram adapter of one process: PTB application, inbox, engine, channel."""
+
+    settings: Settings
+    db: Database
+    engine: TurnEngine
+    metrics: Metrics
+    files: FileStore | None = None
+    application: Application[Any, Any, Any, Any, Any, Any] = field(init=False)
+    channel: TelegramChannel = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        limiter = CarelineRateLimiter(
+            metrics=self.metrics,
+            overall_per_second=s.telegram_overall_per_second,
+            chat_per_second=s.telegram_chat_per_second,
+            pacer=SqlPacer(self.db) if self.db.is_postgres else None,
+            bot_key=bot_key(s),
+        )
+        self.application = build_application(s, limiter)
+        self.bot: Bot = self.application.bot
+        self.channel = TelegramChannel(self.bot, self.metrics, self.mark_unreachable)
+        self.inbox = Inbox(self.db, SOURCE)
+        self.locks = ChatLocks()
+        secret = s.telegram_webhook_secret
+        self.secret = secret.get_secret_value().encode() if secret else b""
+        self.max_attempts: int = s.telegram_max_attempts
+        self.reply_in_answer: bool = s.telegram_reply_in_webhook_answer
+        self.username = ""
+        self._stopping = asyncio.Event()
+        self._polling: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect (getMe); in polling mode start the getUpdates loop."""
+        await self.application.initialize()
+        self.username = self.bot.username
+        if self.settings.telegram_mode == "polling":
+            self._polling = asyncio.create_task(self.poll(), name="telegram-polling")
+        elif self.settings.public_url:
+            await self.set_webhook(self.settings.public_url.rstrip("/") + TELEGRAM_WEBHOOK_PATH)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._polling is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._polling, 30)
+        await self.application.shutdown()
+
+    async def set_webhook(self, url: str) -> None:
+        """Register the webhook with the secret token (Telegram then sends it with each call)."""
+        await self.bot.set_webhook(
+            url,
+            secret_token=self.secret.decode() or None,
+            allowed_updates=ALLOWED_UPDATES,
+        )
+
+    # -- webhook -------------------------------------------------------------------------
+    async def webhook(self, request: Request) -> Response:
+        """`POST /telegram/webhook`: check the secret, then handle the update."""
+        started = time.perf_counter()
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not self.secret or not hmac.compare_digest(given, self.secret):
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            return Response(status_code=403 if given else 401)
+        try:
+            body = await read_capped(
+                request.stream(), declared=request.headers.get("content-length"), limit=MAX_BODY
+            )
+            data = jsonguard.loads(body)
+        except RefusedBody as refused:
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            log.warning("refused a webhook call: %s", refused)
+            return Response(str(refused), refused.status, media_type="text/plain")
+        try:
+            update_id = int(data["update_id"])
+        except (ValueError, KeyError, TypeError):
+            self.metrics.webhooks.labels(SOURCE, "rejected").inc()
+            return Response("not an update: no update_id", 400, media_type="text/plain")
+        outcome = await self.handle(data, update_id, webhook=True)
+        self.metrics.webhooks.labels(SOURCE, outcome.result).inc()
+        self.metrics.webhook_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+        if outcome.body is not None:
+            content = json.dumps(outcome.body, ensure_ascii=False, separators=(",", ":"))
+            return Response(content, outcome.status, media_type="application/json")
+        return Response(status_code=outcome.status)
+
+    # -- polling -------------------------------------------------------------------------
+    async def poll(self) -> None:
+        """getUpdates loop for local development: each update is retried in place."""
+        await self.bot.delete_webhook()
+        offset: int | None = None
+        backoff = 1.0
+        while not self._stopping.is_set():
+            fetch = asyncio.ensure_future(
+                self.bot.get_updates(offset=offset, timeout=10, allowed_updates=ALLOWED_UPDATES)
+            )
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                break
+            try:
+                updates = fetch.result()
+            except TelegramError as exc:
+                log.warning("getUpdates failed: %s", exc.message)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            backoff = 1.0
+            # Per chat in order (a failed update is retried before the chat's next one).
+            chats: dict[object, list[Update]] = {}
+            for u in updates:
+                chat = u.effective_chat
+                chats.setdefault(chat.id if chat else u.update_id, []).append(u)
+            await asyncio.gather(*(self._handle_polled_in_order(us) for us in chats.values()))
+            if updates:
+                offset = updates[-1].update_id + 1
+
+    async def _handle_polled_in_order(self, updates: list[Update]) -> None:
+        for update in updates:
+            await self._handle_polled(update)
+
+    async def _handle_polled(self, update: Update) -> None:
+        data = update.to_dict()
+        for attempt in range(self.max_attempts + 1):
+            outcome = await self.handle(data, update.update_id, webhook=False)
+            self.metrics.webhooks.labels(SOURCE, outcome.result).inc()
+            if outcome.status < 500 or self._stopping.is_set():
+                return
+            await asyncio.sleep(min(0.2 * 2**attempt, 10))
+
+    # -- one update ------------------------------------------------------------------------
+    async def handle(self, data: dict[str, Any], update_id: int, *, webhook: bool) -> Outcome:
+        """Process one update exactly once (see the module docstring); never raises."""
+        key = str(update_id)
+        try:
+            update = Update.de_json(data, self.bot)
+            inbound = translate(
+                update,
+                username=self.username or "bot",
+                max_upload_bytes=self.settings.max_upload_bytes,
+            )
+        except Exception as exc:
+            log.warning("update %s is malformed: %s", key, type(exc).__name__)
+            return await self._park_now(key, f"malformed update: {type(exc).__name__}", data)
+        async with self.locks.hold(inbound.chat_id or key):
+            try:
+                return await self._process(key, data, inbound, webhook)
+            except Exception as exc:  # the database is down, a bug: Telegram retries
+                log.exception("update %s failed", key)
+                with contextlib.suppress(Exception):
+                    await self.inbox.failed(key, f"{type(exc).__name__}: {exc}")
+                return Outcome(500, "retry")
+
+    async def _park_now(self, key: str, reason: str, data: dict[str, Any]) -> Outcome:
+        delivery = await self.inbox.begin(key)
+        if delivery.stage is not Stage.FINISHED:
+            await self.inbox.park(key, reason, data)
+        return Outcome(200, "parked")
+
+    async def _process(
+        self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool
+    ) -> Outcome:
+        delivery = await self.inbox.begin(key)
+        if delivery.stage is Stage.FINISHED:
+            return Outcome(200, "duplicate")
+        if delivery.attempts > self.max_attempts:
+            await self.inbox.park(key, f"gave up after {delivery.attempts - 1} attempts", data)
+            log.error("update %s parked after %d attempts", key, delivery.attempts - 1)
+            return Outcome(200, "parked")
+        if delivery.stage is Stage.ANSWERED:
+            return await self._deliver(key, inbound, delivery, webhook, "resent")
+
+        if inbound.callback_query_id is not None:
+            await self._answer_callback(inbound.callback_query_id)
+        if inbound.reachable is not None and inbound.user_id is not None:
+            await self.set_reachable(inbound.user_id, inbound.reachable)
+        replies: Sequence[Reply] = inbound.answer
+        if inbound.said is not None:
+            try:
+                said = await self._keep_files(inbound.said, delivery.attempts)
+            except NetworkError as exc:  # Telegram did not hand a file over: it redelivers
+                await self.inbox.failed(key, f"file not fetched: {type(exc).__name__}")
+                return Outcome(500, "retry")
+            started = time.perf_counter()
+            try:
+                replies = await self.engine.handle_turn(said)
+            except Conflict as exc:  # another replica changed the conversation: retry
+                self.metrics.turns.labels(SOURCE, "failed").inc()
+                await self.inbox.failed(key, f"conflict: {exc}")
+                return Outcome(500, "retry")
+            except DomainError as exc:  # the same input would fail the same way again
+                self.metrics.turns.labels(SOURCE, "failed").inc()
+                await self.inbox.park(key, f"{type(exc).__name__}: {exc}", data)
+                return Outcome(200, "parked")
+            self.metrics.turns.labels(SOURCE, "ok").inc()
+            self.metrics.turn_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+        if not replies or inbound.chat_id is None:
+            await self.inbox.done(key)
+            return Outcome(200, "ok" if inbound.said else "ignored")
+        if webhook and self.reply_in_answer and inbound.said is not None and len(replies) == 1:
+            answer = self.channel.webhook_answer(inbound.chat_id, replies[0])
+            if answer is not None:
+                # No `answered` write on this hot path: if the answer never reaches Telegram
+                # it redelivers, the turn runs again, and the engine gives the answer it
+                # remembers for that message id without a second effect.
+                self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
+                return Outcome(200, "ok", answer)
+        await self.inbox.answered(key, replies)
+        answered = Delivery(Stage.ANSWERED, delivery.attempts, tuple(replies), 0)
+        return await self._deliver(key, inbound, answered, webhook, "ok")
+
+    async def _deliver(
+        self, key: str, inbound: Inbound, delivery: Delivery, webhook: bool, result: str
+    ) -> Outcome:
+        chat_id = inbound.chat_id
+        replies = delivery.replies
+        if chat_id is None or delivery.sent >= len(replies):
+            await self.inbox.done(key)
+            return Outcome(200, result)
+        last_in_answer: dict[str, Any] | None = None
+        if webhook and self.reply_in_answer:
+            last_in_answer = self.channel.webhook_answer(chat_id, replies[-1])
+        through_api = replies[delivery.sent : -1] if last_in_answer else replies[delivery.sent :]
+        sent = delivery.sent
+        for reply in through_api:
+            try:
+                await self.channel.send(chat_id, reply)
+            except Unreachable as exc:
+                await self.inbox.done(key, str(exc))
+                return Outcome(200, "blocked")
+            except PermanentFailure as exc:
+                await self.inbox.park(key, str(exc))
+                return Outcome(200, "parked")
+            except RetryLater as exc:
+                await self.inbox.progress(key, replies, sent, str(exc))
+                return Outcome(500, "retry")
+            sent += 1
+        if last_in_answer is not None:
+            # The row stays `answered`: if this answer never reaches Telegram, it redelivers
+            # the update and the reply is given again.
+            self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
+            return Outcome(200, result, last_in_answer)
+        await self.inbox.done(key)
+        return Outcome(200, result)
+
+    async def _keep_files(self, said: UserSaid, attempts: int) -> UserSaid:
+        """The turn with its files copied into the file store (see the module docstring)."""
+        if self.files is None or not any(a.file_id for a in said.attachments):
+            return said
+        kept: list[Attachment] = []
+        for attachment in said.attachments:
+            try:
+                kept.append(await self._keep_file(attachment, said.user_id))
+            except BadRequest:  # a subclass of NetworkError that no retry mends (too big)
+                kept.append(attachment)
+            except NetworkError:
+                if attempts < FILE_ATTEMPTS:
+                    raise
+                log.warning("a file of a Telegram message was not fetched; going on without it")
+                kept.append(attachment)
+        return replace(said, attachments=tuple(kept))
+
+    async def _keep_file(self, attachment: Attachment, user_id: str) -> Attachment:
+        assert self.files is not None and attachment.file_id is not None
+        stored_id = platform_file_id(SOURCE, attachment.file_id)
+        found = await self.files.info(stored_id)
+        if found is None:
+            file = await self.bot.get_file(attachment.file_id)
+            content = bytes(await file.download_as_bytearray())
+            try:
+                described = describe(
+                    content,
+                    name=attachment.name,
+                    declared=attachment.mime_type,
+                    limit=self.settings.max_upload_bytes,
+                    file_id=stored_id,
+                    owner=f"{SOURCE}:{user_id}",
+                )
+            except FileRefused:
+                return attachment  # a kind we do not keep: named, not stored
+            found = await self.files.put(described, content)
+        return replace(
+            attachment,
+            name=found.name,
+            mime_type=found.mime_type,
+            size=found.size,
+            stored_id=found.id,
+        )
+
+    async def _answer_callback(self, query_id: str) -> None:
+        # Stops the button's spinner; a stale query (older than ~15 minutes) is not an error.
+        try:
+            await self.bot.answer_callback_query(query_id)
+        except TelegramError as exc:
+            log.info("answerCallbackQuery failed: %s", exc.message)
+
+    # -- identities ------------------------------------------------------------------------
+    async def mark_unreachable(self, chat_id: str) -> None:
+        """Telegram answered 403 for this chat: notices fall back to e-mail."""
+        await mark_reachable(self.db, Channel.TELEGRAM, False, chat_id=chat_id)
+        log.info("telegram identity marked unreachable")
+
+    async def set_reachable(self, user_id: str, reachable: bool) -> None:
+        await mark_reachable(self.db, Channel.TELEGRAM, reachable, external_id=user_id)
+        log.info("telegram identity marked %s", "reachable" if reachable else "unreachable")
