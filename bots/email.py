@@ -40,16 +40,13 @@ from sendgrid.helpers.mail import (
     Mail,
     ReplyTo,
 )
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bots.channels import PermanentFailure, RetryLater
 from core import jsonguard
 from core.db import inbox
-from core.db import tables as t
 from core.db.database import Database
+from core.db.suppressions import suppress
 from core.jsonguard import RefusedBody, read_capped
-from core.model import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -243,14 +240,6 @@ def build_email(settings: Any) -> EmailSender:
     return LocalMailbox(Path(folder), sender=settings.email_from, reply_to=settings.email_reply_to)
 
 
-async def is_suppressed(db: Database, address: str) -> bool:
-    """True when SendGrid told us this address bounced, was dropped or reported spam."""
-    s = t.email_suppressions.c
-    async with db.engine.connect() as conn:
-        found = await conn.execute(select(s.email).where(s.email == address.strip().lower()))
-        return found.first() is not None
-
-
 # --- SendGrid Event Webhook -------------------------------------------------------------
 
 
@@ -349,7 +338,6 @@ async def apply_email_events(
         if request_key is not None and not await inbox.record(session, SEEN_SOURCE, request_key):
             log.info("sendgrid: an event batch seen before was delivered again; ignored")
             return 0
-        insert = postgresql.insert if db.is_postgres else sqlite.insert
         for event in events:
             kind = str(event.get("event", ""))
             address = str(event.get("email", "")).strip().lower()
@@ -359,16 +347,7 @@ async def apply_email_events(
             event_id = str(event.get("sg_event_id") or "")
             if event_id and not await inbox.record(session, "sendgrid", event_id):
                 continue  # SendGrid redelivered the batch
-            await session.execute(
-                insert(t.email_suppressions)
-                .values(email=address, reason=kind, created_at=utcnow())
-                .on_conflict_do_nothing()
-            )
-            await session.execute(
-                update(t.customers)
-                .where(func.lower(t.customers.c.email) == address)
-                .values(email_blocked=True)
-            )
+            await suppress(session, address, kind)
             if event_id:
                 await inbox.mark(session, "sendgrid", event_id, "done")
             suppressed += 1

@@ -21,15 +21,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, func, select, text
-
 from bots.relay import Delivery, Handlers
 from core import events, services
 from core.config import Settings
-from core.db import tables as t
 from core.db.database import Database, SqlUnitOfWork
 from core.db.flags import AUTO_ASSIGN, read_flag
 from core.db.ratelimit import forget_ended_windows
+from core.db.retention import prune_before, try_job_lock
 from core.errors import Conflict
 from core.model import utcnow
 from core.policy import SlaPolicy
@@ -97,39 +95,16 @@ class Housekeeping:
         if self.settings.retention_days <= 0:
             return {"inbox_pruned": 0, "outbox_pruned": 0}
         cutoff = utcnow() - timedelta(days=self.settings.retention_days)
-        i, o = t.inbox.c, t.outbox.c
-        # SQLite reuses the largest rowid once it is deleted, and an event id is part of its
-        # notices' idempotency keys: the newest event always stays.
-        newest = select(func.max(o.id)).scalar_subquery()
-        inbox = await self._prune(t.inbox, (i.received_at < cutoff) & (i.status != "parked"))
-        outbox = await self._prune(
-            t.outbox, (o.status == "done") & (o.available_at < cutoff) & (o.id < newest)
-        )
+        inbox, outbox = await prune_before(self.db, cutoff, batch=PRUNE_BATCH)
         if inbox or outbox:
             log.info("retention: deleted %d inbox rows and %d sent events", inbox, outbox)
         return {"inbox_pruned": inbox, "outbox_pruned": outbox}
 
-    async def _prune(self, table: Table, old: ColumnElement[bool]) -> int:
-        """Delete the rows matching `old`, a batch per transaction (deliveries cascade)."""
-        total = 0
-        while True:
-            batch = select(table.c.id).where(old).order_by(table.c.id).limit(PRUNE_BATCH)
-            async with self.db.engine.begin() as conn:
-                result = await conn.execute(delete(table).where(table.c.id.in_(batch)))
-            total += result.rowcount
-            if result.rowcount < PRUNE_BATCH:
-                return total
-            await asyncio.sleep(0)  # let waiting turns in between batches
-
     async def _job(self, name: str, work: Callable[[SqlUnitOfWork], Awaitable[int]]) -> int:
         try:
             async with self.db.uow() as uow:
-                if self.db.is_postgres:
-                    got = await uow.session.scalar(
-                        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCKS[name]}
-                    )
-                    if not got:
-                        return 0  # another relay is on it
+                if not await try_job_lock(uow, LOCKS[name]):
+                    return 0  # another relay is on it
                 done = await work(uow)
                 await uow.commit()
                 return done

@@ -20,13 +20,14 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bots.channels import ChatChannel, FileChannel, OutgoingFile, Unreachable
-from bots.email import Email, EmailAttachment, EmailSender, is_suppressed
+from bots.email import Email, EmailAttachment, EmailSender
 from bots.relay import Delivery, Handlers, Skip
 from core import events as ev
 from core.db import outbox
 from core.db.database import Database
 from core.db.reachability import mark_reachable, stop_texts
 from core.db.repositories import record_delivered_id
+from core.db.suppressions import is_suppressed
 from core.files import FileLinks, StoredFile, human_size
 from core.model import (
     Author,

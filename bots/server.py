@@ -28,10 +28,10 @@ from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
 from bots.plugs import PLUGS
-from bots.webchat import load_or_create_secret
 from core.config import Settings
 from core.db.database import Database
 from core.db.files import SqlFileStore, file_store_for
+from core.db.flags import load_or_create_secret
 from core.db.migrate import is_current, migrate
 from core.db.outbox import SqliteRelayLock
 from core.files import FileLinks

@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import re
-import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -40,7 +39,6 @@ from fastapi import (
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select
 
 from admin_api.headers import page_policy
 from bots.channels import OutgoingFile, PermanentFailure, PlugBuild, PlugStart, TurnEngine
@@ -48,8 +46,8 @@ from bots.notices import AgentReply
 from bots.webchat_limits import WebChatLimits
 from bots.webchat_uploads import Refused, read_upload
 from core import services
-from core.db import tables as t
 from core.db.database import Database
+from core.db.webchat import add_line, lines_since
 from core.files import human_size
 from core.model import Channel, utcnow
 from core.ports import FileStore
@@ -72,7 +70,6 @@ HISTORY_LIMIT = 200
 START = "/start"
 EXPORT_ROUTE = "/chat/api/export"
 EXPORT_LINK = "Download your data (JSON file)"
-w = t.webchat_messages.c
 
 
 # --- storage ---------------------------------------------------------------------------
@@ -109,32 +106,13 @@ class WebChatLines:
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
 
     async def add(self, visitor_id: str, direction: str, body: dict[str, Any]) -> int:
-        async with self.db.engine.begin() as conn:
-            result = await conn.execute(
-                insert(t.webchat_messages)
-                .values(visitor_id=visitor_id, direction=direction, body=body, created_at=utcnow())
-                .returning(w.id)
-            )
-            line_id = int(result.scalar_one())
+        line_id = await add_line(self.db, visitor_id, direction, body)
         for event in self._waiters.get(visitor_id, ()):
             event.set()
         return line_id
 
     async def since(self, visitor_id: str, after: int, limit: int = HISTORY_LIMIT) -> list[dict]:
-        stmt = (
-            select(w.id, w.direction, w.body, w.created_at)
-            .where(w.visitor_id == visitor_id, w.id > after)
-            .order_by(w.id.desc() if after == 0 else w.id)
-            .limit(limit)
-        )
-        async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        if after == 0:
-            rows = list(reversed(rows))
-        return [
-            {"id": r.id, "direction": r.direction, "at": r.created_at.isoformat(), **r.body}
-            for r in rows
-        ]
+        return await lines_since(self.db, visitor_id, after, limit)
 
     @contextlib.contextmanager
     def waiter(self, visitor_id: str) -> Any:
@@ -175,28 +153,6 @@ class WebChatChannel:
 
 
 # --- visitor identity ------------------------------------------------------------------
-
-
-async def load_or_create_secret(db: Database, configured: str | None) -> str:
-    """The signing secret: from settings, else one generated once and shared via the DB."""
-    if configured:
-        return configured
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    name = "webchat_secret"
-    insert_ = postgresql.insert if db.is_postgres else sqlite.insert
-    async with db.engine.begin() as conn:
-        await conn.execute(
-            insert_(t.settings_flags)
-            .values(name=name, value={"secret": secrets.token_urlsafe(32)}, updated_at=utcnow())
-            .on_conflict_do_nothing()
-        )
-        value = (
-            await conn.execute(
-                select(t.settings_flags.c.value).where(t.settings_flags.c.name == name)
-            )
-        ).scalar_one()
-    return str(value["secret"])
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from bots.webchat import (
     Visitors,
     WebChat,
     WebChatLines,
-    load_or_create_secret,
     visitor_tickets,
     webchat_router,
 )
@@ -30,6 +29,7 @@ from bots.webchat_limits import WebChatLimits
 from core.config import Settings
 from core.db.database import Database
 from core.db.files import SqlFileStore
+from core.db.flags import load_or_create_secret
 from tests.support.live import LiveServer
 from tests.webchat.test_webchat_api import EchoEngine, start_session
 

@@ -27,13 +27,13 @@ from bots.webchat import (
     WebChat,
     WebChatChannel,
     WebChatLines,
-    load_or_create_secret,
     visitor_tickets,
     webchat_router,
 )
 from core.db import tables as t
 from core.db.database import Database
 from core.db.files import SqlFileStore
+from core.db.flags import load_or_create_secret
 from dialogs.turn import Choice, Reply, UserSaid
 from tests.support.live import LiveServer
 
