@@ -21,6 +21,9 @@ one transaction. On PostgreSQL the relay keeps one connection for claims and one
 journal (no pool checkout and pre-ping per transaction; a stale one after a server restart
 is replaced and the transaction retried at once).
 
+The rules live here; their SQL (the journal's statements, the held connections, LISTEN) is
+core/db/journal.py.
+
 Pickup is prompt: a commit in the relay's own process wakes it at once; other processes'
 commits reach it by LISTEN/NOTIFY on PostgreSQL (channel `careline_outbox`), by a short poll
 on SQLite, where only one relay process may run (`SqliteRelayLock`).
@@ -35,32 +38,32 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-
-from sqlalchemy import ARRAY, BigInteger, Insert, Text, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from bots.channels import PermanentFailure, RetryLater, Unreachable
-from core.db import tables as t
-from core.db.database import OUTBOX_CHANNEL, Database
+from core.db.database import Database
+from core.db.journal import (
+    Connection,
+    DeliveryState,
+    HeldConnection,
+    begin_deliveries,
+    listen,
+    outcome_row,
+    record,
+    settle_row,
+    sleep_or_stop,
+)
 from core.db.outbox import OutboxRow, SqliteRelayLock, claim
-from core.db.types import UTCDateTime
 from core.events import Event
 from core.model import utcnow
 
 log = logging.getLogger(__name__)
 
-d = t.outbox_deliveries.c
-o = t.outbox.c
-
 FINAL = frozenset({"done", "skipped", "dead"})
 
-T = TypeVar("T")
 
 
 class Skip(Exception):
@@ -147,16 +150,6 @@ class RetryPolicy:
 
 
 @dataclass(slots=True)
-class _State:
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    updated_at: datetime
-    last_error: str | None
-    ours: bool = False  # this relay just marked it `sending` and must carry it out
-
-
-@dataclass(slots=True)
 class _Outcome:
     handler: str
     status: str  # done, skipped, failed, dead
@@ -169,7 +162,7 @@ class _Outcome:
 class _Work:
     """What tasks want written; flushed together in one transaction."""
 
-    begins: list[tuple[int, list[str], asyncio.Future[dict[str, _State]]]] = field(
+    begins: list[tuple[int, list[str], asyncio.Future[dict[str, DeliveryState]]]] = field(
         default_factory=list
     )
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -186,7 +179,7 @@ class _Journal:
         self.db = db
         self.worker = worker
         self.lease = lease
-        self._link = _Link(db)
+        self._link = HeldConnection(db)
         self._work = _Work()
         self._unrecorded: list[dict[str, Any]] = []  # outcomes a failed flush did not write
         self._wake = asyncio.Event()
@@ -218,34 +211,30 @@ class _Journal:
                             len(outcomes), exc)  # fmt: skip
         await self._link.close()
 
-    async def begin(self, event_id: int, handlers: list[str]) -> dict[str, _State]:
-        future: asyncio.Future[dict[str, _State]] = asyncio.get_running_loop().create_future()
+    async def begin(self, event_id: int, handlers: list[str]) -> dict[str, DeliveryState]:
+        future: asyncio.Future[dict[str, DeliveryState]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._work.begins.append((event_id, handlers, future))
         self._wake.set()
         return await future
 
     def outcome(self, event_id: int, result: _Outcome) -> None:
         self._work.outcomes.append(
-            {
-                "e_id": event_id,
-                "h_name": result.handler,
-                "b_status": result.status,
-                "b_provider": result.provider_id,
-                "b_error": result.error[:2000] if result.error else None,
-                "b_next": result.next_attempt_at,
-            }
+            outcome_row(
+                event_id,
+                result.handler,
+                result.status,
+                result.provider_id,
+                result.error,
+                result.next_attempt_at,
+            )
         )
         self._wake.set()
 
     async def settle(self, row_id: int, status: str, available_at: datetime, error: str) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        values = {
-            "r_id": row_id,
-            "b_status": status,
-            "b_at": available_at,
-            "b_error": error or None,
-        }
-        self._work.settles.append((values, future))
+        self._work.settles.append((settle_row(row_id, status, available_at, error), future))
         self._wake.set()
         await future
 
@@ -293,172 +282,15 @@ class _Journal:
             if not settled.done():
                 settled.set_result(None)
 
-    async def _write(self, work: _Work, conn: AsyncConnection) -> dict[int, dict[str, _State]]:
+    async def _write(self, work: _Work, conn: Connection) -> dict[int, dict[str, DeliveryState]]:
         now = utcnow()
-        states: dict[int, dict[str, _State]] = {}
+        states: dict[int, dict[str, DeliveryState]] = {}
         if work.begins:
             pairs = [(event_id, name) for event_id, names, _ in work.begins for name in names]
             states = await begin_deliveries(conn, self.db.is_postgres, pairs, now, self.lease)
-        if work.outcomes:
-            await conn.execute(
-                update(t.outbox_deliveries)
-                .where(d.event_id == bindparam("e_id"), d.handler == bindparam("h_name"))
-                .values(
-                    status=bindparam("b_status"),
-                    provider_id=bindparam("b_provider"),
-                    last_error=bindparam("b_error"),
-                    next_attempt_at=bindparam("b_next"),
-                    updated_at=now,
-                ),
-                work.outcomes,
-            )
-        if work.settles:
-            await conn.execute(
-                update(t.outbox)
-                .where(o.id == bindparam("r_id"), o.locked_by == self.worker)
-                .values(
-                    status=bindparam("b_status"),
-                    available_at=bindparam("b_at"),
-                    last_error=bindparam("b_error"),
-                    processed_at=now,
-                    locked_by=None,
-                    locked_until=None,
-                ),
-                [values for values, _ in work.settles],
-            )
+        settles = [values for values, _ in work.settles]
+        await record(conn, self.worker, work.outcomes, settles, now)
         return states
-
-
-async def begin_deliveries(
-    conn: AsyncConnection,
-    is_postgres: bool,
-    pairs: Sequence[tuple[int, str]],
-    now: datetime,
-    lease: timedelta,
-) -> dict[int, dict[str, _State]]:
-    """Mark every due (event, handler) `sending`; read the state of those that are not due.
-
-    A pair comes back `ours` when this call marked it: only then may its handler run. Not
-    due: already done/skipped/dead, a retry not yet due, or `sending` by a live relay.
-    """
-    pairs = sorted(set(pairs))  # one lock order for every relay
-    params: dict[str, Any] = {
-        "b_now": now,
-        "b_stale": now - lease,
-    }  # an older `sending`: its relay died
-    if is_postgres:
-        params |= {"b_events": [e for e, _ in pairs], "b_handlers": [h for _, h in pairs]}
-        result = await conn.execute(_begin_statement_pg(), params)
-    else:
-        rows = [
-            {"event_id": e, "handler": h, "status": "sending", "attempts": 1, "updated_at": now}
-            for e, h in pairs
-        ]
-        stmt = sqlite.insert(t.outbox_deliveries).values(rows)
-        result = await conn.execute(_on_conflict_take_due(stmt), params)
-    states: dict[int, dict[str, _State]] = {}
-    for event_id, handler, attempts in result.all():
-        states.setdefault(int(event_id), {})[handler] = _State(
-            "sending", attempts, None, now, None, ours=True
-        )
-    others = sorted({e for e, h in pairs if h not in states.get(e, {})})
-    if others:  # rare: retries, redeliveries, a relay that died
-        result = await conn.execute(
-            select(
-                d.event_id, d.handler, d.status, d.attempts, d.next_attempt_at, d.updated_at,
-                d.last_error,
-            ).where(d.event_id.in_(others))
-        )  # fmt: skip
-        for event_id, handler, status, attempts, next_at, updated_at, error in result.all():
-            named = states.setdefault(int(event_id), {})
-            if handler not in named:
-                named[handler] = _State(status, attempts, next_at, updated_at, error)
-    return states
-
-
-def _on_conflict_take_due(stmt: Any) -> Any:
-    excluded = stmt.excluded
-    due = or_(
-        and_(
-            d.status == "failed",
-            or_(d.next_attempt_at.is_(None), d.next_attempt_at <= bindparam("b_now")),
-        ),
-        and_(d.status == "sending", d.updated_at < bindparam("b_stale")),
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=[d.event_id, d.handler],
-        set_={
-            "status": excluded.status,
-            "attempts": d.attempts + 1,
-            "updated_at": excluded.updated_at,
-        },
-        where=due,
-    ).returning(d.event_id, d.handler, d.attempts)
-
-
-@functools.cache
-def _begin_statement_pg() -> Insert:
-    # Two arrays instead of a VALUES list: one statement text for any batch size, so
-    # SQLAlchemy compiles it once and asyncpg reuses its prepared statement.
-    pairs = (
-        func.unnest(
-            bindparam("b_events", type_=ARRAY(BigInteger)),
-            bindparam("b_handlers", type_=ARRAY(Text)),
-        )
-        .table_valued("event_id", "handler")
-        .render_derived(name="pairs")
-    )
-    rows = select(
-        pairs.c.event_id,
-        pairs.c.handler,
-        bindparam("b_status", "sending"),
-        bindparam("b_one", 1),
-        bindparam("b_now", type_=UTCDateTime()),
-    )
-    columns = ["event_id", "handler", "status", "attempts", "updated_at"]
-    stmt = postgresql.insert(t.outbox_deliveries).from_select(columns, rows)
-    return _on_conflict_take_due(stmt)
-
-
-class _Link:
-    """The connection a relay keeps for its own transactions (PostgreSQL).
-
-    A pool checkout per transaction costs a pre-ping round trip; holding the connection
-    saves it. A connection gone stale (the server restarted) fails one attempt, which is
-    retried at once on a new connection; every transaction the relay runs is safe to repeat.
-    SQLite (one pooled connection shared with the web part) checks out per transaction.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._conn: AsyncConnection | None = None
-
-    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        if not self.db.is_postgres:
-            async with self.db.engine.begin() as conn:
-                return await work(conn)
-        while True:
-            fresh = self._conn is None
-            if self._conn is None:
-                self._conn = await self.db.engine.connect()
-            conn = self._conn
-            try:
-                async with conn.begin():
-                    return await work(conn)
-            except BaseException as exc:
-                await self.close(discard=True)
-                stale = isinstance(exc, DBAPIError) and exc.connection_invalidated
-                if fresh or not stale:
-                    raise
-                log.info("relay: database connection lost (%s); reconnecting", exc)
-
-    async def close(self, *, discard: bool = False) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                if discard:  # its state after a failure is unknown: never reuse it
-                    await conn.invalidate()
-                await conn.close()
 
 
 def _fail(work: _Work, exc: BaseException) -> None:
@@ -508,7 +340,7 @@ class Relay:
         self.grace_seconds = grace_seconds
         self.on_handler_start = on_handler_start  # the benchmark measures pickup with it
         self._journal = _Journal(db, self.worker, lease)
-        self._claims = _Link(db)
+        self._claims = HeldConnection(db)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # (ticket or customer, lane) -> when the last delivery queued in that lane is over
@@ -545,7 +377,7 @@ class Relay:
                 await self._journal.stop()
                 await self._claims.close()
 
-    async def _claim(self, limit: int) -> list[tuple[OutboxRow, dict[str, _State]]]:
+    async def _claim(self, limit: int) -> list[tuple[OutboxRow, dict[str, DeliveryState]]]:
         """Lease rows and, in the same transaction, mark `sending` what can start at once.
 
         A delivery queued behind an earlier one of its ticket and lane is marked only when
@@ -553,7 +385,7 @@ class Relay:
         waits. Such a handler is absent from its row's states.
         """
 
-        async def work(conn: AsyncConnection) -> list[tuple[OutboxRow, dict[str, _State]]]:
+        async def work(conn: Connection) -> list[tuple[OutboxRow, dict[str, DeliveryState]]]:
             rows = await claim(self.db, self.worker, limit=limit, lease=self.lease, conn=conn)
             queued = {lane for lane, tail in self._tails.items() if not tail.done()}
             now_pairs: list[tuple[int, str]] = []
@@ -564,7 +396,7 @@ class Relay:
                         now_pairs.append((row.id, name))
                     if lane is not None:
                         queued.add(lane)
-            states: dict[int, dict[str, _State]] = {}
+            states: dict[int, dict[str, DeliveryState]] = {}
             if now_pairs:
                 states = await begin_deliveries(
                     conn, self.db.is_postgres, now_pairs, utcnow(), self.lease
@@ -601,7 +433,7 @@ class Relay:
                     except Exception as exc:  # database away: keep trying, do not die
                         log.warning("relay: claiming outbox rows failed: %s", exc)
                         claimed = []
-                        await _sleep_or_stop(stop, 1.0)
+                        await sleep_or_stop(stop, 1.0)
                     for row, states in claimed:
                         self._spawn(row, states)
                     if len(claimed) == limit:
@@ -650,32 +482,11 @@ class Relay:
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake on NOTIFY; reconnect when the connection drops (missed wakes: idle poll)."""
-        while not stop.is_set():
-            try:
-                async with self.db.engine.connect() as conn:
-                    raw = (await conn.get_raw_connection()).driver_connection
-                    if raw is None or not hasattr(raw, "add_listener"):
-                        log.info("relay: driver has no LISTEN support; polling instead")
-                        return
-                    lost = asyncio.Event()
-                    raw.add_termination_listener(lambda _c, lost=lost: lost.set())
-                    await raw.add_listener(OUTBOX_CHANNEL, lambda *_a: self._wake.set())
-                    self._wake.set()  # whatever was committed while we were not listening
-                    try:
-                        while not (stop.is_set() or lost.is_set() or raw.is_closed()):
-                            await _sleep_or_stop(stop, 5.0, lost)
-                    finally:
-                        # The LISTEN must not go back to the pool with the connection.
-                        await conn.invalidate()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("relay: LISTEN connection failed (%s); retrying", exc)
-                await _sleep_or_stop(stop, 1.0)
+        await listen(self.db, self._wake.set, stop)
 
     # --- one row --------------------------------------------------------------------------
 
-    def _spawn(self, row: OutboxRow, states: dict[str, _State]) -> asyncio.Task[None]:
+    def _spawn(self, row: OutboxRow, states: dict[str, DeliveryState]) -> asyncio.Task[None]:
         """One task per row; each of its handlers waits for its lane's earlier delivery."""
         turns: dict[str, tuple[asyncio.Future[None] | None, asyncio.Future[None]]] = {}
         loop = asyncio.get_running_loop()
@@ -703,7 +514,7 @@ class Relay:
     async def _work_row(
         self,
         row: OutboxRow,
-        states: dict[str, _State],
+        states: dict[str, DeliveryState],
         turns: dict[str, tuple[asyncio.Future[None] | None, asyncio.Future[None]]],
     ) -> None:
         try:
@@ -720,7 +531,7 @@ class Relay:
     async def _carry_out(
         self,
         row: OutboxRow,
-        states: dict[str, _State],
+        states: dict[str, DeliveryState],
         turns: dict[str, tuple[asyncio.Future[None] | None, asyncio.Future[None]]],
     ) -> None:
         named = self.handlers.for_event(row.event_type)
@@ -738,7 +549,7 @@ class Relay:
             if result is None:  # not ours to carry out: its state says why
                 continue
             self._journal.outcome(row.id, result)
-            states[result.handler] = _State(
+            states[result.handler] = DeliveryState(
                 result.status, states[result.handler].attempts, result.next_attempt_at,
                 utcnow(), result.error,
             )  # fmt: skip
@@ -749,7 +560,7 @@ class Relay:
         row: OutboxRow,
         name: str,
         handler: Handler,
-        states: dict[str, _State],
+        states: dict[str, DeliveryState],
         turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]] | None,
     ) -> _Outcome | None:
         """Run one handler once its lane's earlier delivery is over (marking it then)."""
@@ -769,7 +580,7 @@ class Relay:
                 over.set_result(None)
 
     async def _run_handler(
-        self, row: OutboxRow, name: str, handler: Handler, state: _State
+        self, row: OutboxRow, name: str, handler: Handler, state: DeliveryState
     ) -> _Outcome:
         delivery = Delivery(
             row.id, row.event_type, row.payload, name, state.attempts, row.created_at
@@ -799,7 +610,7 @@ class Relay:
         return _Outcome(name, "failed", error=error, next_attempt_at=utcnow() + _secs(delay))
 
     async def _settle(
-        self, row: OutboxRow, named: list[tuple[str, Handler]], states: dict[str, _State]
+        self, row: OutboxRow, named: list[tuple[str, Handler]], states: dict[str, DeliveryState]
     ) -> None:
         now = utcnow()
         waiting: list[datetime] = []
@@ -840,15 +651,6 @@ def _order_key(row: OutboxRow) -> Hashable | None:
 
 def _secs(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float, *others: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in (stop, *others)]
-    try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waits:
-            waiter.cancel()
 
 
 def delivery_names(handlers: Handlers, events: Iterable[type[Event]]) -> dict[str, list[str]]:
