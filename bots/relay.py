@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 FINAL = frozenset({"done", "skipped", "dead"})
 
 
-
 class Skip(Exception):
     """Raised by a handler when there is nothing to send (no address, not wanted, erased)."""
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy.engine import make_url
 
 from admin_api.headers import SecurityHeaders
 from admin_api.keys import ensure_bootstrap_admin_key
@@ -29,7 +28,7 @@ from bots.logging import RequestIdMiddleware, configure_logging
 from bots.metrics import CONTENT_TYPE, Metrics
 from bots.plugs import PLUGS
 from core.config import Settings
-from core.db.database import Database
+from core.db.database import Database, url_facts
 from core.db.files import SqlFileStore, file_store_for
 from core.db.flags import load_or_create_secret
 from core.db.migrate import is_current, migrate
@@ -333,7 +332,7 @@ def banner(settings: Settings) -> str:
     """What `careline serve` runs and where, printed on start."""
     base = f"http://{settings.host}:{settings.port}"
     public = (settings.public_url or base).rstrip("/")
-    db_url = make_url(settings.database_url).render_as_string(hide_password=True)
+    db_url = url_facts(settings.database_url).shown
     lines = [f"Careline — role {settings.role}", f"  listening   {base}"]
     migrated = " (migrated on start)" if settings.auto_migrate else ""
     lines.append(f"  database    {db_url}{migrated}")
@@ -363,7 +362,7 @@ def run(settings: Settings) -> None:
     """`careline serve`: uvicorn (uvloop, httptools); SIGTERM drains in-flight requests."""
     import uvicorn
 
-    if make_url(settings.database_url).get_backend_name() == "sqlite" and settings.role != "all":
+    if url_facts(settings.database_url).backend == "sqlite" and settings.role != "all":
         raise SystemExit(
             f"careline: role {settings.role!r} needs PostgreSQL: on SQLite one process runs web "
             "and relay together (role all). Set CARELINE_DATABASE_URL to a PostgreSQL URL."
@@ -380,9 +379,9 @@ def run(settings: Settings) -> None:
     for spec in PLUGS:
         values = (getattr(settings, name) for name in spec.secrets)
         secrets += [value.get_secret_value() for value in values if value is not None]
-    url = make_url(settings.database_url)
-    if url.password:
-        secrets.append(str(url.password))
+    password = url_facts(settings.database_url).password
+    if password:
+        secrets.append(password)
     configure_logging(settings.log_level, json_lines=settings.log_json, secrets_=secrets)
     print(banner(settings), flush=True)
     config = uvicorn.Config(

@@ -21,13 +21,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
-
 from core import contact, knowledge, services
-from core.db.database import Database, SqlUnitOfWork
-from core.db.knowledge import SqlKnowledgeBase
-from core.db.repositories import SqlDialogStore, TicketRecord, TurnRecord
+from core.db.database import LOST_RACES, Database, SqlUnitOfWork
+from core.db.repositories import TicketRecord, TurnRecord
 from core.errors import Conflict, InvalidInput
 from core.knowledge import normalise_language
 from core.model import Agent, Author, Notify, Ticket, reference_of, utcnow
@@ -75,7 +71,7 @@ log = logging.getLogger("careline.dialogs")
 
 NOT_PARSED = Parse(OUT_OF_SCOPE, 0.0, source="none")
 #: What a lost race raises: a stale version, or a row another turn inserted first.
-RACES = (Conflict, StaleDataError, IntegrityError)
+RACES = LOST_RACES
 
 
 class DialogEngine:
@@ -161,7 +157,7 @@ class DialogEngine:
         async with self.db.uow() as sql_uow:
             # SqlUnitOfWork has the protocol's shape; mypy's protocol attributes are invariant.
             uow = cast(ContactUnitOfWork, sql_uow)
-            store = SqlDialogStore(sql_uow.session)
+            store = sql_uow.dialogs
             record = await store.load(said.channel, said.user_id)
             first_contact = record is None
             if record is None:
@@ -359,7 +355,7 @@ class DialogEngine:
         elif isinstance(action, SetLanguage):
             await contact.set_language(uow, customer_id, action.language, chosen=action.chosen)
         elif isinstance(action, RateAnswer):
-            articles = SqlKnowledgeBase(cast(SqlUnitOfWork, uow).session)
+            articles = cast(SqlUnitOfWork, uow).knowledge
             await knowledge.record_feedback(
                 articles, action.article_id, action.version, helped=action.helped
             )
@@ -372,7 +368,7 @@ class DialogEngine:
                 article_id=action.article_id,
                 created_at=now,
             )
-            await knowledge.note_gap(SqlKnowledgeBase(cast(SqlUnitOfWork, uow).session), gap)
+            await knowledge.note_gap(cast(SqlUnitOfWork, uow).knowledge, gap)
         else:  # pragma: no cover - a new action without its effect is a bug
             raise TypeError(f"no effect for {action!r}")
 

@@ -9,7 +9,7 @@ handed to the dialog engine; its replies go back as HTML messages (escaped, spli
 4096 characters, choices as inline keyboards).
 
 Durability: every update is recorded in the inbox (key = update_id) before it is processed
-(see bots/inbound.py). A redelivery is a no-op, except that stored replies which may not
+(see core/db/inbox.py). A redelivery is a no-op, except that stored replies which may not
 have gone out are sent again. A failure answers 500, so Telegram delivers the update again
 (polling retries it in place), until `telegram_max_attempts`; then, or at once when it can
 never succeed (a malformed update, a domain error, a reply Telegram refuses), the update is

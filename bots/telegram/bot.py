@@ -33,7 +33,6 @@ from bots.channels import (
     TurnEngine,
     Unreachable,
 )
-from bots.inbound import Delivery, Inbox, Stage
 from bots.metrics import Metrics
 from bots.plugs import TELEGRAM_WEBHOOK_PATH
 from bots.telegram.channel import TelegramChannel
@@ -42,6 +41,7 @@ from bots.telegram.updates import Inbound, translate
 from core import jsonguard
 from core.config import Settings
 from core.db.database import Database
+from core.db.inbox import Inbox, Stage
 from core.db.pacing import SqlPacer
 from core.db.reachability import mark_reachable
 from core.errors import Conflict, DomainError
@@ -288,7 +288,8 @@ class TelegramBot:
             log.error("update %s parked after %d attempts", key, delivery.attempts - 1)
             return Outcome(200, "parked")
         if delivery.stage is Stage.ANSWERED:
-            return await self._deliver(key, inbound, delivery, webhook, "resent")
+            stored = [Reply.from_json(reply) for reply in delivery.replies]
+            return await self._deliver(key, inbound, stored, delivery.sent, webhook, "resent")
 
         if inbound.callback_query_id is not None:
             await self._answer_callback(inbound.callback_query_id)
@@ -325,23 +326,28 @@ class TelegramBot:
                 # remembers for that message id without a second effect.
                 self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
                 return Outcome(200, "ok", answer)
-        await self.inbox.answered(key, replies)
-        answered = Delivery(Stage.ANSWERED, delivery.attempts, tuple(replies), 0)
-        return await self._deliver(key, inbound, answered, webhook, "ok")
+        await self.inbox.answered(key, [reply.to_json() for reply in replies])
+        return await self._deliver(key, inbound, replies, 0, webhook, "ok")
 
     async def _deliver(
-        self, key: str, inbound: Inbound, delivery: Delivery, webhook: bool, result: str
+        self,
+        key: str,
+        inbound: Inbound,
+        replies: Sequence[Reply],
+        sent: int,
+        webhook: bool,
+        result: str,
     ) -> Outcome:
+        """Send the turn's replies from the `sent`th on (the last in the webhook's answer
+        when it may go there)."""
         chat_id = inbound.chat_id
-        replies = delivery.replies
-        if chat_id is None or delivery.sent >= len(replies):
+        if chat_id is None or sent >= len(replies):
             await self.inbox.done(key)
             return Outcome(200, result)
         last_in_answer: dict[str, Any] | None = None
         if webhook and self.reply_in_answer:
             last_in_answer = self.channel.webhook_answer(chat_id, replies[-1])
-        through_api = replies[delivery.sent : -1] if last_in_answer else replies[delivery.sent :]
-        sent = delivery.sent
+        through_api = replies[sent:-1] if last_in_answer else replies[sent:]
         for reply in through_api:
             try:
                 await self.channel.send(chat_id, reply)
@@ -352,7 +358,8 @@ class TelegramBot:
                 await self.inbox.park(key, str(exc))
                 return Outcome(200, "parked")
             except RetryLater as exc:
-                await self.inbox.progress(key, replies, sent, str(exc))
+                stored = [reply.to_json() for reply in replies]
+                await self.inbox.progress(key, stored, sent, str(exc))
                 return Outcome(500, "retry")
             sent += 1
         if last_in_answer is not None:

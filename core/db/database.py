@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,6 +29,7 @@ from core.db.repositories import (
     SqlAgentRepository,
     SqlConversationRepository,
     SqlCustomerRepository,
+    SqlDialogStore,
     SqlEmailVerificationRepository,
     SqlTicketRepository,
 )
@@ -34,6 +37,9 @@ from core.db.sqlite_inline import InlineConnection, inline_creator
 from core.errors import Conflict
 from core.model import Aggregate, utcnow
 from core.ports import UnitOfWork
+
+if TYPE_CHECKING:
+    from core.db.knowledge import SqlKnowledgeBase
 
 OUTBOX_CHANNEL = "careline_outbox"  # PostgreSQL NOTIFY channel: relays wake at once
 
@@ -155,6 +161,18 @@ class SqlUnitOfWork:
         self.erasure = SqlErasure(self.session)
         return self
 
+    @property
+    def dialogs(self) -> SqlDialogStore:
+        """The dialog engine's reads and writes of a conversation, in this transaction."""
+        return SqlDialogStore(self.session)
+
+    @property
+    def knowledge(self) -> SqlKnowledgeBase:
+        """The knowledge base (articles, feedback, gaps), in this transaction."""
+        from core.db.knowledge import SqlKnowledgeBase
+
+        return SqlKnowledgeBase(self.session)
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -208,10 +226,31 @@ class SqlUnitOfWork:
         return rows
 
 
+#: What a lost race between two writers raises: a stale version, or a row another inserted first.
+LOST_RACES: tuple[type[Exception], ...] = (Conflict, StaleDataError, IntegrityError)
+
+
 def domain(uow: SqlUnitOfWork) -> UnitOfWork:
     """The SQL unit of work as the services' UnitOfWork: it is one, but mypy cannot see it
     through the protocol's mutable (hence invariant) repository attributes."""
     return cast(UnitOfWork, uow)
+
+
+@dataclass(frozen=True, slots=True)
+class UrlFacts:
+    """What the rest of the program may know of a database URL."""
+
+    shown: str  # with the password hidden, for banners and logs
+    backend: str  # "sqlite", "postgresql"
+    password: str | None  # to redact from every log line
+
+
+def url_facts(url: str) -> UrlFacts:
+    parsed = make_url(url)
+    password = str(parsed.password) if parsed.password else None
+    return UrlFacts(
+        parsed.render_as_string(hide_password=True), parsed.get_backend_name(), password
+    )
 
 
 def _dumps(value: Any) -> str:

@@ -12,13 +12,13 @@ from pathlib import Path
 from sqlalchemy import JSON, String, insert, select
 from sqlalchemy.types import TypeDecorator
 
-from bots.inbound import Inbox
 from bots.webchat import SendBody, WebChat, WebChatLines, visitor_tickets
 from core import services
 from core.db import inbox as raw_inbox
 from core.db import tables as t
 from core.db.database import Database
 from core.db.files import SqlFileStore
+from core.db.inbox import Inbox
 from core.db.knowledge import SqlKnowledgeBase
 from core.db.ratelimit import SqlRateLimiter
 from core.db.sms import SmsMenus
@@ -321,7 +321,7 @@ async def _seed(db: Database) -> dict[str, int | str]:
     update = {"update_id": 5001, "message": {"from": {"id": int(TELEGRAM_ID)}, "text": SECRET}}
     await telegram_inbox.park("5001", "could not read it", update)
     await telegram_inbox.begin("5002")
-    await telegram_inbox.answered("5002", [Reply(f"{ticket.reference} is yours, {NAME}")])
+    await telegram_inbox.answered("5002", [Reply(f"{ticket.reference} is yours, {NAME}").to_json()])
     await telegram_inbox.done("5002")
     lines = WebChatLines(db)
     await lines.add(visitor, "in", {"text": SECRET})
