@@ -42,6 +42,7 @@ from core.model import (
 )
 from core.ports import EmailVerification, FileStore
 from dialogs.catalogue import Catalogue, load_catalogue
+from dialogs.decisions import SCORES, rate_choice
 from dialogs.turn import Choice, Reply
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,14 @@ class AgentReply(Reply):
     body: str = ""
 
 
-SCORES = (1, 2, 3, 4, 5)
-
-
 def rating_choices(
     reference: str, catalogue: Catalogue | None = None, language: str | None = None
 ) -> tuple[Choice, ...]:
-    """The button values the dialog engine reads back: `rate:<reference>:<1-5>`; the labels
+    """The buttons the dialog engine reads back (dialogs.decisions.rate_choice); the labels
     carry their number ("4 - Very good") in the customer's language."""
     words = catalogue or load_catalogue()
     return tuple(
-        Choice(f"{n} - {words.text(f'notice.rating.{n}', language)}", f"rate:{reference}:{n}")
+        Choice(f"{n} - {words.text(f'notice.rating.{n}', language)}", rate_choice(reference, n))
         for n in SCORES
     )
 

@@ -13,6 +13,30 @@ from core.model import Notify, Priority
 from core.ports import EmailVerification
 from dialogs.config import DialogConfig
 
+# --- button values the policy reads back ----------------------------------------------
+
+#: A ticket's details: `ticket:<id>` (the policy's own status list).
+TICKET_CHOICE = "ticket:"
+#: A rating: `rate:<ticket id or reference>[:<score 1-5>]`; the relay's resolution notice
+#: sends one button per score, with the ticket's reference.
+RATE_CHOICE = "rate:"
+SCORES = (1, 2, 3, 4, 5)
+
+
+def rate_choice(ticket: int | str, score: int | None = None) -> str:
+    """The value of a rating button (`rate:CL-7:4`), short enough for Telegram's 64 bytes."""
+    return f"{RATE_CHOICE}{ticket}" + (f":{score}" if score is not None else "")
+
+
+def read_rate_choice(value: str) -> tuple[str | None, int | None]:
+    """`rate:CL-7:4` -> ("CL-7", 4); the ticket is None when the value names none, the score
+    None when it is missing or not 1-5."""
+    parts = value.removeprefix(RATE_CHOICE).split(":")
+    ticket = parts[0] or None
+    score = int(parts[1]) if len(parts) == 2 and parts[1] in {str(n) for n in SCORES} else None
+    return ticket, score
+
+
 # --- what the policy reads -------------------------------------------------------------
 
 

@@ -22,6 +22,9 @@ from core.contact import CodeCheck, check_code, normalise_email
 from core.knowledge import GapReason
 from core.model import Channel, Notify, Priority, ticket_id_from_reference
 from dialogs.decisions import (
+    RATE_CHOICE,
+    SCORES,
+    TICKET_CHOICE,
     Action,
     AddToTicket,
     CommentOnRating,
@@ -49,6 +52,7 @@ from dialogs.decisions import (
     SetTexts,
     ShowTicket,
     TicketView,
+    read_rate_choice,
 )
 from dialogs.nlu.base import OUT_OF_SCOPE, AssistantAnswer, Parse
 from dialogs.turn import Choice, Reply, UserSaid
@@ -74,7 +78,7 @@ FAQ = "faq"
 #: Telegram's 64-byte callback_data (https://core.telegram.org/bots/api#inlinekeyboardbutton).
 ASSISTANT_CHOICE = "assistant:"
 #: Choices that work whenever pressed: a ticket's details, and the relay's rating buttons.
-ALWAYS_OPEN = ("ticket:", "rate:")
+ALWAYS_OPEN = (TICKET_CHOICE, RATE_CHOICE)
 #: How many of the customer's recent messages describe a ticket opened for a person.
 OWN_WORDS = 3
 #: Slots that survive a cancel or a finished flow.
@@ -133,9 +137,9 @@ def decide(state: DialogState, parse: Parse, said: UserSaid, ctx: Context) -> De
         return _edited(state, turn, ctx)
     if turn.command is not None:
         return _command(state, turn, ctx)
-    if turn.choice and turn.choice.startswith("ticket:"):
-        return _show_ticket(state, ctx, turn.choice.removeprefix("ticket:"))
-    if turn.choice and turn.choice.startswith("rate:"):
+    if turn.choice and turn.choice.startswith(TICKET_CHOICE):
+        return _show_ticket(state, ctx, turn.choice.removeprefix(TICKET_CHOICE))
+    if turn.choice and turn.choice.startswith(RATE_CHOICE):
         return _rate_choice(state, turn, ctx)
     if state.name != "idle" and _is_cancel(state, turn, ctx):
         return _cancel(state)
@@ -611,7 +615,7 @@ def _status(state: DialogState, ctx: Context) -> Decision:
         )
         for t in tickets
     )
-    options = tuple(Option(f"ticket:{t.id}", label=t.reference) for t in tickets)
+    options = tuple(Option(f"{TICKET_CHOICE}{t.id}", label=t.reference) for t in tickets)
     return Decision(
         _reset(state, "status_pick"), (Say("status.list", {"tickets": lines}, options),)
     )
@@ -749,7 +753,7 @@ def _on_faq_offer(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 
 # --- rating ----------------------------------------------------------------------------------
 
-SCORES = tuple(Option(str(n), f"rate.score_{n}") for n in range(1, 6))
+SCORE_OPTIONS = tuple(Option(str(n), f"rate.score_{n}") for n in SCORES)
 
 
 def _rate_intent(state: DialogState, turn: Turn, ctx: Context) -> Decision:
@@ -761,20 +765,19 @@ def _rate_intent(state: DialogState, turn: Turn, ctx: Context) -> Decision:
 
 def _ask_score(state: DialogState, ticket: TicketView) -> Decision:
     state = _reset(state, "rate_score", rate_ticket=ticket.id)
-    return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORES),))
+    return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORE_OPTIONS),))
 
 
 def _rate_choice(state: DialogState, turn: Turn, ctx: Context) -> Decision:
-    # `rate:<ticket id or reference>[:<score>]`: the relay's resolution notice uses references.
-    parts = (turn.choice or "").split(":")
+    named, score = read_rate_choice(turn.choice or "")
     ticket_id = None
-    if len(parts) > 1:
-        ticket_id = int(parts[1]) if parts[1].isdigit() else ticket_id_from_reference(parts[1])
+    if named is not None:
+        ticket_id = int(named) if named.isdigit() else ticket_id_from_reference(named)
     ticket = ctx.ticket(ticket_id) if ticket_id is not None else None
     if ticket is None:
         return Decision(_reset(state), (Say("status.unknown_ticket"),))
-    if len(parts) == 3 and parts[2] in {"1", "2", "3", "4", "5"}:
-        return _ask_comment(state, ticket.id, int(parts[2]))
+    if score is not None:
+        return _ask_comment(state, ticket.id, score)
     return _ask_score(state, ticket)
 
 
@@ -792,7 +795,7 @@ def _on_score(state: DialogState, turn: Turn, ctx: Context) -> Decision:
     score = turn.choice or turn.word
     if score in {"1", "2", "3", "4", "5"}:
         return _ask_comment(state, ticket.id, int(score))
-    return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORES),))
+    return Decision(state, (Say("rate.ask", {"reference": ticket.reference}, SCORE_OPTIONS),))
 
 
 def _on_comment(state: DialogState, turn: Turn, ctx: Context) -> Decision:
