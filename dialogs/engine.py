@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -242,17 +242,9 @@ class DialogEngine:
                 self.catalogue, switched[-1] if switched else language, said.channel.value
             )
             applied = _Applied()
+            do = _Doing(uow, record.customer_id, record.identity_id, said, renderer, now, applied)
             for action in decision.actions:
-                await self._apply(
-                    uow,
-                    action,
-                    record.customer_id,
-                    record.identity_id,
-                    said,
-                    renderer,
-                    now,
-                    applied,
-                )
+                await self._apply(do, action)
             replies = applied.replies
             if decision.says:
                 replies.append(renderer.reply(decision.says))
@@ -269,181 +261,11 @@ class DialogEngine:
 
     # --- doing what the policy decided ------------------------------------------------------
 
-    async def _apply(
-        self,
-        uow: ContactUnitOfWork,
-        action: Action,
-        customer_id: int,
-        identity_id: int,
-        said: UserSaid,
-        r: Renderer,
-        now: datetime,
-        applied: _Applied,
-    ) -> None:
-        if isinstance(action, OpenTicket):
-            ticket = await services.open_ticket(
-                uow,
-                customer_id=customer_id,
-                description=action.description,
-                category=action.category,
-                priority=action.priority,
-                channel=said.channel,
-                identity_id=identity_id,
-                external_id=action.external_id,
-                attachments=[dict(a) for a in action.attachments],
-                sla=self.config.sla,
-                now=now,
-            )
-            applied.hand_over(ticket)
-            first = self.config.sla.targets[ticket.priority].first_response
-            customer = await services.get_customer(uow, customer_id)
-            # Where the agent's answer goes, as the customer chose (chat, email or both).
-            notify = customer.notify if customer.can_receive_email else Notify.CHAT
-            applied.say(
-                r.text(
-                    f"ticket.opened_{notify.value}",
-                    {
-                        "reference": ticket.reference,
-                        "first_response": r.duration(first),
-                        "email": customer.email,
-                    },
-                )
-            )
-        elif isinstance(action, AddToTicket):
-            await self._add_to_ticket(uow, action, said, r, now, applied)
-        elif isinstance(action, RequestHuman):
-            await self._request_human(uow, action, customer_id, identity_id, said, r, now, applied)
-        elif isinstance(action, RateTicket):
-            await services.rate_ticket(uow, action.ticket_id, action.score, now=now)
-        elif isinstance(action, CommentOnRating):
-            await services.comment_on_rating(uow, action.ticket_id, action.comment, now=now)
-        elif isinstance(action, ShowTicket):
-            ticket = await services.get_ticket(uow, action.ticket_id)
-            timeline = await uow.tickets.timeline(action.ticket_id)
-            agents = await _agents(
-                uow, [ticket.assignee_id, *(getattr(e, "agent_id", None) for e in timeline)]
-            )
-            applied.say(ticket_details(r, ticket, timeline, agents, self.config.timeline_size))
-        elif isinstance(action, ExportData):
-            data = await services.export_customer_data(uow, customer_id)
-            applied.say(export_summary(r, data))
-            applied.say(export_json(data))
-        elif isinstance(action, EraseData):
-            await services.erase_customer(uow, customer_id, now=now)
-            await contact.forget_email_verifications(uow, customer_id)
-            applied.erased = True
-        elif isinstance(action, RequestEmailCode):
-            try:
-                await contact.request_email_verification(uow, customer_id, action.email, now=now)
-            except InvalidInput:
-                applied.say(r.text("email.too_many"))
-        elif isinstance(action, ConfirmEmailCode):
-            await contact.confirm_email_verification(uow, customer_id, action.typed, now=now)
-        elif isinstance(action, RequestPhoneCode):
-            try:
-                await contact.request_phone_verification(uow, customer_id, action.phone, now=now)
-            except InvalidInput:
-                applied.say(r.text("email.too_many"))
-        elif isinstance(action, ConfirmPhoneCode):
-            await contact.confirm_phone_verification(uow, customer_id, action.typed, now=now)
-        elif isinstance(action, SetTexts):
-            await contact.set_texts(uow, customer_id, action.texts)
-        elif isinstance(action, SetNotify):
-            await contact.set_notify_preference(uow, customer_id, action.notify)
-        elif isinstance(action, SetCalls):
-            await contact.set_calls(uow, customer_id, action.calls)
-        elif isinstance(action, SetLanguage):
-            await contact.set_language(uow, customer_id, action.language, chosen=action.chosen)
-        elif isinstance(action, RateAnswer):
-            articles = cast(SqlUnitOfWork, uow).knowledge
-            await knowledge.record_feedback(
-                articles, action.article_id, action.version, helped=action.helped
-            )
-        elif isinstance(action, NoteGap):
-            gap = knowledge.Gap(
-                customer_id=customer_id,
-                language=normalise_language(said.language or r.language).split("-")[0],
-                question=action.question,
-                reason=action.reason,
-                article_id=action.article_id,
-                created_at=now,
-            )
-            await knowledge.note_gap(cast(SqlUnitOfWork, uow).knowledge, gap)
-        else:  # pragma: no cover - a new action without its effect is a bug
+    async def _apply(self, do: _Doing, action: Action) -> None:
+        effect = EFFECTS.get(type(action))
+        if effect is None:  # pragma: no cover - a new action without its effect is a bug
             raise TypeError(f"no effect for {action!r}")
-
-    async def _add_to_ticket(
-        self,
-        uow: ContactUnitOfWork,
-        action: AddToTicket,
-        said: UserSaid,
-        r: Renderer,
-        now: datetime,
-        applied: _Applied,
-    ) -> None:
-        try:
-            await services.add_customer_message(
-                uow,
-                action.ticket_id,
-                action.text,
-                channel=said.channel,
-                external_id=action.external_id,
-                attachments=[dict(a) for a in action.attachments],
-                reopen_window=self.config.reopen_window,
-                now=now,
-            )
-        except InvalidInput:
-            # Closed meanwhile, or resolved too long ago: the text is not lost, it is refused.
-            applied.ticket_id = None
-            applied.clear_handover = True
-            applied.say(r.text("handover.closed"))
-            return
-        applied.ticket_id = action.ticket_id
-
-    async def _request_human(
-        self,
-        uow: ContactUnitOfWork,
-        action: RequestHuman,
-        customer_id: int,
-        identity_id: int,
-        said: UserSaid,
-        r: Renderer,
-        now: datetime,
-        applied: _Applied,
-    ) -> None:
-        opened = action.ticket_id is None
-        if action.ticket_id is not None:
-            ticket = await services.get_ticket(uow, action.ticket_id)
-        else:
-            # The customer's own words describe it; without any, a note for the agent does,
-            # never words put in the customer's mouth.
-            ticket = await services.open_ticket(
-                uow,
-                customer_id=customer_id,
-                description=action.description or r.text("human.no_description"),
-                described_by=Author.CUSTOMER if action.description else Author.NOTE,
-                subject=r.text("human.subject"),
-                category=self.config.human_category,
-                channel=said.channel,
-                identity_id=identity_id,
-                sla=self.config.sla,
-                now=now,
-            )
-        assert ticket.id is not None
-        again = ticket.human_requested
-        if not again:
-            # For the agent only: that a person is wanted, and what was said before.
-            key = "human.note_with_summary" if action.summary else "human.note"
-            body = r.text(key, {"summary": action.summary})
-            await services.add_internal_note(
-                uow, ticket.id, body[: services.MAX_BODY], channel=said.channel, now=now
-            )
-        # This turn's answer is the customer's one handoff notice (no relay notice repeats it).
-        position = await services.request_human(uow, ticket.id, told_in_chat=True, now=now)
-        applied.hand_over(ticket)
-        applied.say(
-            await self._handoff_notice(uow, ticket, position, r, opened=opened, again=again)
-        )
+        await effect(self, do, action)
 
     async def _handoff_notice(
         self,
@@ -569,3 +391,219 @@ __all__ = ["DialogEngine"]
 
 
 ANSWERS_KEPT = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Doing:
+    """What every effect of one turn works with."""
+
+    uow: ContactUnitOfWork
+    customer_id: int
+    identity_id: int
+    said: UserSaid
+    r: Renderer
+    now: datetime
+    applied: _Applied
+
+
+# --- the effect of each action the policy decides (EFFECTS, below) --------------------------
+
+
+async def _open_ticket(engine: DialogEngine, do: _Doing, action: OpenTicket) -> None:
+    uow, r = do.uow, do.r
+    ticket = await services.open_ticket(
+        uow,
+        customer_id=do.customer_id,
+        description=action.description,
+        category=action.category,
+        priority=action.priority,
+        channel=do.said.channel,
+        identity_id=do.identity_id,
+        external_id=action.external_id,
+        attachments=[dict(a) for a in action.attachments],
+        sla=engine.config.sla,
+        now=do.now,
+    )
+    do.applied.hand_over(ticket)
+    first = engine.config.sla.targets[ticket.priority].first_response
+    customer = await services.get_customer(uow, do.customer_id)
+    # Where the agent's answer goes, as the customer chose (chat, email or both).
+    notify = customer.notify if customer.can_receive_email else Notify.CHAT
+    do.applied.say(
+        r.text(
+            f"ticket.opened_{notify.value}",
+            {
+                "reference": ticket.reference,
+                "first_response": r.duration(first),
+                "email": customer.email,
+            },
+        )
+    )
+
+
+async def _add_to_ticket(engine: DialogEngine, do: _Doing, action: AddToTicket) -> None:
+    try:
+        await services.add_customer_message(
+            do.uow,
+            action.ticket_id,
+            action.text,
+            channel=do.said.channel,
+            external_id=action.external_id,
+            attachments=[dict(a) for a in action.attachments],
+            reopen_window=engine.config.reopen_window,
+            now=do.now,
+        )
+    except InvalidInput:
+        # Closed meanwhile, or resolved too long ago: the text is not lost, it is refused.
+        do.applied.ticket_id = None
+        do.applied.clear_handover = True
+        do.applied.say(do.r.text("handover.closed"))
+        return
+    do.applied.ticket_id = action.ticket_id
+
+
+async def _request_human(engine: DialogEngine, do: _Doing, action: RequestHuman) -> None:
+    uow, r = do.uow, do.r
+    opened = action.ticket_id is None
+    if action.ticket_id is not None:
+        ticket = await services.get_ticket(uow, action.ticket_id)
+    else:
+        # The customer's own words describe it; without any, a note for the agent does,
+        # never words put in the customer's mouth.
+        ticket = await services.open_ticket(
+            uow,
+            customer_id=do.customer_id,
+            description=action.description or r.text("human.no_description"),
+            described_by=Author.CUSTOMER if action.description else Author.NOTE,
+            subject=r.text("human.subject"),
+            category=engine.config.human_category,
+            channel=do.said.channel,
+            identity_id=do.identity_id,
+            sla=engine.config.sla,
+            now=do.now,
+        )
+    assert ticket.id is not None
+    again = ticket.human_requested
+    if not again:
+        # For the agent only: that a person is wanted, and what was said before.
+        key = "human.note_with_summary" if action.summary else "human.note"
+        body = r.text(key, {"summary": action.summary})
+        await services.add_internal_note(
+            uow, ticket.id, body[: services.MAX_BODY], channel=do.said.channel, now=do.now
+        )
+    # This turn's answer is the customer's one handoff notice (no relay notice repeats it).
+    position = await services.request_human(uow, ticket.id, told_in_chat=True, now=do.now)
+    do.applied.hand_over(ticket)
+    do.applied.say(
+        await engine._handoff_notice(uow, ticket, position, r, opened=opened, again=again)
+    )
+
+
+async def _rate_ticket(engine: DialogEngine, do: _Doing, action: RateTicket) -> None:
+    await services.rate_ticket(do.uow, action.ticket_id, action.score, now=do.now)
+
+
+async def _comment_on_rating(engine: DialogEngine, do: _Doing, action: CommentOnRating) -> None:
+    await services.comment_on_rating(do.uow, action.ticket_id, action.comment, now=do.now)
+
+
+async def _show_ticket(engine: DialogEngine, do: _Doing, action: ShowTicket) -> None:
+    ticket = await services.get_ticket(do.uow, action.ticket_id)
+    timeline = await do.uow.tickets.timeline(action.ticket_id)
+    agents = await _agents(
+        do.uow, [ticket.assignee_id, *(getattr(e, "agent_id", None) for e in timeline)]
+    )
+    do.applied.say(ticket_details(do.r, ticket, timeline, agents, engine.config.timeline_size))
+
+
+async def _export_data(engine: DialogEngine, do: _Doing, action: ExportData) -> None:
+    data = await services.export_customer_data(do.uow, do.customer_id)
+    do.applied.say(export_summary(do.r, data))
+    do.applied.say(export_json(data))
+
+
+async def _erase_data(engine: DialogEngine, do: _Doing, action: EraseData) -> None:
+    await services.erase_customer(do.uow, do.customer_id, now=do.now)
+    await contact.forget_email_verifications(do.uow, do.customer_id)
+    do.applied.erased = True
+
+
+async def _request_email_code(engine: DialogEngine, do: _Doing, action: RequestEmailCode) -> None:
+    try:
+        await contact.request_email_verification(do.uow, do.customer_id, action.email, now=do.now)
+    except InvalidInput:
+        do.applied.say(do.r.text("email.too_many"))
+
+
+async def _confirm_email_code(engine: DialogEngine, do: _Doing, action: ConfirmEmailCode) -> None:
+    await contact.confirm_email_verification(do.uow, do.customer_id, action.typed, now=do.now)
+
+
+async def _request_phone_code(engine: DialogEngine, do: _Doing, action: RequestPhoneCode) -> None:
+    try:
+        await contact.request_phone_verification(do.uow, do.customer_id, action.phone, now=do.now)
+    except InvalidInput:
+        do.applied.say(do.r.text("email.too_many"))
+
+
+async def _confirm_phone_code(engine: DialogEngine, do: _Doing, action: ConfirmPhoneCode) -> None:
+    await contact.confirm_phone_verification(do.uow, do.customer_id, action.typed, now=do.now)
+
+
+async def _set_texts(engine: DialogEngine, do: _Doing, action: SetTexts) -> None:
+    await contact.set_texts(do.uow, do.customer_id, action.texts)
+
+
+async def _set_notify(engine: DialogEngine, do: _Doing, action: SetNotify) -> None:
+    await contact.set_notify_preference(do.uow, do.customer_id, action.notify)
+
+
+async def _set_calls(engine: DialogEngine, do: _Doing, action: SetCalls) -> None:
+    await contact.set_calls(do.uow, do.customer_id, action.calls)
+
+
+async def _set_language(engine: DialogEngine, do: _Doing, action: SetLanguage) -> None:
+    await contact.set_language(do.uow, do.customer_id, action.language, chosen=action.chosen)
+
+
+async def _rate_answer(engine: DialogEngine, do: _Doing, action: RateAnswer) -> None:
+    articles = cast(SqlUnitOfWork, do.uow).knowledge
+    await knowledge.record_feedback(
+        articles, action.article_id, action.version, helped=action.helped
+    )
+
+
+async def _note_gap(engine: DialogEngine, do: _Doing, action: NoteGap) -> None:
+    gap = knowledge.Gap(
+        customer_id=do.customer_id,
+        language=normalise_language(do.said.language or do.r.language).split("-")[0],
+        question=action.question,
+        reason=action.reason,
+        article_id=action.article_id,
+        created_at=do.now,
+    )
+    await knowledge.note_gap(cast(SqlUnitOfWork, do.uow).knowledge, gap)
+
+
+Effect = Callable[[DialogEngine, _Doing, Any], Awaitable[None]]
+#: What each action the policy decides does, beside the policy's HANDLERS of each state.
+EFFECTS: dict[type[Action], Effect] = {
+    OpenTicket: _open_ticket,
+    AddToTicket: _add_to_ticket,
+    RequestHuman: _request_human,
+    RateTicket: _rate_ticket,
+    CommentOnRating: _comment_on_rating,
+    ShowTicket: _show_ticket,
+    ExportData: _export_data,
+    EraseData: _erase_data,
+    RequestEmailCode: _request_email_code,
+    ConfirmEmailCode: _confirm_email_code,
+    RequestPhoneCode: _request_phone_code,
+    ConfirmPhoneCode: _confirm_phone_code,
+    SetTexts: _set_texts,
+    SetNotify: _set_notify,
+    SetCalls: _set_calls,
+    SetLanguage: _set_language,
+    RateAnswer: _rate_answer,
+    NoteGap: _note_gap,
+}
