@@ -4,7 +4,7 @@ An article is a draft until an admin publishes it; only published articles are q
 customers. Every save is a new version (who changed what, when), and every change to what
 customers may read bumps the knowledge base's revision, which each replica follows to rebuild
 its index (dialogs/knowledge.py). Services take the repository and leave the commit to the
-caller, like core/services.py.
+caller, like core/services/.
 """
 
 from __future__ import annotations
