@@ -12,7 +12,7 @@ from core.model import Priority
 from dialogs.catalogue import Catalogue, MissingText, load_catalogue
 from dialogs.config import DEFAULT_CATEGORIES
 
-SOURCES = [Path("dialogs/policy.py"), Path("dialogs/engine.py"), Path("dialogs/views.py")]
+SOURCES = ["dialogs/policy/*.py", "dialogs/engine.py", "dialogs/views.py"]
 LITERAL_KEY = re.compile(
     r'(?:Say|Phrase|Option|text)\(\s*"([a-z_]+(?:\.[a-z_0-9]+)*)"'
     r'|(?:key=|, )"([a-z_]+\.[a-z_0-9]+)"'
@@ -22,8 +22,10 @@ LITERAL_KEY = re.compile(
 def used_keys() -> set[str]:
     root = Path(__file__).resolve().parents[2]
     keys: set[str] = set()
-    for source in SOURCES:
-        for match in LITERAL_KEY.finditer((root / source).read_text(encoding="utf-8")):
+    files = [path for pattern in SOURCES for path in sorted(root.glob(pattern))]
+    assert len(files) > 3
+    for source in files:
+        for match in LITERAL_KEY.finditer(source.read_text(encoding="utf-8")):
             key = match.group(1) or match.group(2)
             if "." in key or key in {"greet", "help", "goodbye", "thanks"}:
                 keys.add(key)
