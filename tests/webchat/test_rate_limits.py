@@ -25,7 +25,7 @@ from bots.webchat import (
     visitor_tickets,
     webchat_router,
 )
-from bots.webchat_limits import WebChatLimits
+from bots.webchat.limits import WebChatLimits
 from core.config import Settings
 from core.db.database import Database
 from core.db.files import SqlFileStore

@@ -1,15 +1,4 @@
-"""The built-in web chat: a page at /chat talking to the dialog engine over a WebSocket.
-
-The visitor's identity is a random id in a signed token that expires and is renewed (`Visitors`):
-a cookie, and a copy the page keeps so an embedded iframe works where third-party cookies are
-blocked. It is never in a URL: the WebSocket takes it from a subprotocol or the cookie. Every line
-of the conversation is stored in `webchat_messages`, so a reload restores it and any replica
-can serve a reconnecting visitor. Agent replies and notices arrive through the relay's
-`WebChatChannel.send`, which stores the line and wakes the visitor's socket; other replicas
-notice new lines by a short poll (PostgreSQL only: SQLite runs a single process).
-
-Without a WebSocket the page falls back to plain HTTP: POST to send, GET to poll.
-"""
+"""The web chat's page, HTTP API and WebSocket, on the dialog engine."""
 
 from __future__ import annotations
 
@@ -19,8 +8,6 @@ import functools
 import json
 import logging
 import re
-import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -37,182 +24,39 @@ from fastapi import (
     WebSocketDisconnect,
 )
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 
 from admin_api.headers import page_policy
-from bots.channels import OutgoingFile, PermanentFailure, PlugBuild, PlugStart, TurnEngine
-from bots.notices import AgentReply
-from bots.webchat_limits import WebChatLimits
-from bots.webchat_uploads import Refused, read_upload
+from bots.channels import TurnEngine
+from bots.webchat.limits import WebChatLimits
+from bots.webchat.lines import WebChatLines, reply_body
+from bots.webchat.uploads import Refused, read_upload
+from bots.webchat.visitors import (
+    COOKIE,
+    HEADER,
+    PROTOCOL,
+    VISITOR_PROTOCOL,
+    Visitors,
+)
 from core import services
 from core.db.database import Database
-from core.db.webchat import add_line, lines_since
-from core.files import human_size
-from core.model import Channel, utcnow
+from core.model import Channel
 from core.ports import FileStore
 from dialogs.catalogue import Catalogue, load_catalogue
-from dialogs.turn import Attachment, Reply, UserSaid
+from dialogs.turn import Attachment, UserSaid
 
 log = logging.getLogger("careline.webchat")
 
-STATIC = Path(__file__).with_name("static")
+
+STATIC = Path(__file__).parent.parent / "static"
+
+
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
-COOKIE = "careline_visitor"
-HEADER = "x-careline-visitor"
-# A browser cannot set headers on a WebSocket, and an embedded page may get no cookie, so the
-# page offers two subprotocols: ours, which the server picks, and one carrying the token.
-PROTOCOL = "careline"
-VISITOR_PROTOCOL = "careline-visitor."  # + the token
-HISTORY_LIMIT = 200
+
+
 # The page says this when it opens on an empty conversation; the greeting answers it, and the
 # visitor never typed it, so it is not shown as their line.
 START = "/start"
-EXPORT_ROUTE = "/chat/api/export"
-EXPORT_LINK = "Download your data (JSON file)"
-
-
-# --- storage ---------------------------------------------------------------------------
-
-
-def reply_body(reply: Reply, **extra: Any) -> dict[str, Any]:
-    if isinstance(reply, AgentReply):  # shown as a person's bubble under their name
-        return {"text": reply.body, "choices": [], "agent": {"name": reply.agent}, **extra}
-    if is_data_export(reply.text):  # the file is built fresh when the visitor downloads it
-        return {"text": "", "choices": [], "download": {"label": EXPORT_LINK, "href": EXPORT_ROUTE}}
-    return {
-        "text": reply.text,
-        "choices": [{"label": c.label, "value": c.value} for c in reply.choices],
-        **extra,
-    }
-
-
-def is_data_export(text: str) -> bool:
-    """The engine's "Export my data" answer: the JSON document after its readable summary."""
-    if not text.startswith("{"):
-        return False
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and {"identities", "tickets"} <= data.keys()
-
-
-class WebChatLines:
-    """The stored conversation of each visitor, and in-process wake-ups for new lines."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-
-    async def add(self, visitor_id: str, direction: str, body: dict[str, Any]) -> int:
-        line_id = await add_line(self.db, visitor_id, direction, body)
-        for event in self._waiters.get(visitor_id, ()):
-            event.set()
-        return line_id
-
-    async def since(self, visitor_id: str, after: int, limit: int = HISTORY_LIMIT) -> list[dict]:
-        return await lines_since(self.db, visitor_id, after, limit)
-
-    @contextlib.contextmanager
-    def waiter(self, visitor_id: str) -> Any:
-        event = asyncio.Event()
-        self._waiters[visitor_id].add(event)
-        try:
-            yield event
-        finally:
-            self._waiters[visitor_id].discard(event)
-            if not self._waiters[visitor_id]:
-                self._waiters.pop(visitor_id, None)
-
-
-class WebChatChannel:
-    """The relay's way into the web chat: store the line; the visitor's socket picks it up."""
-
-    channel = Channel.WEBCHAT
-
-    def __init__(self, lines: WebChatLines) -> None:
-        self.lines = lines
-
-    async def send(self, chat_id: str, reply: Reply) -> str:
-        return str(await self.lines.add(chat_id, "out", reply_body(reply)))
-
-    async def send_file(self, chat_id: str, file: OutgoingFile) -> str:
-        """A download link in the agent's bubble; the signed path needs no visitor token, so
-        it works in the page and in a framed widget alike."""
-        if file.link is None:
-            raise PermanentFailure("the web chat needs a link to offer a file")
-        label = f"{file.name} ({human_size(len(file.content))})"
-        line = {
-            "text": "",
-            "choices": [],
-            "agent": {"name": file.sender},
-            "download": {"label": label, "href": file.link, "name": file.name},
-        }
-        return str(await self.lines.add(chat_id, "out", line))
-
-
-# --- visitor identity ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Visitors:
-    """Signed visitor tokens that carry their issue time: each works for `max_age` seconds,
-    and the page's session call swaps one older than a day for a fresh one, so only a
-    visitor idle for the whole `max_age` starts over (and a token copied once goes stale)."""
-
-    serializer: URLSafeTimedSerializer
-    max_age: float = 30 * 24 * 3600
-
-    @property
-    def renew_after(self) -> float:
-        return min(24 * 3600, self.max_age / 2)
-
-    def new_token(self) -> tuple[str, str]:
-        visitor_id = uuid.uuid4().hex
-        return visitor_id, self.token_for(visitor_id)
-
-    def token_for(self, visitor_id: str) -> str:
-        return str(self.serializer.dumps(visitor_id))
-
-    def visitor_of(self, token: str | None) -> str | None:
-        found = self._read(token)
-        return found[0] if found else None
-
-    def session(self, token: str | None) -> tuple[str, str] | None:
-        """The visitor and the token to use from now on (renewed once it is a day old)."""
-        found = self._read(token)
-        if found is None or token is None:
-            return None
-        visitor, age = found
-        return visitor, self.token_for(visitor) if age > self.renew_after else token
-
-    def _read(self, token: str | None) -> tuple[str, float] | None:
-        if not token:
-            return None
-        try:  # an expired token raises SignatureExpired, a BadSignature
-            value, issued = self.serializer.loads(
-                token, max_age=int(self.max_age), return_timestamp=True
-            )
-        except BadSignature:
-            return None
-        if not (isinstance(value, str) and len(value) == 32):
-            return None
-        return value, (utcnow() - issued).total_seconds()
-
-
-def allowed_origins(configured: list[str], public_url: str | None) -> tuple[str, ...]:
-    """The sites that may embed the chat and open its socket, as browsers write an Origin."""
-    found = [*configured, *([public_url] if public_url else [])]
-    return tuple(dict.fromkeys(_origin(url) for url in found))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url.strip())
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-# --- routes ----------------------------------------------------------------------------
 
 
 class SendBody(BaseModel):
@@ -532,49 +376,3 @@ async def visitor_export(db: Database, visitor_id: str) -> dict[str, Any] | None
 
 
 # -- the plug ------------------------------------------------------------------------------
-
-
-class WebChatPlug:
-    """The web chat as a channel plug (bots.channels.ChannelPlug): its page, API and socket,
-    and the channel that writes notices into visitors' conversations (every role)."""
-
-    def __init__(self, build: PlugBuild) -> None:
-        settings, db = build.settings, build.db
-        self.settings = settings
-        self.chat = WebChat(
-            db=db,
-            engine=None,
-            lines=WebChatLines(db),
-            visitors=None,
-            files=build.files,
-            max_upload_bytes=settings.max_upload_bytes,
-            max_text_chars=settings.max_text_chars,
-            # Several processes share PostgreSQL: notice lines other replicas stored.
-            poll_seconds=1.0 if db.is_postgres else None,
-            tickets_of=lambda visitor: visitor_tickets(db, visitor),
-            allowed_origins=allowed_origins(settings.webchat_allowed_origins, settings.public_url),
-            limits=WebChatLimits.from_settings(settings, db),
-        )
-        self._channel = WebChatChannel(self.chat.lines)
-
-    @property
-    def channel(self) -> WebChatChannel:
-        return self._channel
-
-    def routes(self) -> list[Any]:
-        return [webchat_router(self.chat)]
-
-    def register(self, handlers: Any) -> None:
-        """The web chat's notices are the customer notices' (bots.notices): nothing more."""
-
-    async def start(self, start: PlugStart) -> list[asyncio.Task[None]]:
-        if start.receives:
-            self.chat.engine = start.engine
-            self.chat.visitors = Visitors(
-                URLSafeTimedSerializer(start.secret, salt="careline-webchat"),
-                max_age=self.settings.webchat_token_max_age_days * 24 * 3600,
-            )
-        return []
-
-    async def stop(self, grace: float) -> None:
-        """Nothing of its own to stop: its sockets close with the server."""
