@@ -36,7 +36,7 @@ from core.db.outbox import SqliteRelayLock
 from core.files import FileLinks
 
 if TYPE_CHECKING:
-    from bots.email_inbound import ReplyAddresses
+    from bots.email.inbound import ReplyAddresses
     from bots.housekeeping import Housekeeping
 
 log = logging.getLogger("careline.server")
@@ -229,7 +229,7 @@ def create_app(
     if web:
         from admin_api import create_admin_app
         from bots.email import sendgrid_events_router
-        from bots.email_inbound import email_inbound_router
+        from bots.email.inbound import email_inbound_router
 
         app.mount(ADMIN_API_PATH, create_admin_app(db, settings, lambda: runtime.file_links))
         app.include_router(files_router(runtime.files, lambda: runtime.file_links))
@@ -287,7 +287,7 @@ async def _secret(runtime: Runtime) -> str:
 
 
 def _reply_addresses(domain: str, secret: str) -> ReplyAddresses:
-    from bots.email_inbound import ReplyAddresses
+    from bots.email.inbound import ReplyAddresses
 
     return ReplyAddresses.keyed(domain, secret)
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bots.email_inbound import ReplyAddresses, email_inbound_router, form_fields, new_text
+from bots.email.inbound import ReplyAddresses, email_inbound_router, form_fields, new_text
 from core.db.database import Database
 from core.model import Author, Channel, Message
 from tests.email.test_event_webhook import SIGNATURE, TIMESTAMP, Signer

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bots.email import LocalMailbox
-from bots.email_inbound import ReplyAddresses
+from bots.email.inbound import ReplyAddresses
 from bots.notices import CustomerNotices
 from bots.relay import Handlers, Relay
 from core import services

@@ -33,7 +33,7 @@ from email.utils import getaddresses, parseaddr
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from bots.email import sendgrid_verifier, signed_by_sendgrid
+from bots.email.events import sendgrid_verifier, signed_by_sendgrid
 from core import services
 from core.db.database import Database
 from core.errors import DomainError
