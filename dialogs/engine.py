@@ -171,16 +171,8 @@ class DialogEngine:
                 )
                 record = await store.register(customer, identity, now)
             elif record.chat_id != said.chat_id:
-                await services.find_or_register_customer(
-                    uow,
-                    channel=said.channel,
-                    external_id=said.user_id,
-                    chat_id=said.chat_id,
-                    display_name=said.display_name,
-                    language=said.language,
-                )
-                record = await store.load(said.channel, said.user_id)
-                assert record is not None
+                await store.move_chat(record.identity_id, said.chat_id)
+                record = replace(record, chat_id=said.chat_id)
             if record.conversation_id is None:
                 conversation_id, version = await store.add_conversation(record.identity_id, now)
                 state = DialogState()

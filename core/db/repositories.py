@@ -437,6 +437,14 @@ class SqlDialogStore:
         params = {"customer_id": customer_id, "limit": limit}
         return [TicketRecord(*row) for row in (await self.session.execute(stmt, params)).all()]
 
+    async def move_chat(self, identity_id: int, chat_id: str) -> None:
+        """The identity now writes from another chat (a new Telegram chat with the same user,
+        a reopened Slack DM): answers and notices go there from now on."""
+        i = t.channel_identities.c
+        await self.session.execute(
+            update(t.channel_identities).where(i.id == identity_id).values(chat_id=chat_id)
+        )
+
     async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]:
         """A fresh idle conversation; returns (id, version). A concurrent twin raises
         IntegrityError (unique identity_id)."""
