@@ -14,7 +14,6 @@ A small BM25 of our own (no bm25s, which brings scipy): `careline serve` must st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -32,6 +31,7 @@ from core.db.knowledge import SqlKnowledgeBase, read_published, read_revision
 from core.knowledge import Article, ArticleText, normalise_language
 from core.model import utcnow
 from dialogs.decisions import Passage
+from dialogs.following import refresh_every
 
 log = logging.getLogger("careline.dialogs")
 
@@ -378,14 +378,7 @@ class LiveKnowledge:
 
     async def follow(self, stopping: asyncio.Event) -> None:
         """Keep the index current until `stopping` is set (one background task a process)."""
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.refresh_seconds)
-                return
-            try:
-                await self.refresh()
-            except Exception as exc:  # the database is away: keep answering from the index
-                log.warning("knowledge base: could not refresh (%s)", type(exc).__name__)
+        await refresh_every(self.refresh_seconds, stopping, self.refresh, "knowledge base")
 
 
 def shipped_articles(

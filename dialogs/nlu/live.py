@@ -39,6 +39,7 @@ from core.db.intents import (
 )
 from core.intents import LabelledText, apply_edits, clean_text
 from core.model import utcnow
+from dialogs.following import refresh_every
 from dialogs.nlu.base import Parse
 from dialogs.nlu.local import LocalNLU, model_key
 from dialogs.nlu.training import load_examples
@@ -132,14 +133,7 @@ class LiveIntents:
     async def follow(self, stopping: asyncio.Event) -> None:
         """Keep the model current until `stopping` is set (one background task a process)."""
         try:
-            while not stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self.refresh_seconds)
-                    return
-                try:
-                    await self.refresh()
-                except Exception as exc:  # the database is away: keep the model we have
-                    log.warning("NLU: could not follow the examples (%s)", type(exc).__name__)
+            await refresh_every(self.refresh_seconds, stopping, self.refresh, "NLU examples")
         finally:
             if self._training is not None:
                 self._training.cancel()

@@ -7,11 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
-
 from core.db.database import Database
-from tests.server.support import running
-from tests.server.test_knowledge_live import answer, first_answer_with, settings
+from tests.server.test_knowledge_live import answer, first_answer_with, two_servers
 
 QUESTION = "Where do I put my automobile?"
 PASSAGE = "Free parking is behind the store, on level -1."
@@ -21,18 +18,11 @@ EXAMPLES = ["where do I put my automobile", "is there parking", "where can I par
 def test_examples_added_on_one_server_are_understood_on_another_within_seconds(
     pg_db: Database, tmp_path: Path
 ) -> None:
-    with (
-        running(settings(pg_db, tmp_path / "a", "all")) as first,
-        running(settings(pg_db, tmp_path / "b", "web")) as second,
-        httpx.Client(base_url=f"{first.url}/api/v1") as api,
-        httpx.Client(base_url=second.url) as chat,
-    ):
-        api.headers["Authorization"] = f"Bearer {first.app.state.runtime.admin_key}"
+    with two_servers(pg_db, tmp_path) as (api, chat):
         article = api.post(
             "/articles", json={"title": "Parking", "body": PASSAGE, "key": "faq_parking"}
         ).json()
         assert api.post(f"/articles/{article['id']}/publish").status_code == 200
-        assert chat.post("/chat/api/session").status_code == 200
         time.sleep(2.5)  # the article is live everywhere; the bot does not know the words yet
         assert PASSAGE not in answer(chat, QUESTION)
 

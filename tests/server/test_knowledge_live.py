@@ -4,7 +4,9 @@ seconds; once it is unpublished, it is never quoted again."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -49,17 +51,25 @@ def first_answer_with(chat: httpx.Client, text: str, wanted: str, seconds: float
     return time.monotonic() - started
 
 
-def test_an_article_published_on_one_server_is_answered_on_another_within_seconds(
-    pg_db: Database, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def two_servers(db: Database, home: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """Two replicas on one database: the first's admin API (with its admin key) and the
+    second's web chat, with a visitor session."""
     with (
-        running(settings(pg_db, tmp_path / "a", "all")) as first,
-        running(settings(pg_db, tmp_path / "b", "web")) as second,
+        running(settings(db, home / "a", "all")) as first,
+        running(settings(db, home / "b", "web")) as second,
         httpx.Client(base_url=f"{first.url}/api/v1") as api,
         httpx.Client(base_url=second.url) as chat,
     ):
         api.headers["Authorization"] = f"Bearer {first.app.state.runtime.admin_key}"
         assert chat.post("/chat/api/session").status_code == 200
+        yield api, chat
+
+
+def test_an_article_published_on_one_server_is_answered_on_another_within_seconds(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    with two_servers(pg_db, tmp_path) as (api, chat):
         assert "From: Opening hours" in answer(chat, "when are you open?")  # the seed
         assert "Canada" not in answer(chat, "How long does a parcel to Canada take?")
 
