@@ -70,6 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("careline.dialogs")
 
 NOT_PARSED = Parse(OUT_OF_SCOPE, 0.0, source="none")
+#: What a channel runs at the start of a turn's transaction (`DialogEngine.handle_turn`).
+First = Callable[[SqlUnitOfWork], Awaitable[None]]
 #: What a lost race raises: a stale version, or a row another turn inserted first.
 RACES = LOST_RACES
 
@@ -100,26 +102,34 @@ class DialogEngine:
         # The languages of the catalogue, each named in itself, for /language and detection.
         self.languages = tuple((code, native_name(code)) for code in catalogue.languages)
 
-    async def handle_turn(self, said: UserSaid) -> list[Reply]:
+    #: `handle_turn` takes `first`: a channel records its delivery in the turn's transaction.
+    records_in_turn = True
+
+    async def handle_turn(self, said: UserSaid, *, first: First | None = None) -> list[Reply]:
         """The bot's replies to one message.
 
         A redelivered message has no second effect; it gets the replies it got the first
         time (when they are still remembered), so an answer lost in transit is not lost.
+        `first` runs at the start of the turn's transaction (every attempt of it): what it
+        writes commits with the turn, and what it raises ends the turn with nothing written.
         """
         parse = await self._parse(said)
         try:
-            return await self._turn_retried(said, parse, picks=True)
+            return await self._turn_retried(said, parse, picks=True, first=first)
         except _AssistantChoicePicked as picked:
             # The customer picked one of the assistant's own choices: the assistant reads
             # the choice's text as if typed (Watson: the option's value.input.text).
             said = replace(said, text=picked.text, choice=None)
-            return await self._turn_retried(said, await self._parse(said), picks=False)
+            parse = await self._parse(said)
+            return await self._turn_retried(said, parse, picks=False, first=first)
 
-    async def _turn_retried(self, said: UserSaid, parse: Parse, *, picks: bool) -> list[Reply]:
+    async def _turn_retried(
+        self, said: UserSaid, parse: Parse, *, picks: bool, first: First | None
+    ) -> list[Reply]:
         attempts = max(1, self.config.max_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                return await self._turn(said, parse, picks=picks)
+                return await self._turn(said, parse, picks=picks, first=first)
             except RACES as race:
                 if attempt == attempts:
                     raise
@@ -152,9 +162,13 @@ class DialogEngine:
             log.exception("NLU failed; treating the message as not understood")
             return NOT_PARSED
 
-    async def _turn(self, said: UserSaid, parse: Parse, *, picks: bool) -> list[Reply]:
+    async def _turn(
+        self, said: UserSaid, parse: Parse, *, picks: bool, first: First | None
+    ) -> list[Reply]:
         now = self.clock()
         async with self.db.uow() as sql_uow:
+            if first is not None:
+                await first(sql_uow)
             # SqlUnitOfWork has the protocol's shape; mypy's protocol attributes are invariant.
             uow = cast(ContactUnitOfWork, sql_uow)
             store = sql_uow.dialogs

@@ -9,9 +9,9 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,7 +41,7 @@ from bots.telegram.updates import Inbound, translate
 from core import jsonguard
 from core.config import Settings
 from core.db.database import Database
-from core.db.inbox import Inbox, Stage
+from core.db.inbox import Delivery, Inbox, Stage
 from core.db.pacing import SqlPacer
 from core.db.reachability import mark_reachable
 from core.errors import Conflict, DomainError
@@ -280,7 +280,58 @@ class TelegramBot:
     async def _process(
         self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool
     ) -> Outcome:
-        delivery = await self.inbox.begin(key)
+        if self._records_in_turn(inbound):
+            return await self._process_in_turn(key, data, inbound, webhook)
+        return await self._resume(key, data, inbound, webhook, await self.inbox.begin(key))
+
+    def _records_in_turn(self, inbound: Inbound) -> bool:
+        """A plain message for an engine that can record it in its turn: one commit for the
+        inbox record and the turn (files, buttons and blocks take the general way)."""
+        said = inbound.said
+        return (
+            getattr(self.engine, "records_in_turn", False)
+            and said is not None
+            and not said.attachments
+            and inbound.callback_query_id is None
+            and inbound.reachable is None
+        )
+
+    async def _process_in_turn(
+        self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool
+    ) -> Outcome:
+        """Record the update in the turn's own transaction. Anything but a first or retried
+        delivery (a duplicate, stored replies to resend, too many attempts) ends the turn
+        before it writes, and goes the general way with what the record said."""
+        assert inbound.said is not None
+
+        async def record(uow: Any) -> None:
+            delivery = await self.inbox.begin_in(uow.session, key)
+            if delivery.stage in (Stage.FINISHED, Stage.ANSWERED):
+                raise _Recorded(delivery)
+            if delivery.attempts > self.max_attempts:
+                raise _Recorded(delivery)
+
+        engine = cast(RecordingTurnEngine, self.engine)
+        started = time.perf_counter()
+        try:
+            replies = await engine.handle_turn(inbound.said, first=record)
+        except _Recorded as recorded:
+            return await self._resume(key, data, inbound, webhook, recorded.delivery)
+        except Exception as exc:
+            # The turn's transaction took its record with it: count this attempt on its own.
+            with contextlib.suppress(Exception):
+                await self.inbox.begin(key)
+            outcome = await self._turn_failed(key, data, exc)
+            if outcome is None:
+                raise
+            return outcome
+        self._turn_done(started)
+        return await self._answer(key, inbound, replies, webhook)
+
+    async def _resume(
+        self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool, delivery: Delivery
+    ) -> Outcome:
+        """The general way, from the inbox record of this delivery."""
         if delivery.stage is Stage.FINISHED:
             return Outcome(200, "duplicate")
         if delivery.attempts > self.max_attempts:
@@ -305,16 +356,37 @@ class TelegramBot:
             started = time.perf_counter()
             try:
                 replies = await self.engine.handle_turn(said)
-            except Conflict as exc:  # another replica changed the conversation: retry
-                self.metrics.turns.labels(SOURCE, "failed").inc()
-                await self.inbox.failed(key, f"conflict: {exc}")
-                return Outcome(500, "retry")
-            except DomainError as exc:  # the same input would fail the same way again
-                self.metrics.turns.labels(SOURCE, "failed").inc()
-                await self.inbox.park(key, f"{type(exc).__name__}: {exc}", data)
-                return Outcome(200, "parked")
-            self.metrics.turns.labels(SOURCE, "ok").inc()
-            self.metrics.turn_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+            except (Conflict, DomainError) as exc:
+                outcome = await self._turn_failed(key, data, exc)
+                assert outcome is not None
+                return outcome
+            self._turn_done(started)
+        return await self._answer(key, inbound, replies, webhook)
+
+    async def _turn_failed(
+        self, key: str, data: dict[str, Any], exc: BaseException
+    ) -> Outcome | None:
+        """A turn that raised: retried (a conflict), parked (a domain error), or None for
+        anything else (the caller lets it go up: Telegram retries)."""
+        if isinstance(exc, Conflict):  # another replica changed the conversation: retry
+            self.metrics.turns.labels(SOURCE, "failed").inc()
+            await self.inbox.failed(key, f"conflict: {exc}")
+            return Outcome(500, "retry")
+        if isinstance(exc, DomainError):  # the same input would fail the same way again
+            self.metrics.turns.labels(SOURCE, "failed").inc()
+            await self.inbox.park(key, f"{type(exc).__name__}: {exc}", data)
+            return Outcome(200, "parked")
+        return None
+
+    def _turn_done(self, started: float) -> None:
+        self.metrics.turns.labels(SOURCE, "ok").inc()
+        self.metrics.turn_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+
+    async def _answer(
+        self, key: str, inbound: Inbound, replies: Sequence[Reply], webhook: bool
+    ) -> Outcome:
+        """The turn's replies: in the webhook's answer when one fits, else through the Bot
+        API, kept in the inbox row until they are sent."""
         if not replies or inbound.chat_id is None:
             await self.inbox.done(key)
             return Outcome(200, "ok" if inbound.said else "ignored")
@@ -430,3 +502,21 @@ class TelegramBot:
     async def set_reachable(self, user_id: str, reachable: bool) -> None:
         await mark_reachable(self.db, Channel.TELEGRAM, reachable, external_id=user_id)
         log.info("telegram identity marked %s", "reachable" if reachable else "unreachable")
+
+
+class _Recorded(Exception):
+    """The inbox record says this delivery is not a turn to run (see `_process_in_turn`)."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        super().__init__(delivery.stage.value)
+        self.delivery = delivery
+
+
+class RecordingTurnEngine(Protocol):
+    """An engine whose turn runs `first` in its transaction (dialogs.engine.DialogEngine)."""
+
+    async def handle_turn(
+        self, said: UserSaid, *, first: Callable[[Any], Awaitable[None]] | None = None
+    ) -> list[Reply]:
+        """Run one turn, `first` at the start of its transaction."""
+        ...

@@ -166,6 +166,14 @@ class Inbox:
 
     async def begin(self, key: str) -> Delivery:
         """Record a delivery (or one more attempt of it) and say what is left to do."""
+        async with self.db.sessions() as session:
+            delivery = await self.begin_in(session, key)
+            await session.commit()
+        return delivery
+
+    async def begin_in(self, session: AsyncSession, key: str) -> Delivery:
+        """`begin` in the caller's transaction: a turn's own, so that the record and the turn
+        commit together (one commit for a new message), or roll back together."""
         values = {
             "source": self.source,
             "key": key,
@@ -174,9 +182,7 @@ class Inbox:
             "received_at": utcnow(),
             "attempts": 1,
         }
-        async with self.db.sessions() as session:
-            row = (await session.execute(self._begin, values)).first()
-            await session.commit()
+        row = (await session.execute(self._begin, values)).first()
         if row is None:
             return Delivery(Stage.FINISHED)
         status, payload, attempts = row

@@ -70,8 +70,38 @@ def updates() -> TelegramUpdates:
     return TelegramUpdates()
 
 
-@pytest.fixture
-def engine() -> ScriptedEngine:
+class RecordingEngine(ScriptedEngine):
+    """The script, with the dialog engine's contract for `first`: it runs at the start of the
+    turn's transaction, commits with the turn, and rolls back with a failed one. The server
+    then records a plain message in the turn (one commit), like with the real engine."""
+
+    records_in_turn = True
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.db: Database | None = None  # opened in the server's event loop
+        self.recorded = 0  # turns that recorded their delivery in their transaction
+
+    async def handle_turn(  # type: ignore[override]
+        self, said: UserSaid, *, first: Any = None
+    ) -> list[Reply]:
+        if self.db is None:
+            self.db = Database(self.url)
+        async with self.db.uow() as uow:
+            if first is not None:
+                await first(uow)
+                self.recorded += 1
+            replies = await super().handle_turn(said)
+            await uow.commit()
+        return replies
+
+
+@pytest.fixture(params=["general"])
+def engine(request: pytest.FixtureRequest, db: Database) -> ScriptedEngine:
+    """The scripted engine; `in_turn` (indirect parametrisation) records in the turn."""
+    if request.param == "in_turn":
+        return RecordingEngine(db.url.render_as_string(hide_password=False))
     return ScriptedEngine()
 
 

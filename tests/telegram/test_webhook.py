@@ -7,6 +7,7 @@ import html
 import itertools
 
 import httpx
+import pytest
 
 from core import services
 from core.db.database import Database
@@ -34,6 +35,7 @@ async def test_update_without_secret_is_refused_and_not_processed(
     assert await inbox_row(db, update) is None
 
 
+@pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
 async def test_text_is_answered_in_the_webhook_answer_as_escaped_html(
     serve: StartServer,
     client: httpx.AsyncClient,
@@ -73,6 +75,7 @@ async def test_choices_become_an_inline_keyboard_sent_through_the_api(
     fake.assert_no_violations()
 
 
+@pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
 async def test_redelivery_runs_no_second_turn(
     serve: StartServer,
     client: httpx.AsyncClient,
@@ -87,11 +90,14 @@ async def test_redelivery_runs_no_second_turn(
         again = await post_update(client, server, update)
     assert (first.status_code, again.status_code) == (200, 200)
     assert len(engine.turns) == 1
+    # In the turn: the first delivery is recorded with it; the redelivery is seen finished.
+    assert getattr(engine, "recorded", 1) == 1
     assert fake.sent_texts() == ["You said: hello"]
     row = await inbox_row(db, update)
     assert row is not None and row["status"] == "done"
 
 
+@pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
 async def test_stored_reply_is_sent_again_when_it_did_not_go_out(
     serve: StartServer,
     client: httpx.AsyncClient,
@@ -113,6 +119,7 @@ async def test_stored_reply_is_sent_again_when_it_did_not_go_out(
     assert fake.sent_texts() == ["You said: hello"]
 
 
+@pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
 async def test_failed_turn_answers_500_and_succeeds_on_redelivery(
     serve: StartServer,
     client: httpx.AsyncClient,
@@ -129,9 +136,11 @@ async def test_failed_turn_answers_500_and_succeeds_on_redelivery(
     assert second.status_code == 200
     assert second.json()["text"] == "You said: hello"
     row = await inbox_row(db, update)
-    assert row is not None and row["attempts"] == 2
+    assert row is not None and row["attempts"] == 2  # the failed attempt counted, once
+    assert getattr(engine, "recorded", 2) == 2
 
 
+@pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
 async def test_update_that_keeps_failing_is_parked_with_its_reason(
     serve: StartServer,
     client: httpx.AsyncClient,
