@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.files import StoredFile
 from core.intents import ExampleEdit, LabelledText
@@ -19,6 +20,7 @@ from core.knowledge import (
     Change,
     Gap,
 )
+from core.lifecycle import Status
 from core.model import (
     Agent,
     Channel,
@@ -299,3 +301,84 @@ class IntentExamplesRepository(Protocol):
         ...
 
     async def bump_revision(self) -> None: ...
+
+
+# --- the dialog engine's turn (dialogs/engine.py) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A channel identity with its customer's contact facts and its conversation, if any."""
+
+    identity_id: int
+    customer_id: int
+    chat_id: str
+    customer_name: str
+    language: str
+    language_chosen: bool
+    email: str | None
+    email_verified: bool
+    email_blocked: bool
+    conversation_id: int | None
+    state: str | None
+    slots: dict[str, Any] | None
+    history: list[dict[str, Any]] | None
+    version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRecord:
+    id: int
+    subject: str
+    status: Status
+    created_at: datetime
+    resolved_at: datetime | None
+    assignee_id: int | None
+    csat_score: int | None
+
+
+class DialogStore(Protocol):
+    """A turn's reads and writes of who is writing and where their conversation stands
+    (core.db.repositories.SqlDialogStore: a few prepared statements on the hot path)."""
+
+    async def load(self, channel: Channel, external_id: str) -> TurnRecord | None: ...
+    async def register(
+        self, customer: Customer, identity: ChannelIdentity, now: datetime
+    ) -> TurnRecord:
+        """First contact: the customer, their identity and an idle conversation."""
+        ...
+
+    async def move_chat(self, identity_id: int, chat_id: str) -> None: ...
+    async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]: ...
+    async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]: ...
+    async def save_conversation(
+        self,
+        conversation_id: int,
+        version: int,
+        *,
+        state: str,
+        slots: dict[str, Any],
+        history: list[dict[str, Any]],
+        now: datetime,
+    ) -> bool:
+        """Write the state if nobody else did since `version` was read; False if they did."""
+        ...
+
+
+class DialogUnitOfWork(ContactUnitOfWork, Protocol):
+    """One turn's transaction: the services' repositories, the conversation store and the
+    knowledge base."""
+
+    @property
+    def dialogs(self) -> DialogStore: ...
+    @property
+    def knowledge(self) -> KnowledgeRepository: ...
+
+
+class Transactions(Protocol):
+    """Where a turn's units of work come from (core.db.database.Database)."""
+
+    #: What a lost race between two writers raises: the turn is run again.
+    races: tuple[type[Exception], ...]
+
+    def uow(self) -> AbstractAsyncContextManager[DialogUnitOfWork]: ...

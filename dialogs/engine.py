@@ -19,15 +19,13 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from core import contact, knowledge, services
-from core.db.database import LOST_RACES, Database, SqlUnitOfWork
-from core.db.repositories import TicketRecord, TurnRecord
 from core.errors import Conflict, InvalidInput
 from core.knowledge import normalise_language
 from core.model import Agent, Author, Notify, Ticket, reference_of, utcnow
-from core.ports import ContactUnitOfWork
+from core.ports import DialogUnitOfWork, TicketRecord, Transactions, TurnRecord
 from dialogs.catalogue import Catalogue
 from dialogs.config import DialogConfig
 from dialogs.decisions import (
@@ -71,9 +69,7 @@ log = logging.getLogger("careline.dialogs")
 
 NOT_PARSED = Parse(OUT_OF_SCOPE, 0.0, source="none")
 #: What a channel runs at the start of a turn's transaction (`DialogEngine.handle_turn`).
-First = Callable[[SqlUnitOfWork], Awaitable[None]]
-#: What a lost race raises: a stale version, or a row another turn inserted first.
-RACES = LOST_RACES
+First = Callable[[DialogUnitOfWork], Awaitable[None]]
 
 
 class DialogEngine:
@@ -81,7 +77,7 @@ class DialogEngine:
 
     def __init__(
         self,
-        db: Database,
+        db: Transactions,
         nlu: NLU,
         config: DialogConfig,
         catalogue: Catalogue,
@@ -130,7 +126,7 @@ class DialogEngine:
         for attempt in range(1, attempts + 1):
             try:
                 return await self._turn(said, parse, picks=picks, first=first)
-            except RACES as race:
+            except self.db.races as race:
                 if attempt == attempts:
                     raise
                 log.debug("turn lost a race (%s); retrying", type(race).__name__)
@@ -166,12 +162,10 @@ class DialogEngine:
         self, said: UserSaid, parse: Parse, *, picks: bool, first: First | None
     ) -> list[Reply]:
         now = self.clock()
-        async with self.db.uow() as sql_uow:
+        async with self.db.uow() as uow:
             if first is not None:
-                await first(sql_uow)
-            # SqlUnitOfWork has the protocol's shape; mypy's protocol attributes are invariant.
-            uow = cast(ContactUnitOfWork, sql_uow)
-            store = sql_uow.dialogs
+                await first(uow)
+            store = uow.dialogs
             record = await store.load(said.channel, said.user_id)
             first_contact = record is None
             if record is None:
@@ -275,7 +269,7 @@ class DialogEngine:
 
     async def _handoff_notice(
         self,
-        uow: ContactUnitOfWork,
+        uow: DialogUnitOfWork,
         ticket: Ticket,
         position: int,
         r: Renderer,
@@ -384,7 +378,7 @@ def _view(ticket: TicketRecord) -> TicketView:
     )
 
 
-async def _agents(uow: ContactUnitOfWork, ids: Sequence[Any]) -> dict[int, Agent]:
+async def _agents(uow: DialogUnitOfWork, ids: Sequence[Any]) -> dict[int, Agent]:
     agents: dict[int, Agent] = {}
     for agent_id in {i for i in ids if isinstance(i, int)}:
         agent = await uow.agents.get(agent_id)
@@ -403,7 +397,7 @@ ANSWERS_KEPT = 5
 class _Doing:
     """What every effect of one turn works with."""
 
-    uow: ContactUnitOfWork
+    uow: DialogUnitOfWork
     customer_id: int
     identity_id: int
     said: UserSaid
@@ -573,7 +567,7 @@ async def _set_language(engine: DialogEngine, do: _Doing, action: SetLanguage) -
 
 
 async def _rate_answer(engine: DialogEngine, do: _Doing, action: RateAnswer) -> None:
-    articles = cast(SqlUnitOfWork, do.uow).knowledge
+    articles = do.uow.knowledge
     await knowledge.record_feedback(
         articles, action.article_id, action.version, helped=action.helped
     )
@@ -588,7 +582,7 @@ async def _note_gap(engine: DialogEngine, do: _Doing, action: NoteGap) -> None:
         article_id=action.article_id,
         created_at=do.now,
     )
-    await knowledge.note_gap(cast(SqlUnitOfWork, do.uow).knowledge, gap)
+    await knowledge.note_gap(do.uow.knowledge, gap)
 
 
 Effect = Callable[[DialogEngine, _Doing, Any], Awaitable[None]]

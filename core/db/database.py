@@ -45,7 +45,11 @@ OUTBOX_CHANNEL = "careline_outbox"  # PostgreSQL NOTIFY channel: relays wake at 
 
 
 class Database:
-    """One engine and session factory for the process, built at start-up."""
+    """One engine and session factory for the process, built at start-up (the Transactions
+    port of core/ports.py)."""
+
+    #: What a lost race between two writers raises (LOST_RACES, below).
+    races: tuple[type[Exception], ...]
 
     def __init__(
         self,
@@ -279,3 +283,6 @@ def _tune_sqlite(engine: AsyncEngine, *, durable: bool) -> None:
         # await_only: this listener is synchronous, but runs in SQLAlchemy's greenlet.
         driver: InlineConnection = conn.connection.driver_connection
         await_only(driver.begin_immediate())
+
+
+Database.races = LOST_RACES

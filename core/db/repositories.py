@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from core.model import (
     Ticket,
     TicketActivity,
 )
-from core.ports import EmailVerification
+from core.ports import EmailVerification, TicketRecord, TurnRecord
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
@@ -331,37 +330,6 @@ async def record_delivered_id(db: Database, message_id: int, provider_id: str) -
 
 
 # --- the dialog engine's per-turn reads and writes (dialog engine area) -----------------
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRecord:
-    """A channel identity with its customer's contact facts and its conversation, if any."""
-
-    identity_id: int
-    customer_id: int
-    chat_id: str
-    customer_name: str
-    language: str
-    language_chosen: bool
-    email: str | None
-    email_verified: bool
-    email_blocked: bool
-    conversation_id: int | None
-    state: str | None
-    slots: dict[str, Any] | None
-    history: list[dict[str, Any]] | None
-    version: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class TicketRecord:
-    id: int
-    subject: str
-    status: Status
-    created_at: datetime
-    resolved_at: datetime | None
-    assignee_id: int | None
-    csat_score: int | None
 
 
 class SqlDialogStore:
