@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -26,6 +26,18 @@ class TurnEngine(Protocol):
     async def handle_turn(self, said: UserSaid) -> list[Reply]:
         """Run one turn (commits its own unit of work); return what to answer."""
         ...
+
+
+class RecordingTurnEngine(TurnEngine, Protocol):
+    """An engine that says `records_in_turn` (dialogs.engine.DialogEngine): `first` runs at
+    the start of the turn's transaction, so a channel's inbox record commits with the turn
+    (one commit for both) and anything it raises ends the turn with nothing written."""
+
+    records_in_turn: bool
+
+    async def handle_turn(
+        self, said: UserSaid, *, first: Callable[[Any], Awaitable[None]] | None = None
+    ) -> list[Reply]: ...
 
 
 class DeliveryError(Exception):

@@ -8,9 +8,8 @@ seconds of it being stored (dialogs/nlu/live.py); until then turns use the previ
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Response
@@ -77,12 +76,13 @@ class TrainingOut(BaseModel):
 async def list_intents(_: CallerDep, uow: UowDep, settings: SettingsDep) -> list[IntentOut]:
     edits = await SqlIntentExamples(uow.session).edits()
     grouped = by_intent(apply_edits(_base(settings), edits))
+    counted = Counter((e.intent, e.removed) for e in edits)
     return [
         IntentOut(
             intent=name,
             examples=len(examples),
-            added=sum(1 for e in edits if e.intent == name and not e.removed),
-            removed=sum(1 for e in edits if e.intent == name and e.removed),
+            added=counted[name, False],
+            removed=counted[name, True],
         )
         for name, examples in grouped.items()
     ]
@@ -182,11 +182,5 @@ def _out(example: LabelledText, edit: ExampleEdit | None) -> ExampleOut:
     )
 
 
-def _base(settings: Settings) -> list[LabelledText]:
-    file = settings.nlu_intents_file
-    return _base_of(str(Path(file).resolve()) if file else None)
-
-
-@lru_cache(maxsize=4)
-def _base_of(file: str | None) -> list[LabelledText]:
-    return base_examples(file)
+def _base(settings: Settings) -> tuple[LabelledText, ...]:
+    return base_examples(settings.nlu_intents_file)

@@ -9,9 +9,9 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +29,7 @@ from telegram.ext import AIORateLimiter, Application
 from bots.channels import (
     ChatLocks,
     PermanentFailure,
+    RecordingTurnEngine,
     RetryLater,
     TurnEngine,
     Unreachable,
@@ -510,13 +511,3 @@ class _Recorded(Exception):
     def __init__(self, delivery: Delivery) -> None:
         super().__init__(delivery.stage.value)
         self.delivery = delivery
-
-
-class RecordingTurnEngine(Protocol):
-    """An engine whose turn runs `first` in its transaction (dialogs.engine.DialogEngine)."""
-
-    async def handle_turn(
-        self, said: UserSaid, *, first: Callable[[Any], Awaitable[None]] | None = None
-    ) -> list[Reply]:
-        """Run one turn, `first` at the start of its transaction."""
-        ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -47,14 +48,19 @@ from dialogs.nlu.training import load_examples
 log = logging.getLogger("careline.nlu")
 
 
-def base_examples(intents_file: str | Path | None) -> list[LabelledText]:
-    """The intents file's examples (the shipped one when None), spaced as edits are."""
+def base_examples(intents_file: str | Path | None) -> tuple[LabelledText, ...]:
+    """The intents file's examples (the shipped one when None), spaced as edits are; read
+    once per process and file (the engine and the admin API share them)."""
     from dialogs.data import INTENTS_FILE
 
-    return [
-        LabelledText(example.intent, clean_text(example.text))
-        for example in load_examples(intents_file or INTENTS_FILE)
-    ]
+    return _read_examples(str(Path(intents_file or INTENTS_FILE).resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_examples(path: str) -> tuple[LabelledText, ...]:
+    return tuple(
+        LabelledText(example.intent, clean_text(example.text)) for example in load_examples(path)
+    )
 
 
 def examples_key(examples: Sequence[LabelledText]) -> str:
@@ -88,7 +94,9 @@ class LiveIntents:
         self.name = name or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.key: str | None = None  # None: the intents file's own model
         self.revision = -1
-        self._base_examples: list[LabelledText] | None = None
+        # The examples of the revision read last, while their model is not stored yet: a
+        # replica waiting for another's training (or one that failed) reads one row a tick.
+        self._waiting: tuple[int, str, list[LabelledText]] | None = None
         self._training: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
 
@@ -106,20 +114,26 @@ class LiveIntents:
             state = await read_state(self.db)
             if state.revision == self.revision:
                 return False
-            revision, edits = await read_edits(self.db)
-            if not edits:
-                return self._serve(None, self.base, revision)
-            examples = apply_edits(self._base(), edits)
-            key = examples_key(examples)
-            if key == self.key:
-                self.revision = revision
-                return False
+            if self._waiting is not None and self._waiting[0] == state.revision:
+                revision, key, examples = self._waiting
+            else:
+                revision, edits = await read_edits(self.db)
+                if not edits:
+                    return self._serve(None, self.base, revision)
+                examples = apply_edits(base_examples(self.intents_file), edits)
+                key = examples_key(examples)
+                if key == self.key:
+                    self.revision = revision
+                    return False
+                self._waiting = (revision, key, examples)
             stored = await read_model(self.db, key)
             if stored is not None:
                 model = await asyncio.to_thread(
                     LocalNLU.from_arrays, stored.model, threshold=self.base.threshold
                 )
                 return self._serve(key, model, revision)
+            if state.failed_key == key:
+                return False  # reported; tried again when the examples change
             if self._training is None or self._training.done():
                 claimed = await claim_training(
                     self.db, key, revision=revision, by=self.name, now=utcnow(), lease=self.lease
@@ -142,14 +156,10 @@ class LiveIntents:
     def _serve(self, key: str | None, model: LocalNLU, revision: int) -> bool:
         changed = key != self.key
         self.current, self.key, self.revision = model, key, revision
+        self._waiting = None
         if changed:
             log.info("NLU: serving the model of revision %d (%s)", revision, key or "file")
         return changed
-
-    def _base(self) -> list[LabelledText]:
-        if self._base_examples is None:
-            self._base_examples = base_examples(self.intents_file)
-        return self._base_examples
 
     async def _train(self, key: str, examples: Sequence[LabelledText]) -> None:
         """Train `key` in a child process, reporting progress and renewing the lease; store

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ PARKING = ["where do I put my automobile", "is there parking", "where can I park
 
 
 @pytest.fixture
-def base(small_intents_file: Path) -> list[LabelledText]:
+def base(small_intents_file: Path) -> tuple[LabelledText, ...]:
     return base_examples(small_intents_file)
 
 
@@ -33,20 +34,20 @@ def replica(db: Database, intents_file: Path, **kw: object) -> LiveIntents:
     return LiveIntents(db, model, intents_file=intents_file, refresh_seconds=0.2, **kw)  # type: ignore[arg-type]
 
 
-async def edit(db: Database, base: list[LabelledText], action: str, *args: str) -> None:
+async def edit(db: Database, base: Sequence[LabelledText], action: str, *args: str) -> None:
     async with db.uow() as uow:
         repo = SqlIntentExamples(uow.session)
         await getattr(intents, action)(repo, base, *args, by="admin:test", now=utcnow())
         await uow.commit()
 
 
-async def current(db: Database, base: list[LabelledText]) -> list[LabelledText]:
+async def current(db: Database, base: Sequence[LabelledText]) -> list[LabelledText]:
     async with db.uow() as uow:
         return intents.apply_edits(base, await SqlIntentExamples(uow.session).edits())
 
 
 async def test_an_added_example_teaches_a_new_intent_and_bumps_the_revision(
-    db: Database, base: list[LabelledText]
+    db: Database, base: Sequence[LabelledText]
 ) -> None:
     before = (await read_state(db)).revision
     await edit(db, base, "add_example", "faq_parking", "  is there   parking ")
@@ -55,7 +56,7 @@ async def test_an_added_example_teaches_a_new_intent_and_bumps_the_revision(
 
 
 async def test_the_same_words_are_refused_for_any_intent(
-    db: Database, base: list[LabelledText]
+    db: Database, base: Sequence[LabelledText]
 ) -> None:
     with pytest.raises(ExampleTaken, match="already an example of greet"):
         await edit(db, base, "add_example", "faq_parking", "Hello Bot")
@@ -67,19 +68,19 @@ async def test_the_same_words_are_refused_for_any_intent(
 
 
 async def test_a_files_example_taken_out_and_put_back_leaves_no_edit(
-    db: Database, base: list[LabelledText]
+    db: Database, base: Sequence[LabelledText]
 ) -> None:
     hello = LabelledText("greet", "hello")
     await edit(db, base, "remove_example", "greet", hello.id)
     assert hello not in await current(db, base)
     await edit(db, base, "add_example", "greet", "hello")
-    assert await current(db, base) == base
+    assert await current(db, base) == list(base)
     async with db.uow() as uow:
         assert list(await SqlIntentExamples(uow.session).edits()) == []
 
 
 async def test_an_added_example_removed_is_forgotten_and_a_files_intent_keeps_one(
-    db: Database, base: list[LabelledText]
+    db: Database, base: Sequence[LabelledText]
 ) -> None:
     await edit(db, base, "add_example", "faq_parking", "is there parking")
     await edit(db, base, "add_example", "faq_parking", "where can I park")
@@ -100,7 +101,7 @@ async def test_an_added_example_removed_is_forgotten_and_a_files_intent_keeps_on
 
 
 async def test_one_replica_trains_and_every_replica_serves_the_stored_model(
-    db: Database, small_intents_file: Path, base: list[LabelledText]
+    db: Database, small_intents_file: Path, base: Sequence[LabelledText]
 ) -> None:
     first, second = replica(db, small_intents_file), replica(db, small_intents_file)
     await first.start()
@@ -131,7 +132,7 @@ async def test_one_replica_trains_and_every_replica_serves_the_stored_model(
 
 
 async def test_undoing_every_edit_serves_the_files_model_again(
-    db: Database, small_intents_file: Path, base: list[LabelledText]
+    db: Database, small_intents_file: Path, base: Sequence[LabelledText]
 ) -> None:
     live = replica(db, small_intents_file)
     await live.start()
@@ -147,7 +148,7 @@ async def test_undoing_every_edit_serves_the_files_model_again(
 
 
 async def test_a_lease_is_taken_over_only_when_its_trainer_is_gone(
-    db: Database, base: list[LabelledText]
+    db: Database, base: Sequence[LabelledText]
 ) -> None:
     await edit(db, base, "add_example", "faq_parking", "is there parking")
     revision = (await read_state(db)).revision
@@ -165,7 +166,7 @@ async def test_a_lease_is_taken_over_only_when_its_trainer_is_gone(
 
 
 async def test_a_trainer_that_fails_is_reported_and_not_retried(
-    db: Database, small_intents_file: Path, base: list[LabelledText]
+    db: Database, small_intents_file: Path, base: Sequence[LabelledText]
 ) -> None:
     live = replica(db, small_intents_file)
     live.trainer = (sys.executable, "-c", "import sys; sys.exit('no memory left')")
