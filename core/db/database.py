@@ -44,12 +44,15 @@ if TYPE_CHECKING:
 OUTBOX_CHANNEL = "careline_outbox"  # PostgreSQL NOTIFY channel: relays wake at once
 
 
+#: What a lost race between two writers raises: a stale version, or a row another inserted first.
+LOST_RACES: tuple[type[Exception], ...] = (Conflict, StaleDataError, IntegrityError)
+
+
 class Database:
     """One engine and session factory for the process, built at start-up (the Transactions
     port of core/ports.py)."""
 
-    #: What a lost race between two writers raises (LOST_RACES, below).
-    races: tuple[type[Exception], ...]
+    races = LOST_RACES
 
     def __init__(
         self,
@@ -230,10 +233,6 @@ class SqlUnitOfWork:
         return rows
 
 
-#: What a lost race between two writers raises: a stale version, or a row another inserted first.
-LOST_RACES: tuple[type[Exception], ...] = (Conflict, StaleDataError, IntegrityError)
-
-
 def domain(uow: SqlUnitOfWork) -> UnitOfWork:
     """The SQL unit of work as the services' UnitOfWork: it is one, but mypy cannot see it
     through the protocol's mutable (hence invariant) repository attributes."""
@@ -283,6 +282,3 @@ def _tune_sqlite(engine: AsyncEngine, *, durable: bool) -> None:
         # await_only: this listener is synchronous, but runs in SQLAlchemy's greenlet.
         driver: InlineConnection = conn.connection.driver_connection
         await_only(driver.begin_immediate())
-
-
-Database.races = LOST_RACES
