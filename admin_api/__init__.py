@@ -52,6 +52,7 @@ reassigning an agent's tickets to that agent (`reassign_to_self`), an admin repl
 """
 
 from admin_api.app import create_admin_app
-from admin_api.keys import Caller, create_key, ensure_bootstrap_admin_key
+from core.access import Caller
+from core.db.keys import create_key, ensure_bootstrap_admin_key
 
 __all__ = ["Caller", "create_admin_app", "create_key", "ensure_bootstrap_admin_key"]

@@ -11,14 +11,14 @@ from typing import Annotated, Protocol, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from admin_api.keys import Caller, authenticate
 from admin_api.problems import Problem
 from admin_api.ratelimit import ApiLimits, client_address, too_many
+from core import access
+from core.access import Caller
 from core.config import Settings
-from core.db.database import Database
-from core.model import Ticket
+from core.db.database import Database, Session
+from core.db.keys import authenticate
 from core.policy import SlaPolicy
 from core.ports import RateLimiter, UnitOfWork
 
@@ -47,7 +47,7 @@ async def get_sla(request: Request) -> SlaPolicy:
 class AdminUnitOfWork(UnitOfWork, Protocol):
     """The services' unit of work plus its session, for the admin API's own queries."""
 
-    session: AsyncSession
+    session: Session
 
 
 async def get_uow(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AdminUnitOfWork]:
@@ -113,25 +113,14 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def require_admin(caller: CallerDep) -> Caller:
-    if not caller.is_admin:
-        raise Problem(403, "this needs an admin key", code="forbidden")
+    access.require_admin(caller)
     return caller
 
 
 async def require_agent(caller: CallerDep) -> Caller:
-    if caller.role != "agent":
-        raise Problem(403, "this needs an agent key", code="forbidden")
+    access.require_agent(caller)
     return caller
 
 
 AdminDep = Annotated[Caller, Depends(require_admin)]
 AgentDep = Annotated[Caller, Depends(require_agent)]
-
-
-def check_may_work(caller: Caller, ticket: Ticket, *, claimable: bool) -> None:
-    """Agents work their own tickets; `claimable` also lets them act on unassigned ones."""
-    if caller.is_admin or ticket.assignee_id == caller.agent_id:
-        return
-    if claimable and ticket.assignee_id is None:
-        return
-    raise Problem(403, "this ticket is assigned to another agent", code="forbidden")

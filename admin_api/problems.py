@@ -1,6 +1,6 @@
 """Every error as problem+json (RFC 9457), from one place.
 
-Domain errors map by type: NotFound 404; IllegalTransition, Conflict, Refused,
+Domain errors map by type: Forbidden 403; NotFound 404; IllegalTransition, Conflict, Refused,
 CapacityExceeded and AgentUnavailable 409; InvalidInput 422. Logs carry the error code and
 path only: a detail can quote personal data (a name, an email address), so it goes to the
 caller, never to logs.
@@ -17,14 +17,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.db.database import IntegrityError
 from core.errors import (
     AgentUnavailable,
     CapacityExceeded,
     Conflict,
     DomainError,
+    Forbidden,
     IllegalTransition,
     InvalidInput,
     NotFound,
@@ -43,6 +44,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     AgentUnavailable: 409,
     Refused: 409,
     InvalidInput: 422,
+    Forbidden: 403,
 }
 
 

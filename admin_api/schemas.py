@@ -16,11 +16,7 @@ from pydantic import (
 )
 
 from core.lifecycle import Status
-from core.model import Availability, Channel, Notify, Priority
-
-# The largest integer JSON tools agree on (2**53 - 1); far beyond any real id, and it keeps
-# an id from overflowing BIGINT in the driver.
-MAX_ID = 2**53 - 1
+from core.model import MAX_ID, Availability, Channel, Notify, Priority
 
 # PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the driver.
 NO_NUL = r"^[^\x00]*$"
@@ -101,7 +97,7 @@ class In(BaseModel):
 
 
 class CallerOut(Out):
-    key_id: int
+    key_id: int | None
     name: str
     role: Literal["admin", "agent"]
     agent_id: int | None

@@ -25,11 +25,11 @@ from sqlalchemy import text
 from sqlalchemy.schema import CreateIndex
 
 from admin_api import create_admin_app, create_key
-from admin_api.queries import TicketFilter, list_tickets
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
 from core.db.migrate import migrate
+from core.db.queries import TicketFilter, list_tickets
 
 AGENTS = 50
 CATEGORIES = ["billing", "technical", "account", "delivery", "banking", "telecom", "product",

@@ -45,6 +45,7 @@ from resilience.fuzz import SLACK_SECRET, SLACK_TOKEN
 from resilience.harness import telegram_env
 from resilience.procs import Fake, Processes, Server, start_fake, workspace
 from tests.fakes.slack_events import SlackEvents
+from tests.support.customers import register_customer
 from tests.support.pgcluster import PgCluster, find_bindir
 
 DESK = "C0DESK0001"
@@ -92,7 +93,7 @@ async def seed(url: str, tickets: int) -> list[tuple[int, str]]:
             assert agent.id is not None
             for n in range(tickets):
                 chat = FIRST_CHAT + n
-                customer, identity = await services.find_or_register_customer(
+                customer, identity = await register_customer(
                     uow,
                     channel=Channel.TELEGRAM,
                     external_id=str(chat),

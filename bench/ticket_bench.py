@@ -21,11 +21,12 @@ from core import services
 from core.db.database import Database
 from core.db.migrate import migrate
 from core.model import Channel
+from tests.support.customers import register_customer
 
 
 async def run_load(db: Database, seconds: float, concurrency: int) -> tuple[int, list[float]]:
     async with db.uow() as uow:
-        customer, identity = await services.find_or_register_customer(
+        customer, identity = await register_customer(
             uow, channel=Channel.WEBCHAT, external_id="bench", chat_id="bench"
         )
         await uow.commit()

@@ -138,6 +138,15 @@ class PlugStart:
     secret: str  # the server's secret (settings, else kept in the database)
 
 
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """How customer notices are emailed: the sender (bots.email.EmailSender) and, where
+    replies by email reach the ticket, a ticket's reply address."""
+
+    sender: Any
+    reply_to: Callable[[int], str] | None = None
+
+
 class ChannelPlug(Protocol):
     """A channel as one package: what the server needs of it, and nothing else.
 
@@ -147,8 +156,14 @@ class ChannelPlug(Protocol):
     """
 
     @property
-    def channel(self) -> ChatChannel:
-        """The outbound channel customer notices use (valid once started)."""
+    def channel(self) -> ChatChannel | None:
+        """The outbound chat channel customer notices use (valid once started); None for a
+        plug that is not a chat (email)."""
+        ...
+
+    @property
+    def mail(self) -> Mail | None:
+        """How notices are emailed (valid once started): the email plug's; None for chats."""
         ...
 
     def routes(self) -> list[Any]:

@@ -24,8 +24,8 @@ def create_key_command(
     agent_id: int | None = typer.Option(None, help="The agent an agent key speaks for."),
 ) -> None:
     """Create an API key and print it. It is shown this once; only its hash is stored."""
-    from admin_api.keys import create_key
     from core.db.database import Database
+    from core.db.keys import create_key
     from core.errors import DomainError
 
     settings = Settings()
@@ -52,8 +52,8 @@ def create_key_command(
 @admin_app.command("revoke-key")
 def revoke_key_command(key_id: int = typer.Argument(..., help="The key's id.")) -> None:
     """Revoke an API key at once."""
-    from admin_api.keys import revoke_key
     from core.db.database import Database
+    from core.db.keys import revoke_key
     from core.errors import DomainError
 
     settings = Settings()

@@ -57,6 +57,16 @@ def _sms_banner(settings: Settings, public: str) -> list[str]:
     return ["off (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)"]
 
 
+def _email(build: PlugBuild) -> ChannelPlug:
+    from bots.email.plug import EmailPlug
+
+    return EmailPlug(build)
+
+
+def _email_banner(settings: Settings, public: str) -> list[str]:
+    return ["SendGrid" if settings.sendgrid_enabled else "local mailbox (no SENDGRID_API_KEY)"]
+
+
 PLUGS: tuple[PlugSpec, ...] = (
     PlugSpec(  # the embedded default: always on
         name="web chat",
@@ -90,5 +100,12 @@ PLUGS: tuple[PlugSpec, ...] = (
         build=_sms,
         banner=_sms_banner,
         secrets=("twilio_auth_token",),
+    ),
+    PlugSpec(  # the notices' mail: SendGrid, else the local mailbox; always on
+        name="email",
+        enabled=lambda settings: True,
+        build=_email,
+        banner=_email_banner,
+        secrets=("sendgrid_api_key",),
     ),
 )

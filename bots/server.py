@@ -14,14 +14,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from admin_api.headers import SecurityHeaders
-from admin_api.keys import ensure_bootstrap_admin_key
 from bots.channels import ChannelPlug, PlugBuild, PlugStart, TurnEngine
 from bots.files import ObjectEraser, files_router
 from bots.logging import RequestIdMiddleware, configure_logging
@@ -31,12 +29,12 @@ from core.config import Settings
 from core.db.database import Database, url_facts
 from core.db.files import SqlFileStore, file_store_for
 from core.db.flags import load_or_create_secret
+from core.db.keys import ensure_bootstrap_admin_key
 from core.db.migrate import is_current, migrate
 from core.db.outbox import SqliteRelayLock
 from core.files import FileLinks
 
 if TYPE_CHECKING:
-    from bots.email.inbound import ReplyAddresses
     from bots.housekeeping import Housekeeping
 
 log = logging.getLogger("careline.server")
@@ -57,7 +55,6 @@ class Runtime:
     engine: TurnEngine | None = None  # the dialog engine (web roles)
     admin_key: str | None = None  # the bootstrap admin key, when this start created it
     housekeeping: Housekeeping | None = None  # relay roles
-    reply_addresses: ReplyAddresses | None = None  # with a reply domain
     plugs: list[ChannelPlug] = field(default_factory=list)  # channels packaged as plugs
     file_links: FileLinks | None = None  # once the secret is loaded
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -85,21 +82,18 @@ HandlersFactory = Callable[[Runtime], Any]
 
 def default_relay_handlers(runtime: Runtime) -> Any:
     """Every area's relay handlers: customer notices in chat and by email, each plug's own."""
-    from bots.email import build_email
     from bots.notices import CustomerNotices
     from bots.relay import Handlers
-    from core.model import Channel
 
     handlers = Handlers()
-    channels: dict[Channel, Any] = {}
-    for plug in runtime.plugs:
-        channels[plug.channel.channel] = plug.channel
+    chats = [plug.channel for plug in runtime.plugs if plug.channel is not None]
+    mail = next(plug.mail for plug in runtime.plugs if plug.mail is not None)
     CustomerNotices(
         runtime.db,
-        channels=channels,
-        email=build_email(runtime.settings),
+        channels={chat.channel: chat for chat in chats},
+        email=mail.sender,
         reopen_days=runtime.settings.reopen_window_days,
-        reply_to=runtime.reply_addresses.for_ticket if runtime.reply_addresses else None,
+        reply_to=mail.reply_to,
         files=runtime.files,
         links=lambda: runtime.file_links,
         chat_link_days=runtime.settings.chat_file_link_days,
@@ -160,12 +154,10 @@ def create_app(
                 await migrate(db)
             if runtime.files.blobs is not None:
                 await runtime.files.blobs.check()
-            secret = await _secret(runtime)  # read once: links, reply addresses, plugs
+            secret = await _secret(runtime)  # read once: links and plugs
             runtime.file_links = FileLinks(
                 secret, settings.public_url, settings.file_link_minutes * 60
             )
-            if settings.email_reply_domain:
-                runtime.reply_addresses = _reply_addresses(settings.email_reply_domain, secret)
             if web:
                 runtime.engine = (
                     engine
@@ -228,20 +220,9 @@ def create_app(
 
     if web:
         from admin_api import create_admin_app
-        from bots.email import sendgrid_events_router
-        from bots.email.inbound import email_inbound_router
 
         app.mount(ADMIN_API_PATH, create_admin_app(db, settings, lambda: runtime.file_links))
         app.include_router(files_router(runtime.files, lambda: runtime.file_links))
-        app.include_router(sendgrid_events_router(db, settings.sendgrid_webhook_public_key))
-        app.include_router(
-            email_inbound_router(
-                db,
-                lambda: runtime.reply_addresses,
-                settings.sendgrid_inbound_public_key,
-                timedelta(days=settings.reopen_window_days),
-            )
-        )
         for plug in runtime.plugs:
             for router in plug.routes():
                 app.include_router(router)
@@ -284,12 +265,6 @@ async def _secret(runtime: Runtime) -> str:
     return await load_or_create_secret(
         runtime.db, secret.get_secret_value() if secret is not None else None
     )
-
-
-def _reply_addresses(domain: str, secret: str) -> ReplyAddresses:
-    from bots.email.inbound import ReplyAddresses
-
-    return ReplyAddresses.keyed(domain, secret)
 
 
 async def _start_knowledge(runtime: Runtime) -> None:
@@ -353,8 +328,6 @@ def banner(settings: Settings) -> str:
         else "in the database"
     )
     lines.append(f"  files       {files}")
-    email = "SendGrid" if settings.sendgrid_enabled else "local mailbox (no SENDGRID_API_KEY)"
-    lines.append(f"  email       {email}")
     return "\n".join(lines)
 
 
@@ -368,14 +341,7 @@ def run(settings: Settings) -> None:
             "and relay together (role all). Set CARELINE_DATABASE_URL to a PostgreSQL URL."
         )
 
-    secrets = [
-        s.get_secret_value()
-        for s in (
-            settings.sendgrid_api_key,
-            settings.secret_key,
-        )
-        if s is not None
-    ]
+    secrets = [settings.secret_key.get_secret_value()] if settings.secret_key else []
     for spec in PLUGS:
         values = (getattr(settings, name) for name in spec.secrets)
         secrets += [value.get_secret_value() for value in values if value is not None]

@@ -37,6 +37,13 @@ class AgentUnavailable(DomainError):
     code = "agent_unavailable"
 
 
+class Forbidden(DomainError):
+    """The caller's role may not do this (an agent on an admin's page, another agent's
+    ticket): the admin API answers 403, the console the same."""
+
+    code = "forbidden"
+
+
 class Conflict(DomainError):
     """A concurrent change won; the caller may reload and retry."""
 

@@ -41,6 +41,11 @@ def base_language(code: str | None) -> str:
     return found or DEFAULT_LANGUAGE
 
 
+#: The largest id accepted from outside: the largest integer JSON tools agree on (2**53 - 1),
+#: far beyond any real id, and it keeps an id from overflowing BIGINT in the driver.
+MAX_ID = 2**53 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -140,6 +141,113 @@ class Pacer(Protocol):
         ...
 
 
+# --- the channels' bookkeeping: inbound deliveries, thread maps, reachability ------------
+
+
+class Stage(enum.Enum):
+    """What is left of an inbound delivery answered by a turn (core/db/inbox.py)."""
+
+    NEW = "new"  # first delivery: run the turn
+    RETRY = "retry"  # an earlier attempt failed before the turn's replies were stored
+    ANSWERED = "answered"  # replies stored: send them (again)
+    FINISHED = "finished"  # done or parked: nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """An inbound delivery as `begin` finds it."""
+
+    stage: Stage
+    attempts: int = 0
+    replies: tuple[dict[str, Any], ...] = ()  # as the turn stored them (Reply.to_json)
+    sent: int = 0  # how many of `replies` are known to have gone out
+
+
+class InboxRecords(Protocol):
+    """Inbound deliveries under the platform's unique key, in the caller's transaction."""
+
+    async def record(self, source: str, key: str, payload: dict[str, Any] | None = None) -> bool:
+        """Record a delivery; False when the key was seen before (a redelivery)."""
+        ...
+
+    async def begin(self, source: str, key: str) -> InboxEntry:
+        """Record a delivery answered by a turn (or one more attempt of it); what is left."""
+        ...
+
+    async def status_of(self, source: str, key: str) -> str | None: ...
+    async def payload_of(self, source: str, key: str) -> dict[str, Any] | None: ...
+    async def mark(self, source: str, key: str, status: str, error: str | None = None) -> None:
+        """Done, or parked with the reason it can never succeed."""
+        ...
+
+    async def claim(self, source: str, key: str, lease: timedelta) -> int | None:
+        """Claim an unfinished delivery for `lease`: its attempt number, or None."""
+        ...
+
+    async def release(self, source: str, key: str) -> None: ...
+    async def keep(self, source: str, key: str, payload: dict[str, Any]) -> None: ...
+    async def pending(
+        self, source: str, older_than: timedelta, limit: int
+    ) -> list[tuple[str, dict[str, Any] | None]]:
+        """Unfinished deliveries nobody holds, received before `older_than` ago."""
+        ...
+
+
+class Inbox(Protocol):
+    """One source's deliveries answered by a turn, each step its own short transaction."""
+
+    source: str
+
+    async def begin(self, key: str) -> InboxEntry: ...
+    async def answered(
+        self, key: str, replies: Sequence[dict[str, Any]], *, sent: int = 0
+    ) -> None: ...
+    async def progress(
+        self, key: str, replies: Sequence[dict[str, Any]], sent: int, error: str
+    ) -> None: ...
+    async def failed(self, key: str, error: str) -> None: ...
+    async def done(self, key: str, note: str | None = None) -> None: ...
+    async def park(self, key: str, reason: str, update: dict[str, Any] | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A ticket's thread on the Slack desk."""
+
+    ticket_id: int
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+
+class ThreadMap(Protocol):
+    """One desk thread per ticket, found both ways, in the caller's transaction."""
+
+    async def thread_of(self, ticket_id: int) -> Thread | None: ...
+    async def ticket_of(self, team_id: str, channel_id: str, thread_ts: str) -> int | None: ...
+    async def save(self, thread: Thread) -> None: ...
+
+
+class Reachability(Protocol):
+    """Whether Careline can write to a customer, each change its own short transaction."""
+
+    async def mark(
+        self,
+        channel: Channel,
+        reachable: bool,
+        *,
+        identity_id: int | None = None,
+        chat_id: str | None = None,
+        external_id: str | None = None,
+    ) -> int:
+        """Mark the identity found by exactly one of its keys; how many rows changed."""
+        ...
+
+    async def stop_texts(self, phone: str, texts: bool = False) -> int:
+        """Texts to this verified number off (or on again); how many customers changed."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. `commit()` writes the recorded domain events to the outbox too."""
 
@@ -154,6 +262,10 @@ class UnitOfWork(Protocol):
     def conversations(self) -> ConversationRepository: ...
     @property
     def erasure(self) -> ErasureRepository: ...
+    @property
+    def inbox(self) -> InboxRecords: ...
+    @property
+    def threads(self) -> ThreadMap: ...
 
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...

@@ -166,21 +166,15 @@ class DialogEngine:
             if first is not None:
                 await first(uow)
             store = uow.dialogs
-            record = await store.load(said.channel, said.user_id)
-            first_contact = record is None
-            if record is None:
-                customer, identity = services.first_contact(
-                    channel=said.channel,
-                    external_id=said.user_id,
-                    chat_id=said.chat_id,
-                    display_name=said.display_name,
-                    language=said.language,
-                    now=now,
-                )
-                record = await store.register(customer, identity, now)
-            elif record.chat_id != said.chat_id:
-                await store.move_chat(record.identity_id, said.chat_id)
-                record = replace(record, chat_id=said.chat_id)
+            record, first_contact = await services.find_or_register(
+                store,
+                channel=said.channel,
+                external_id=said.user_id,
+                chat_id=said.chat_id,
+                display_name=said.display_name,
+                language=said.language,
+                now=now,
+            )
             if record.conversation_id is None:
                 conversation_id, version = await store.add_conversation(record.identity_id, now)
                 state = DialogState()

@@ -27,7 +27,7 @@ from tests.support.pgcluster import PgCluster, find_bindir
 
 RESTART_SECONDS = 45.0  # a restart on a busy two-core machine: up to ~30 s, and catching up
 TURNS_PER_SECOND = 10.0  # the slowest rate seen on a busy two-core machine is 15-50 turns/s
-RELAY_LEASE_SECONDS = 60.0  # bots/relay.py: a notice in flight at a kill goes again after it
+RELAY_LEASE_SECONDS = 60.0  # bots/relay/: a notice in flight at a kill goes again after it
 
 
 def load_deadline(updates: int, interruptions: int) -> float:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 
 from admin_api.deps import AdminDep, CallerDep, UowDep
-from admin_api.keys import create_key, revoke_key
 from admin_api.schemas import CallerOut, Id, KeyIn, KeyOut, NewKeyOut
-from core.db import tables as t
+from core.db import keys
 
 router = APIRouter(tags=["access"])
 
@@ -22,23 +20,20 @@ async def me(caller: CallerDep) -> CallerOut:
 
 @router.get("/keys", response_model=list[KeyOut], summary="List API keys (never the secrets)")
 async def list_keys(_: AdminDep, uow: UowDep) -> list[KeyOut]:
-    k = t.api_keys.c
-    rows = await uow.session.execute(
-        select(k.id, k.name, k.role, k.prefix, k.agent_id, k.created_at, k.last_used_at,
-               k.revoked_at).order_by(k.id)
-    )  # fmt: skip
-    return [KeyOut.model_validate(r._mapping) for r in rows]
+    return [KeyOut.model_validate(row) for row in await keys.list_keys(uow.session)]
 
 
 @router.post("/keys", status_code=201, response_model=NewKeyOut, summary="Create an API key")
 async def new_key(body: KeyIn, _: AdminDep, uow: UowDep) -> NewKeyOut:
-    created = await create_key(uow.session, name=body.name, role=body.role, agent_id=body.agent_id)
+    created = await keys.create_key(
+        uow.session, name=body.name, role=body.role, agent_id=body.agent_id
+    )
     await uow.commit()
     return NewKeyOut.model_validate(created)
 
 
 @router.delete("/keys/{key_id:int}", status_code=204, summary="Revoke an API key")
 async def delete_key(key_id: Id, _: AdminDep, uow: UowDep) -> Response:
-    await revoke_key(uow.session, key_id)
+    await keys.revoke_key(uow.session, key_id)
     await uow.commit()
     return Response(status_code=204)

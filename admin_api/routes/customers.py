@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from admin_api.deps import AdminDep, CallerDep, UowDep
-from admin_api.queries import Sort, TicketFilter
 from admin_api.routes.tickets import ticket_page
 from admin_api.schemas import NO_NUL, CustomerOut, Id, TicketPage
 from core import services
+from core.db.queries import Sort, TicketFilter
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 

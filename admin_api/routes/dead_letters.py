@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from admin_api.deps import AdminDep, UowDep
-from admin_api.queries import list_dead_letters, retry_dead_letter
 from admin_api.schemas import NO_NUL, DeadLetter, DeadLetterPage, Id
+from core.db.queries import list_dead_letters, retry_dead_letter
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 

@@ -8,17 +8,17 @@ answers within seconds (dialogs/knowledge.py).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 
 from admin_api import article_files
 from admin_api.deps import AdminDep, CallerDep, UowDep
-from admin_api.keys import Caller
 from admin_api.problems import Problem
 from admin_api.schemas import NO_NUL, SOME_TEXT, Id, In, Language, Out, _whole_number, words
 from core import knowledge
+from core.access import Caller
 from core.db.knowledge import SqlKnowledgeBase
 from core.knowledge import (
     Article,
@@ -135,16 +135,22 @@ class ImportOut(BaseModel):
     unchanged: list[int]
 
 
+def _text_fields(text: ArticleText) -> dict[str, Any]:
+    """What an article and each of its versions show of their text."""
+    return {
+        "title": text.title,
+        "body": text.body,
+        "language": text.language,
+        "tags": list(text.tags),
+        "questions": list(text.questions),
+    }
+
+
 def _out(article: Article) -> ArticleOut:
-    text = article.text
     return ArticleOut(
         id=article.id,
-        key=text.key,
-        title=text.title,
-        body=text.body,
-        language=text.language,
-        tags=list(text.tags),
-        questions=list(text.questions),
+        key=article.text.key,
+        **_text_fields(article.text),
         status=article.status,
         version=article.version,
         created_at=article.created_at,
@@ -155,15 +161,10 @@ def _out(article: Article) -> ArticleOut:
 
 
 def _version_out(version: ArticleVersion) -> VersionOut:
-    text = version.text
     return VersionOut(
         version=version.version,
         change=version.change.value,
-        title=text.title,
-        body=text.body,
-        language=text.language,
-        tags=list(text.tags),
-        questions=list(text.questions),
+        **_text_fields(version.text),
         status=version.status,
         changed_at=version.changed_at,
         changed_by=version.changed_by,

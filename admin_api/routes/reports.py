@@ -14,10 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_api.deps import AdminDep, UowDep
-from admin_api.queries import agent_report, category_report, daily_report
 from admin_api.schemas import (
     AgentReport,
     AgentReportRow,
@@ -27,6 +25,8 @@ from admin_api.schemas import (
     DailyReportRow,
     UtcDatetime,
 )
+from core.db.database import Session
+from core.db.queries import agent_report, category_report, daily_report
 from core.errors import InvalidInput
 from core.model import utcnow
 
@@ -76,7 +76,7 @@ def _csv(rows: list[BaseModel], row_model: type[BaseModel], name: str) -> Respon
 
 async def _report(
     request: Request,
-    session: AsyncSession,
+    session: Session,
     query: Query_,
     row_model: type[BaseModel],
     report_model: type[BaseModel],

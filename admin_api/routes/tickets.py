@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from admin_api import desk
 from admin_api.deps import (
     AdminDep,
     AdminUnitOfWork,
@@ -17,20 +18,9 @@ from admin_api.deps import (
     SettingsDep,
     SlaDep,
     UowDep,
-    check_may_work,
     is_postgres,
 )
 from admin_api.problems import Problem
-from admin_api.queries import (
-    AUTO_ASSIGN_FLAG,
-    Sort,
-    TicketFilter,
-    is_breached,
-    list_tickets,
-    read_flag,
-    summary,
-    write_flag,
-)
 from admin_api.schemas import (
     NO_NUL,
     AssignIn,
@@ -52,6 +42,16 @@ from admin_api.schemas import (
     UtcDatetime,
 )
 from core import services
+from core.db.queries import (
+    AUTO_ASSIGN_FLAG,
+    Sort,
+    TicketFilter,
+    is_breached,
+    list_tickets,
+    read_flag,
+    summary,
+    write_flag,
+)
 from core.lifecycle import Status
 from core.model import Channel, Message, Priority, Ticket, utcnow
 
@@ -227,16 +227,13 @@ async def _done(uow: AdminUnitOfWork, ticket: Ticket) -> TicketDetail:
     description="Checks the agent is active and below capacity unless `force` is true.",
 )
 async def assign(ticket_id: Id, body: AssignIn, caller: AdminDep, uow: UowDep) -> TicketDetail:
-    ticket = await services.assign_ticket(
-        uow, ticket_id, body.agent_id, actor=caller.actor, force=body.force
-    )
+    ticket = await desk.assign(uow, caller, ticket_id, body.agent_id, force=body.force)
     return await _done(uow, ticket)
 
 
 @router.post("/{ticket_id:int}/unassign", response_model=TicketDetail, summary="Unassign a ticket")
 async def unassign(ticket_id: Id, caller: AdminDep, uow: UowDep) -> TicketDetail:
-    ticket = await services.unassign_ticket(uow, ticket_id, actor=caller.actor)
-    return await _done(uow, ticket)
+    return await _done(uow, await desk.unassign(uow, caller, ticket_id))
 
 
 @router.post(
@@ -245,23 +242,14 @@ async def unassign(ticket_id: Id, caller: AdminDep, uow: UowDep) -> TicketDetail
     summary="Take an unassigned ticket (agent keys)",
 )
 async def claim(ticket_id: Id, caller: AgentDep, uow: UowDep) -> TicketDetail:
-    assert caller.agent_id is not None
-    ticket = await services.get_ticket(uow, ticket_id)
-    if ticket.assignee_id not in (None, caller.agent_id):
-        raise Problem(409, f"{ticket.reference} is assigned to another agent", code="conflict")
-    ticket = await services.assign_ticket(uow, ticket_id, caller.agent_id, actor=caller.actor)
-    return await _done(uow, ticket)
+    return await _done(uow, await desk.claim(uow, caller, ticket_id))
 
 
 @router.post("/{ticket_id:int}/status", response_model=TicketDetail, summary="Change the status")
 async def change_status(
     ticket_id: Id, body: StatusIn, caller: CallerDep, uow: UowDep
 ) -> TicketDetail:
-    ticket = await services.get_ticket(uow, ticket_id)
-    check_may_work(caller, ticket, claimable=False)
-    ticket = await services.change_status(
-        uow, ticket_id, body.status, actor=caller.actor, reason=body.reason
-    )
+    ticket = await desk.change_status(uow, caller, ticket_id, body.status, body.reason)
     return await _done(uow, ticket)
 
 
@@ -271,9 +259,7 @@ async def change_status(
 async def change_priority(
     ticket_id: Id, body: PriorityIn, caller: AdminDep, uow: UowDep, sla: SlaDep
 ) -> TicketDetail:
-    ticket = await services.change_priority(
-        uow, ticket_id, body.priority, actor=caller.actor, sla=sla
-    )
+    ticket = await desk.change_priority(uow, caller, ticket_id, body.priority, sla)
     return await _done(uow, ticket)
 
 
@@ -281,11 +267,7 @@ async def change_priority(
     "/{ticket_id:int}/notes", status_code=201, response_model=MessageOut, summary="Internal note"
 )
 async def add_note(ticket_id: Id, body: NoteIn, caller: CallerDep, uow: UowDep) -> MessageOut:
-    ticket = await services.get_ticket(uow, ticket_id)
-    check_may_work(caller, ticket, claimable=True)
-    message = await services.add_internal_note(
-        uow, ticket_id, body.body, agent_id=caller.agent_id, channel=Channel.API
-    )
+    message = await desk.add_note(uow, caller, ticket_id, body.body, channel=Channel.API)
     await uow.commit()
     return MessageOut.model_validate(message)
 
@@ -299,19 +281,8 @@ async def add_note(ticket_id: Id, body: NoteIn, caller: CallerDep, uow: UowDep) 
     "to the customer's channel. The first reply claims an unassigned ticket.",
 )
 async def reply(ticket_id: Id, body: ReplyIn, caller: CallerDep, uow: UowDep) -> MessageOut:
-    if caller.is_admin:
-        if body.agent_id is None:
-            raise Problem(422, "an admin key must say which agent answers (agent_id)",
-                          code="agent_id_required")  # fmt: skip
-        agent_id = body.agent_id
-    else:
-        assert caller.agent_id is not None
-        if body.agent_id not in (None, caller.agent_id):
-            raise Problem(403, "an agent key answers as its own agent", code="forbidden")
-        agent_id = caller.agent_id
-        check_may_work(caller, await services.get_ticket(uow, ticket_id), claimable=True)
-    message = await services.add_agent_reply(
-        uow, ticket_id, agent_id, body.body, channel=Channel.API
+    message = await desk.reply(
+        uow, caller, ticket_id, body.body, channel=Channel.API, agent_id=body.agent_id
     )
     await uow.commit()
     return MessageOut.model_validate(message)

@@ -17,7 +17,6 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
 from core import jsonguard
-from core.db import inbox
 from core.db.database import Database
 from core.db.suppressions import suppress
 from core.jsonguard import RefusedBody, read_capped
@@ -136,8 +135,7 @@ async def apply_email_events(
     """
     suppressed = 0
     async with db.uow() as uow:
-        session = uow.session
-        if request_key is not None and not await inbox.record(session, SEEN_SOURCE, request_key):
+        if request_key is not None and not await uow.inbox.record(SEEN_SOURCE, request_key):
             log.info("sendgrid: an event batch seen before was delivered again; ignored")
             return 0
         for event in events:
@@ -147,14 +145,14 @@ async def apply_email_events(
             if kind not in SUPPRESSING_EVENTS or not address or event.get("type") == "blocked":
                 continue
             event_id = str(event.get("sg_event_id") or "")
-            if event_id and not await inbox.record(session, "sendgrid", event_id):
+            if event_id and not await uow.inbox.record("sendgrid", event_id):
                 continue  # SendGrid redelivered the batch
-            await suppress(session, address, kind)
+            await suppress(uow.session, address, kind)
             if event_id:
-                await inbox.mark(session, "sendgrid", event_id, "done")
+                await uow.inbox.mark("sendgrid", event_id, "done")
             suppressed += 1
         if request_key is not None:
-            await inbox.mark(session, SEEN_SOURCE, request_key, "done")
+            await uow.inbox.mark(SEEN_SOURCE, request_key, "done")
         await uow.commit()
     if suppressed:
         log.info("sendgrid: %d address(es) suppressed after bounces or spam reports", suppressed)

@@ -15,7 +15,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.channels import PermanentFailure, RetryLater
 from bots.slack import blocks as kit
-from core.db import inbox
 from core.db.database import Database
 
 log = logging.getLogger("careline.slack")
@@ -167,7 +166,7 @@ class SlackApi:
     async def _record_attempt(self, marker: str) -> bool:
         assert self.db is not None
         async with self.db.uow() as uow:
-            first = await inbox.record(uow.session, POST_SOURCE, marker)
+            first = await uow.inbox.record(POST_SOURCE, marker)
             await uow.commit()
         return first
 
@@ -175,7 +174,7 @@ class SlackApi:
         if self.db is None:
             return
         async with self.db.uow() as uow:
-            await inbox.mark(uow.session, POST_SOURCE, marker, "done", error=None)
+            await uow.inbox.mark(POST_SOURCE, marker, "done", error=None)
             await uow.commit()
         log.debug("posted %s as %s", marker, ts)
 

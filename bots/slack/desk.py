@@ -18,8 +18,8 @@ from bots.slack.files import SlackFiles
 from core import events, services
 from core.db.database import Database, SqlUnitOfWork, domain
 from core.db.outbox import other_handlers
-from core.db.threads import Thread, save_thread, thread_of
 from core.model import Agent, Author, Channel, Ticket
+from core.ports import Thread
 
 log = logging.getLogger("careline.slack")
 
@@ -116,7 +116,7 @@ class SlackDesk:
         event = delivery.event
         assert isinstance(event, events.TicketOpened)
         async with self.db.uow() as uow:
-            existing = await thread_of(uow, event.ticket_id)
+            existing = await uow.threads.thread_of(event.ticket_id)
             if existing is not None:
                 return existing.thread_ts
             ticket = await services.get_ticket(domain(uow), event.ticket_id)
@@ -132,8 +132,8 @@ class SlackDesk:
             marker=delivery.key,
         )
         async with self.db.uow() as uow:
-            if await thread_of(uow, event.ticket_id) is None:
-                await save_thread(uow, Thread(event.ticket_id, team_id, channel, ts))
+            if await uow.threads.thread_of(event.ticket_id) is None:
+                await uow.threads.save(Thread(event.ticket_id, team_id, channel, ts))
                 await uow.commit()
         return ts
 
@@ -263,7 +263,7 @@ class SlackDesk:
         async with self.db.uow() as uow:
             threads = []
             for ticket in await uow.tickets.for_customer(event.customer_id):
-                thread = await thread_of(uow, ticket.id or 0)
+                thread = await uow.threads.thread_of(ticket.id or 0)
                 if thread is not None:
                     threads.append((thread, await ticket_card(uow, ticket, self._link)))
         if not threads:
@@ -336,7 +336,7 @@ class SlackDesk:
 
     # -- helpers -----------------------------------------------------------------------------
     async def _thread(self, uow: SqlUnitOfWork, ticket_id: int) -> Thread:
-        thread = await thread_of(uow, ticket_id)
+        thread = await uow.threads.thread_of(ticket_id)
         if thread is not None:
             return thread
         ticket = await uow.tickets.get(ticket_id)

@@ -23,10 +23,7 @@ from bots.slack.desk import ticket_card
 from bots.slack.dm import SlackChannel
 from bots.slack.files import SlackFiles
 from core import services
-from core.db import inbox
-from core.db import tables as t
 from core.db.database import Database, domain
-from core.db.threads import ticket_of_thread
 from core.errors import DomainError
 from core.model import Agent, Channel, Priority, Ticket, ticket_id_from_reference
 from dialogs.turn import Attachment, UserSaid
@@ -39,7 +36,6 @@ MAX_ATTEMPTS = 8
 INBOX_EVENTS = frozenset({"message", "app_mention"})
 REPLAY_EVERY = 30.0  # seconds between looks for deliveries left pending
 REPLAY_BATCH = 100
-_i = t.inbox.c
 REFUSAL = "Only Careline agents can work tickets here. Ask an admin to link your Slack account."
 
 
@@ -88,8 +84,8 @@ class SlackInbound:
             return await next()  # no listener: bolt answers it, nothing to record
         key = _inbox_key(body)
         async with self.db.uow() as uow:
-            await inbox.record(uow.session, INBOX_SOURCE, key, payload=body)
-            attempt = await inbox.claim(uow.session, INBOX_SOURCE, key, CLAIM_LEASE)
+            await uow.inbox.record(INBOX_SOURCE, key, payload=body)
+            attempt = await uow.inbox.claim(INBOX_SOURCE, key, CLAIM_LEASE)
             await uow.commit()
         if attempt is None:
             # Finished, parked, or another copy (maybe on another replica) is working on it.
@@ -106,7 +102,7 @@ class SlackInbound:
         if key is None:
             return
         async with self.db.uow() as uow:
-            await inbox.mark(uow.session, INBOX_SOURCE, key, "parked" if error else "done", error)
+            await uow.inbox.mark(INBOX_SOURCE, key, "parked" if error else "done", error)
             await uow.commit()
 
     async def _let_go(self, key: str | None) -> None:
@@ -115,7 +111,7 @@ class SlackInbound:
             return
         try:
             async with self.db.uow() as uow:
-                await inbox.release(uow.session, INBOX_SOURCE, key)
+                await uow.inbox.release(INBOX_SOURCE, key)
                 await uow.commit()
         except Exception as error:  # the lease runs out by itself
             log.warning("could not let go of slack delivery %s: %s", key, type(error).__name__)
@@ -123,7 +119,7 @@ class SlackInbound:
     async def replay_pending(self, older_than: timedelta = timedelta(minutes=1)) -> int:
         """Run again the deliveries left pending (a crash, a failed attempt nobody retried)."""
         async with self.db.uow() as uow:
-            rows = await inbox.pending(uow.session, INBOX_SOURCE, older_than, REPLAY_BATCH)
+            rows = await uow.inbox.pending(INBOX_SOURCE, older_than, REPLAY_BATCH)
         for _, payload in rows:
             # Socket Mode requests skip the signature check: these were verified on arrival.
             # The gate claims each one as for a redelivery.
@@ -183,12 +179,11 @@ class SlackInbound:
         if not thread_ts or thread_ts == ts:
             return  # top-level channel chatter is not a ticket reply
         async with self.db.uow() as uow:
-            ticket_id = await ticket_of_thread(uow, team_id, channel, thread_ts)
+            ticket_id = await uow.threads.ticket_of(team_id, channel, thread_ts)
         if ticket_id is None:
             return
-        agent = await self.agent_for(user)
+        agent = await self._agent_or_refuse(user, channel, thread_ts)
         if agent is None:
-            await self._ephemeral(channel, user, REFUSAL, thread_ts=thread_ts)
             return
         is_note, text = kit.split_note(event.get("text") or "")
         files = await self._fetch_files(event, owner=None, ticket_id=ticket_id)
@@ -283,6 +278,15 @@ class SlackInbound:
         await self._answer(said)
 
     # -- agents --------------------------------------------------------------------------------
+    async def _agent_or_refuse(
+        self, user: str, channel: str, thread_ts: str | None
+    ) -> Agent | None:
+        """The agent behind a Slack user, or None after telling them (only them) why not."""
+        agent = await self.agent_for(user)
+        if agent is None:
+            await self._ephemeral(channel, user, REFUSAL, thread_ts=thread_ts)
+        return agent
+
     async def agent_for(self, slack_user_id: str) -> Agent | None:
         """The active agent behind a Slack user, linking them by email on first contact."""
         async with self.db.uow() as uow:
@@ -336,9 +340,8 @@ class SlackInbound:
         ticket_id = ticket_id_from_reference(reference or "")
         if ticket_id is None:
             return
-        agent = await self.agent_for(user)
+        agent = await self._agent_or_refuse(user, channel, thread_ts)
         if agent is None:
-            await self._ephemeral(channel, user, REFUSAL, thread_ts=thread_ts)
             return
         action_id = action["action_id"]
         try:

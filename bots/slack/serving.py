@@ -15,7 +15,7 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.types import Message
 
-from bots.channels import PlugStart, TurnEngine
+from bots.channels import Mail, PlugStart, TurnEngine
 from bots.slack.api import SlackApi
 from bots.slack.desk import SlackDesk
 from bots.slack.dm import SlackChannel
@@ -194,6 +194,7 @@ class Slack:
     channel: SlackChannel
     app_token: str | None = None  # Socket Mode (development)
     socket: Any = None
+    mail: Mail | None = None  # a chat, not the mail
 
     def routes(self) -> list[Any]:
         return [slack_router(self.inbound)]

@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from bots.channels import PlugStart
+from bots.channels import Mail, PlugStart
 from bots.metrics import Metrics
 from bots.relay import Handlers
 from bots.sms.api import TwilioApi
@@ -34,6 +34,7 @@ class Sms:
     channel: SmsChannel
     inbound: SmsInbound
     calls: SmsCalls
+    mail: Mail | None = None  # a chat, not the mail
 
     def routes(self) -> list[Any]:
         return [self.inbound.router()]

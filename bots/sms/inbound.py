@@ -41,15 +41,15 @@ from bots.sms.api import UNREACHABLE_DELIVERY_CODES
 from bots.sms.channel import SmsChannel
 from core import events
 from core.config import Settings
-from core.db import inbox, outbox
+from core.db import outbox
 from core.db.database import Database
-from core.db.reachability import mark_reachable, stop_texts
+from core.db.reachability import SqlReachability
 from core.db.sms import SmsMenus
 from core.errors import Conflict, DomainError
 from core.files import FileRefused, StoredFile, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel
-from core.ports import FileStore
+from core.ports import FileStore, Reachability
 from dialogs.policy import e164
 from dialogs.turn import Attachment, Choice, Reply, UserSaid
 
@@ -112,6 +112,7 @@ class SmsInbound:
         assert token is not None
         self.validator = RequestValidator(token.get_secret_value())
         self.menus: SmsMenus = self.channel.menus
+        self.reachability: Reachability = SqlReachability(self.db)
 
     # -- HTTP ------------------------------------------------------------------------------
     def router(self) -> APIRouter:
@@ -196,12 +197,12 @@ class SmsInbound:
         reason = f"{kind} {status}" + (f" (Twilio error {code})" if code else "")
         number = e164(to, self.settings.sms_region)
         if kind == "sms" and code in UNREACHABLE_DELIVERY_CODES and number is not None:
-            await mark_reachable(self.db, Channel.SMS, False, chat_id=number)
-            await stop_texts(self.db, number)  # a verified phone of another chat's customer
+            await self.reachability.mark(Channel.SMS, False, chat_id=number)
+            await self.reachability.stop_texts(number)  # another chat's customer's phone
         async with self.db.uow() as uow:
-            if not await inbox.record(uow.session, SOURCE, f"report:{sid}:{status}"):
+            if not await uow.inbox.record(SOURCE, f"report:{sid}:{status}"):
                 return  # the same report again
-            await inbox.mark(uow.session, SOURCE, f"report:{sid}:{status}", "done")
+            await uow.inbox.mark(SOURCE, f"report:{sid}:{status}", "done")
             await outbox.note_report(uow.session, sid, reason)
             sent = await outbox.sent_as(uow.session, sid)
             ticket_id = sent.payload.get("ticket_id") if sent is not None else None
@@ -217,8 +218,8 @@ class SmsInbound:
     # -- the work --------------------------------------------------------------------------
     async def _record(self, key: str, payload: dict[str, Any]) -> int | None:
         async with self.db.uow() as uow:
-            await inbox.record(uow.session, SOURCE, key, payload=payload)
-            attempt = await inbox.claim(uow.session, SOURCE, key, CLAIM)
+            await uow.inbox.record(SOURCE, key, payload=payload)
+            attempt = await uow.inbox.claim(SOURCE, key, CLAIM)
             await uow.commit()
         return attempt
 
@@ -233,8 +234,8 @@ class SmsInbound:
         async def again() -> None:
             await asyncio.sleep(delay)
             async with self.db.uow() as uow:
-                attempt = await inbox.claim(uow.session, SOURCE, key, CLAIM)
-                payload = await inbox.payload_of(uow.session, SOURCE, key)
+                attempt = await uow.inbox.claim(SOURCE, key, CLAIM)
+                payload = await uow.inbox.payload_of(SOURCE, key)
                 await uow.commit()
             if attempt is not None:
                 await self.handle(key, payload or {}, attempt)
@@ -300,7 +301,7 @@ class SmsInbound:
             try:
                 await self.channel.send(number, replies[index])
             except Unreachable as failure:  # opted out, a landline: nobody to answer
-                await mark_reachable(self.db, Channel.SMS, False, external_id=number)
+                await self.reachability.mark(Channel.SMS, False, external_id=number)
                 return f"not delivered: {failure}"
             except PermanentFailure as failure:
                 return str(failure)
@@ -423,8 +424,8 @@ class SmsInbound:
         """STOP / START: whether the number may be texted. An opted-out number is unreachable,
         so its notices go by email like a blocked Telegram chat's; the customer's own choice
         of chat, email or both is kept for when they text START."""
-        await mark_reachable(self.db, Channel.SMS, opted_in, external_id=number)
-        await stop_texts(self.db, number, texts=opted_in)  # customers of other chats too
+        await self.reachability.mark(Channel.SMS, opted_in, external_id=number)
+        await self.reachability.stop_texts(number, texts=opted_in)  # customers of other chats too
         log.info("an SMS number opted %s", "in" if opted_in else "out")
 
     async def _keep(
@@ -433,13 +434,13 @@ class SmsInbound:
         """The turn's replies, and how many are out: a later attempt resumes there."""
         payload = {"form": form, "replies": [r.to_json() for r in replies], "sent": sent}
         async with self.db.uow() as uow:
-            await inbox.keep(uow.session, SOURCE, key, payload)
+            await uow.inbox.keep(SOURCE, key, payload)
             await uow.commit()
 
     async def _finish(self, key: str, error: str | None) -> None:
         try:
             async with self.db.uow() as uow:
-                await inbox.mark(uow.session, SOURCE, key, "parked" if error else "done", error)
+                await uow.inbox.mark(SOURCE, key, "parked" if error else "done", error)
                 await uow.commit()
         except Exception as failure:  # the claim runs out; the replay finishes it
             log.warning("could not finish text %s: %s", key, type(failure).__name__)
@@ -447,18 +448,18 @@ class SmsInbound:
     async def _let_go(self, key: str) -> None:
         with contextlib.suppress(Exception):  # else the claim runs out by itself
             async with self.db.uow() as uow:
-                await inbox.release(uow.session, SOURCE, key)
+                await uow.inbox.release(SOURCE, key)
                 await uow.commit()
 
     # -- replay ----------------------------------------------------------------------------
     async def replay_pending(self, older_than: timedelta = timedelta(seconds=30)) -> int:
         """Take up the texts left unfinished (a crash, a failed attempt); how many."""
         async with self.db.uow() as uow:
-            rows = await inbox.pending(uow.session, SOURCE, older_than, REPLAY_BATCH)
+            rows = await uow.inbox.pending(SOURCE, older_than, REPLAY_BATCH)
         taken = 0
         for key, payload in rows:
             async with self.db.uow() as uow:
-                attempt = await inbox.claim(uow.session, SOURCE, key, CLAIM)
+                attempt = await uow.inbox.claim(SOURCE, key, CLAIM)
                 await uow.commit()
             if attempt is not None:
                 taken += 1

@@ -45,7 +45,8 @@ overall and 20/min per group; 429 `retry_after` is honoured. A 403 (blocked by t
 marks the channel identity unreachable, so notices fall back to e-mail.
 """
 
-from bots.telegram.bot import TelegramBot, build_application, register_webhook, unregister_webhook
+from bots.telegram.application import build_application, register_webhook, unregister_webhook
+from bots.telegram.bot import TelegramBot
 from bots.telegram.channel import TelegramChannel
 from bots.telegram.limits import CarelineRateLimiter, bot_key
 from bots.telegram.plug import TelegramPlug

@@ -24,7 +24,7 @@ from telegram.error import (
     NetworkError,
     TelegramError,
 )
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import Application
 
 from bots.channels import (
     ChatLocks,
@@ -36,26 +36,26 @@ from bots.channels import (
 )
 from bots.metrics import Metrics
 from bots.plugs import TELEGRAM_WEBHOOK_PATH
+from bots.telegram.application import ALLOWED_UPDATES, build_application
 from bots.telegram.channel import TelegramChannel
 from bots.telegram.limits import SOURCE, CarelineRateLimiter, bot_key
 from bots.telegram.updates import Inbound, translate
 from core import jsonguard
 from core.config import Settings
 from core.db.database import Database
-from core.db.inbox import Delivery, Inbox, Stage
+from core.db.inbox import SqlInbox
 from core.db.pacing import SqlPacer
-from core.db.reachability import mark_reachable
+from core.db.reachability import SqlReachability
 from core.errors import Conflict, DomainError
 from core.files import FileRefused, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel
-from core.ports import FileStore
+from core.ports import FileStore, Inbox, InboxEntry, Reachability, Stage
 from dialogs.turn import Attachment, Reply, UserSaid
 
 log = logging.getLogger("careline.telegram")
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 MAX_BODY = 1024 * 1024
 FILE_ATTEMPTS = 3  # deliveries of an update that wait for its files before going on without
 
@@ -67,51 +67,6 @@ class Outcome:
     status: int = 200
     result: str = "ok"
     body: dict[str, Any] | None = None
-
-
-def build_application(
-    settings: Settings, limiter: AIORateLimiter | None = None
-) -> Application[Any, Any, Any, Any, Any, Any]:
-    """PTB's application without an updater: we receive updates ourselves."""
-    token = settings.telegram_bot_token
-    if token is None:
-        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
-    base = settings.telegram_api_base_url
-    builder = (
-        Application.builder()
-        .token(token.get_secret_value())
-        .base_url(base)
-        .base_file_url(base[: -len("/bot")] + "/file/bot" if base.endswith("/bot") else base)
-        .updater(None)
-        .connection_pool_size(64)
-        .pool_timeout(10)
-    )
-    if limiter is not None:
-        builder = builder.rate_limiter(limiter)  # type: ignore[arg-type]
-    return builder.build()
-
-
-async def register_webhook(settings: Settings, url: str) -> dict[str, Any]:
-    """`careline telegram set-webhook URL`: register it with the secret; return Telegram's view."""
-    secret = settings.telegram_webhook_secret
-    if secret is None:
-        raise ValueError("TELEGRAM_WEBHOOK_SECRET is not set: Telegram would call us unsigned")
-    async with build_application(settings) as application:
-        await application.bot.set_webhook(
-            url, secret_token=secret.get_secret_value(), allowed_updates=ALLOWED_UPDATES
-        )
-        info = await application.bot.get_webhook_info()
-    return {
-        "url": info.url,
-        "pending_update_count": info.pending_update_count,
-        "allowed_updates": list(info.allowed_updates or ()),
-    }
-
-
-async def unregister_webhook(settings: Settings) -> None:
-    """Remove the webhook (e.g. before switching to polling)."""
-    async with build_application(settings) as application:
-        await application.bot.delete_webhook()
 
 
 @dataclass
@@ -138,7 +93,8 @@ class TelegramBot:
         self.application = build_application(s, limiter)
         self.bot: Bot = self.application.bot
         self.channel = TelegramChannel(self.bot, self.metrics, self.mark_unreachable)
-        self.inbox = Inbox(self.db, SOURCE)
+        self.inbox: Inbox = SqlInbox(self.db, SOURCE)
+        self.reachability: Reachability = SqlReachability(self.db)
         self.locks = ChatLocks()
         secret = s.telegram_webhook_secret
         self.secret = secret.get_secret_value().encode() if secret else b""
@@ -306,7 +262,7 @@ class TelegramBot:
         assert inbound.said is not None
 
         async def record(uow: Any) -> None:
-            delivery = await self.inbox.begin_in(uow.session, key)
+            delivery = await uow.inbox.begin(self.inbox.source, key)
             if delivery.stage in (Stage.FINISHED, Stage.ANSWERED):
                 raise _Recorded(delivery)
             if delivery.attempts > self.max_attempts:
@@ -330,7 +286,7 @@ class TelegramBot:
         return await self._answer(key, inbound, replies, webhook)
 
     async def _resume(
-        self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool, delivery: Delivery
+        self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool, delivery: InboxEntry
     ) -> Outcome:
         """The general way, from the inbox record of this delivery."""
         if delivery.stage is Stage.FINISHED:
@@ -497,17 +453,17 @@ class TelegramBot:
     # -- identities ------------------------------------------------------------------------
     async def mark_unreachable(self, chat_id: str) -> None:
         """Telegram answered 403 for this chat: notices fall back to e-mail."""
-        await mark_reachable(self.db, Channel.TELEGRAM, False, chat_id=chat_id)
+        await self.reachability.mark(Channel.TELEGRAM, False, chat_id=chat_id)
         log.info("telegram identity marked unreachable")
 
     async def set_reachable(self, user_id: str, reachable: bool) -> None:
-        await mark_reachable(self.db, Channel.TELEGRAM, reachable, external_id=user_id)
+        await self.reachability.mark(Channel.TELEGRAM, reachable, external_id=user_id)
         log.info("telegram identity marked %s", "reachable" if reachable else "unreachable")
 
 
 class _Recorded(Exception):
     """The inbox record says this delivery is not a turn to run (see `_process_in_turn`)."""
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: InboxEntry) -> None:
         super().__init__(delivery.stage.value)
         self.delivery = delivery

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bots.channels import (
+    Mail,
     PlugBuild,
     PlugStart,
     TurnEngine,
@@ -32,6 +33,8 @@ class TelegramPlug:
         self.build = build
         self.bot: TelegramBot | None = None  # built at start, its channel works at once
         self.connected = False  # the webhook answers 503 until then: Telegram retries
+
+    mail: Mail | None = None
 
     @property
     def channel(self) -> TelegramChannel:

@@ -7,7 +7,7 @@ from typing import Any
 
 from itsdangerous import URLSafeTimedSerializer
 
-from bots.channels import PlugBuild, PlugStart
+from bots.channels import Mail, PlugBuild, PlugStart
 from bots.webchat.limits import WebChatLimits
 from bots.webchat.lines import WebChatChannel, WebChatLines
 from bots.webchat.routes import WebChat, visitor_tickets, webchat_router
@@ -36,6 +36,8 @@ class WebChatPlug:
             limits=WebChatLimits.from_settings(settings, db),
         )
         self._channel = WebChatChannel(self.chat.lines)
+
+    mail: Mail | None = None
 
     @property
     def channel(self) -> WebChatChannel:

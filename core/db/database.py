@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError as IntegrityError  # re-exported
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,7 +39,13 @@ from core.model import Aggregate, utcnow
 from core.ports import UnitOfWork
 
 if TYPE_CHECKING:
+    from core.db.inbox import SqlInboxRecords
     from core.db.knowledge import SqlKnowledgeBase
+    from core.db.threads import SqlThreadMap
+
+#: The session the admin API's reads and the keys take; named here so no module outside
+#: core.db imports SQLAlchemy. IntegrityError is re-exported for the API's error handler.
+Session = AsyncSession
 
 OUTBOX_CHANNEL = "careline_outbox"  # PostgreSQL NOTIFY channel: relays wake at once
 
@@ -167,6 +173,20 @@ class SqlUnitOfWork:
         self.email_verifications = SqlEmailVerificationRepository(self.session)
         self.erasure = SqlErasure(self.session)
         return self
+
+    @property
+    def inbox(self) -> SqlInboxRecords:
+        """Inbound deliveries under the platform's keys, in this transaction."""
+        from core.db.inbox import SqlInboxRecords
+
+        return SqlInboxRecords(self.session)
+
+    @property
+    def threads(self) -> SqlThreadMap:
+        """The Slack desk's thread map, in this transaction."""
+        from core.db.threads import SqlThreadMap
+
+        return SqlThreadMap(self.session)
 
     @property
     def dialogs(self) -> SqlDialogStore:

@@ -1,6 +1,6 @@
 """The relay's delivery journal in SQL: one row per (event, handler) marked `sending` before
 its side effect and `done` after, the results written in batches, the rows' release, and
-the connections the relay keeps (bots/relay.py has the rules; this module only the SQL)."""
+the connections the relay keeps (bots/relay/ has the rules; this module only the SQL)."""
 
 from __future__ import annotations
 

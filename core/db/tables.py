@@ -480,7 +480,7 @@ stored_files = Table(
 )
 
 # --- admin API indexes ---
-# Owned by the admin API (admin_api/queries.py). Ticket lists page by keyset over
+# Owned by the admin API (core/db/queries.py). Ticket lists page by keyset over
 # (sort column, id), newest first; these keep every page of 1,000,000 tickets an index walk.
 Index("ix_tickets_created_id", tickets.c.created_at, tickets.c.id)
 Index("ix_tickets_updated_id", tickets.c.updated_at, tickets.c.id)

@@ -18,7 +18,7 @@ from core.services.customers import (
     ERASED_NAME,
     erase_customer,
     export_customer_data,
-    find_or_register_customer,
+    find_or_register,
     first_contact,
     get_customer,
 )
@@ -64,7 +64,7 @@ __all__ = [
     "deactivate_agent",
     "erase_customer",
     "export_customer_data",
-    "find_or_register_customer",
+    "find_or_register",
     "find_sla_breaches",
     "first_contact",
     "get_customer",

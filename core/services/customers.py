@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,40 +18,40 @@ from core.model import (
     Ticket,
     utcnow,
 )
-from core.ports import PersonalTraces, UnitOfWork
+from core.ports import DialogStore, PersonalTraces, TurnRecord, UnitOfWork
 from core.services.common import move, note_activity
 
 
-async def find_or_register_customer(
-    uow: UnitOfWork,
+async def find_or_register(
+    store: DialogStore,
     *,
     channel: Channel,
     external_id: str,
     chat_id: str,
     display_name: str = "",
     language: str = "en",
-) -> tuple[Customer, ChannelIdentity]:
-    """The customer behind a channel identity, registering both on first contact."""
-    identity = await uow.customers.identity(channel, external_id)
-    if identity is not None:
-        assert identity.customer_id is not None
-        customer = await uow.customers.get(identity.customer_id)
-        if customer is None:
-            raise NotFound(f"customer {identity.customer_id} is missing")
-        if identity.chat_id != chat_id:
-            identity.chat_id = chat_id
-        return customer, identity
-    customer, identity = first_contact(
-        channel=channel,
-        external_id=external_id,
-        chat_id=chat_id,
-        display_name=display_name,
-        language=language,
-    )
-    customer = await uow.customers.add(customer)
-    identity.customer_id = customer.id
-    identity = await uow.customers.add_identity(identity)
-    return customer, identity
+    now: datetime | None = None,
+) -> tuple[TurnRecord, bool]:
+    """Who writes, registering them on first contact: the one way a customer is registered
+    (the dialog engine's turns, and everything else). True when they were registered now.
+    The identity's chat follows the latest message. A concurrent first contact of the same
+    identity raises the store's integrity error (the caller's transaction retries)."""
+    record = await store.load(channel, external_id)
+    if record is None:
+        moment = now or utcnow()
+        customer, identity = first_contact(
+            channel=channel,
+            external_id=external_id,
+            chat_id=chat_id,
+            display_name=display_name,
+            language=language,
+            now=moment,
+        )
+        return await store.register(customer, identity, moment), True
+    if record.chat_id != chat_id:
+        await store.move_chat(record.identity_id, chat_id)
+        record = replace(record, chat_id=chat_id)
+    return record, False
 
 
 def first_contact(

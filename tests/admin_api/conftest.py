@@ -15,6 +15,7 @@ from core import services
 from core.config import Settings
 from core.db.database import Database
 from core.model import Channel, Priority
+from tests.support.customers import register_customer
 
 Headers = dict[str, str]
 
@@ -49,7 +50,7 @@ class Api:
     async def customer(self, name: str = "Ada Lovelace") -> int:
         self._customers += 1
         async with self.db.uow() as uow:
-            customer, _ = await services.find_or_register_customer(
+            customer, _ = await register_customer(
                 uow,
                 channel=Channel.TELEGRAM,
                 external_id=f"tg-{self._customers}",

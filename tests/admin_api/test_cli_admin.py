@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from admin_api.keys import authenticate
 from bots.cli_admin import admin_app
 from core.db.database import Database
+from core.db.keys import authenticate
 from tests.conftest import run_in_thread
 
 

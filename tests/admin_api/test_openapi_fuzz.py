@@ -24,13 +24,14 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import insert, text
 
 from admin_api import create_admin_app
-from admin_api.keys import hash_key, new_secret
 from core import services
+from core.access import hash_key, new_secret
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
 from core.db.migrate import migrate
 from core.model import Channel, utcnow
+from tests.support.customers import register_customer
 
 # Far from the small ids the generator favours, so a generated DELETE /keys/{id} cannot
 # revoke the key the run itself uses.
@@ -50,7 +51,7 @@ async def _seed(db: Database) -> None:
         grace = await services.create_agent(uow, name="Grace", email="grace@example.com")
         await services.create_agent(uow, name="Alan", email="alan@example.com", capacity=1)
         for n in range(3):
-            customer, identity = await services.find_or_register_customer(
+            customer, identity = await register_customer(
                 uow, channel=Channel.TELEGRAM, external_id=f"u{n}", chat_id=f"c{n}",
                 display_name=f"Customer {n}",
             )  # fmt: skip

@@ -14,11 +14,10 @@ from sqlalchemy.types import TypeDecorator
 
 from bots.webchat import SendBody, WebChat, WebChatLines, visitor_tickets
 from core import services
-from core.db import inbox as raw_inbox
 from core.db import tables as t
 from core.db.database import Database
 from core.db.files import SqlFileStore
-from core.db.inbox import Inbox
+from core.db.inbox import SqlInbox
 from core.db.knowledge import SqlKnowledgeBase
 from core.db.ratelimit import SqlRateLimiter
 from core.db.sms import SmsMenus
@@ -29,6 +28,7 @@ from core.model import Author, Channel, ChannelIdentity, Conversation, Message, 
 from core.ports import RateLimit
 from dialogs.turn import Reply
 from tests.dialogs.conftest import make_engine
+from tests.support.customers import register_customer
 
 # Columns that can hold a customer's personal data, and what erasure does to each.
 PERSONAL = {
@@ -201,7 +201,7 @@ async def _seed(db: Database) -> dict[str, int | str]:
     stored = await _store(db, FILE_NAME)  # named by their message
     await _store(db, "orphan-upload.pdf", owner=f"webchat:{visitor}")  # its turn never ran
     async with db.uow() as uow:
-        customer, web = await services.find_or_register_customer(
+        customer, web = await register_customer(
             uow, channel=Channel.WEBCHAT, external_id=visitor, chat_id=visitor, display_name=NAME
         )
         assert customer.id is not None and web.id is not None
@@ -225,14 +225,13 @@ async def _seed(db: Database) -> dict[str, int | str]:
         )
         for identity_id in (web.id, telegram.id, sms.id):
             assert identity_id is not None
-            await uow.conversations.add(
-                Conversation(
-                    identity_id=identity_id,
-                    state="collecting",
-                    slots={"draft": SECRET},
-                    history=[{"who": "customer", "text": SECRET}],
-                )
+            # The web chat's conversation came with the registration (idle): fill it.
+            conversation = await uow.conversations.get(identity_id) or await uow.conversations.add(
+                Conversation(identity_id=identity_id)
             )
+            conversation.state = "collecting"
+            conversation.slots = {"draft": SECRET}
+            conversation.history = [{"who": "customer", "text": SECRET}]
         now = utcnow()
         await uow.email_verifications.add(
             customer_id=customer.id,
@@ -309,14 +308,14 @@ async def _seed(db: Database) -> dict[str, int | str]:
         )
         # An agent's reply typed in the Slack thread, as its raw event.
         event = {"event": {"type": "message", "text": f"Dear {NAME}, account 12345678 is fixed"}}
-        await raw_inbox.record(uow.session, "slack", "Ev0001", payload=event)
-        await raw_inbox.mark(uow.session, "slack", "Ev0001", "done")
+        await uow.inbox.record("slack", "Ev0001", payload=event)
+        await uow.inbox.mark("slack", "Ev0001", "done")
         await uow.commit()
     async with db.uow() as uow:
         gap = Gap(customer.id, "en", UNANSWERED, GapReason.NOT_UNDERSTOOD, utcnow())
         await SqlKnowledgeBase(uow.session).add_gap(gap)
         await uow.commit()
-    telegram_inbox = Inbox(db, "telegram")
+    telegram_inbox = SqlInbox(db, "telegram")
     await telegram_inbox.begin("5001")
     update = {"update_id": 5001, "message": {"from": {"id": int(TELEGRAM_ID)}, "text": SECRET}}
     await telegram_inbox.park("5001", "could not read it", update)
@@ -337,7 +336,7 @@ async def _seed(db: Database) -> dict[str, int | str]:
 
 async def _other_customer(db: Database) -> int:
     async with db.uow() as uow:
-        customer, _ = await services.find_or_register_customer(
+        customer, _ = await register_customer(
             uow, channel=Channel.TELEGRAM, external_id="555000111", chat_id="555000111"
         )
         assert customer.id is not None

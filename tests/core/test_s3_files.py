@@ -24,6 +24,7 @@ from core.files import describe
 from core.model import Channel
 from tests.server.support import running
 from tests.server.test_files import TicketingEngine
+from tests.support.customers import register_customer
 from tests.support.s3 import KEY_ID, REGION, SECRET, S3Server
 
 PDF = b"%PDF-1.4\n% bank statement of Ada\n"
@@ -97,7 +98,7 @@ async def test_erasure_deletes_the_objects_after_commit(
     store = file_store_for(settings_for(s3_server, bucket), db)
     assert store.blobs is not None
     async with db.uow() as uow:
-        customer, _ = await services.find_or_register_customer(
+        customer, _ = await register_customer(
             uow, channel=Channel.TELEGRAM, external_id="77", chat_id="77", display_name="Ada"
         )
         await uow.commit()

@@ -21,6 +21,7 @@ from core.errors import (
 )
 from core.lifecycle import Status
 from core.model import Author, Availability, Channel, Message, Priority, utcnow
+from tests.support.customers import register_customer
 
 
 async def outbox_events(db: Database) -> list[tuple[str, dict]]:
@@ -33,7 +34,7 @@ async def outbox_events(db: Database) -> list[tuple[str, dict]]:
 
 async def new_customer(db: Database, external_id: str = "u1") -> tuple[int, int]:
     async with db.uow() as uow:
-        customer, identity = await services.find_or_register_customer(
+        customer, identity = await register_customer(
             uow, channel=Channel.TELEGRAM, external_id=external_id, chat_id=f"c-{external_id}",
             display_name="Ada Lovelace",
         )  # fmt: skip

@@ -7,16 +7,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from core import contact, services
+from core import contact
 from core.db import tables as t
 from core.db.database import Database
 from core.errors import InvalidInput
 from core.model import Channel, Notify, utcnow
+from tests.support.customers import register_customer
 
 
 async def new_customer(db: Database) -> int:
     async with db.uow() as uow:
-        customer, _ = await services.find_or_register_customer(
+        customer, _ = await register_customer(
             uow, channel=Channel.WEBCHAT, external_id="v", chat_id="v"
         )
         await uow.commit()

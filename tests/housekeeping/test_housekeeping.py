@@ -18,6 +18,7 @@ from core.db.database import Database
 from core.db.flags import AUTO_ASSIGN, write_flag
 from core.lifecycle import Status
 from core.model import Channel, utcnow
+from tests.support.customers import register_customer
 
 
 def settings(**kw: object) -> Settings:
@@ -26,7 +27,7 @@ def settings(**kw: object) -> Settings:
 
 async def ticket(db: Database, **kw: object) -> int:
     async with db.uow() as uow:
-        customer, _ = await services.find_or_register_customer(
+        customer, _ = await register_customer(
             uow, channel=Channel.WEBCHAT, external_id="v", chat_id="v"
         )
         opened = await services.open_ticket(

@@ -14,6 +14,7 @@ from core.db.database import OUTBOX_CHANNEL, Database
 from core.events import Event
 from core.model import Channel, Notify, utcnow
 from dialogs.turn import Reply
+from tests.support.customers import register_customer
 
 
 async def put_events(db: Database, events: list[Event]) -> list[int]:
@@ -93,7 +94,7 @@ async def customer_with_ticket(
     """A customer writing from `channel` with an open ticket; returns (customer, ticket, chat)."""
     chat_id = f"chat-{name}"
     async with db.uow() as uow:
-        customer, identity = await services.find_or_register_customer(
+        customer, identity = await register_customer(
             uow, channel=channel, external_id=f"user-{name}", chat_id=chat_id, display_name=name
         )
         customer.email = email

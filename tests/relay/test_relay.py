@@ -20,6 +20,7 @@ from core.db.outbox import RelayLockHeld, SqliteRelayLock
 from core.events import AgentReplied, TicketAssigned, TicketOpened
 from core.model import Channel, utcnow
 from tests.relay.support import deliveries, drain, outbox_rows, put_events
+from tests.support.customers import register_customer
 
 FAST = RetryPolicy(base_seconds=0.01, max_seconds=0.05, max_attempts=4)
 
@@ -428,7 +429,7 @@ async def test_a_commit_in_the_same_process_wakes_the_relay_at_once(db: Database
     try:
         await asyncio.sleep(0.3)  # the relay found nothing and waits
         async with db.uow() as uow:
-            customer, identity = await services.find_or_register_customer(
+            customer, identity = await register_customer(
                 uow, channel=Channel.WEBCHAT, external_id="v-wake", chat_id="v-wake"
             )
             assert customer.id is not None

@@ -97,11 +97,11 @@ def test_reply_is_not_lost_when_the_turn_fails_after_committing(running: Running
 def test_sent_notice_is_recorded_done_when_a_bookkeeping_write_failed_once(
     running: Running,
 ) -> None:
-    """bots/relay.py `_Journal._flush_forever`: when a group commit fails, `_fail` wakes the
-    waiters of `begins` and `settles` but drops `work.outcomes`, the `done` records of
-    messages already sent. Those deliveries stay `sending` until the 60 s lease expires, and
-    then the relay sends the notice again (seen as 12 of 12 notices duplicated in the suite's
-    PostgreSQL-restart scenario)."""
+    """bots/relay/bookkeeping.py `GroupJournal._flush_forever`: when a group commit fails,
+    `_fail` wakes the waiters of `begins` and `settles` but drops `work.outcomes`, the `done`
+    records of messages already sent. Those deliveries stay `sending` until the 60 s lease
+    expires, and then the relay sends the notice again (seen as 12 of 12 notices duplicated
+    in the suite's PostgreSQL-restart scenario)."""
     chat = next(_chats)
     sent = Sent(next(_updates), chat, 1, "/human", opens_ticket=True)
     assert post(running, sent).status_code == 200

@@ -19,6 +19,7 @@ from core.files import FileLinks
 from core.model import Channel
 from dialogs.turn import Reply, UserSaid
 from tests.server.support import ServerThread, running
+from tests.support.customers import register_customer
 
 SECRET = "a-test-secret-of-the-server"
 PDF = b"%PDF-1.4\n% statement of account, page 1\n"
@@ -35,7 +36,7 @@ class TicketingEngine:
         db = Database(self.url)
         try:
             async with db.uow() as uow:
-                customer, identity = await services.find_or_register_customer(
+                customer, identity = await register_customer(
                     uow, channel=said.channel, external_id=said.user_id, chat_id=said.chat_id
                 )
                 assert customer.id is not None

@@ -26,6 +26,7 @@ from core.model import Agent, Channel, Ticket, utcnow
 from dialogs.turn import Choice, Reply, UserSaid
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_events import SlackEvents
+from tests.support.customers import register_customer
 
 SECRET = "s3cret-signing"
 DESK = "C0DESK"
@@ -80,7 +81,7 @@ class Desk:
         self, category: str = "billing", text: str = "Charged twice", language: str = "en"
     ) -> Ticket:
         async with self.db.uow() as uow:
-            customer, identity = await services.find_or_register_customer(
+            customer, identity = await register_customer(
                 uow, channel=Channel.TELEGRAM, external_id="42", chat_id="42", display_name="Maria"
             )
             assert customer.id is not None

@@ -57,10 +57,8 @@ async def test_thread_is_stored_under_team_channel_and_ts(desk: Desk) -> None:
     ts = await desk.thread_ts(ticket.id)
     assert (BILLING, ts) in desk.fake.messages
     async with desk.db.uow() as uow:
-        from core.db.threads import ticket_of_thread
-
-        assert await ticket_of_thread(uow, "T0CARELINE", BILLING, ts) == ticket.id
-        assert await ticket_of_thread(uow, "T0OTHER", BILLING, ts) is None
+        assert await uow.threads.ticket_of("T0CARELINE", BILLING, ts) == ticket.id
+        assert await uow.threads.ticket_of("T0OTHER", BILLING, ts) is None
 
 
 async def test_opening_the_same_thread_twice_posts_once(desk: Desk) -> None:

@@ -7,7 +7,6 @@ import json
 import pytest
 from sqlalchemy import select
 
-from core.db import inbox
 from core.db import tables as t
 from core.lifecycle import Status
 from core.model import Author, Channel, Message, Priority
@@ -83,7 +82,7 @@ async def test_retried_event_is_processed_once(desk: Desk) -> None:
     await eventually(lambda: _messages(desk, ticket_id))
     key = f"{BILLING}:{envelope['event']['ts']}"
     async with desk.db.uow() as uow:
-        await eventually(lambda: inbox.status_of(uow.session, "slack", key))
+        await eventually(lambda: uow.inbox.status_of("slack", key))
     for retry in (1, 2):
         answer = await desk.event(envelope, retry_num=retry)
         assert answer.status_code == 200
@@ -96,7 +95,7 @@ async def test_retry_of_an_unfinished_delivery_is_processed(desk: Desk) -> None:
     envelope = desk.events.thread_reply(BILLING, thread_ts, "Lost the first time")
     key = f"{BILLING}:{envelope['event']['ts']}"
     async with desk.db.uow() as uow:  # acked once, then the process died before the work
-        await inbox.record(uow.session, "slack", key, payload=envelope)
+        await uow.inbox.record("slack", key, payload=envelope)
         await uow.commit()
     await desk.event(envelope, retry_num=1)
     assert await eventually(lambda: _messages(desk, ticket_id))
@@ -109,7 +108,7 @@ async def test_pending_deliveries_are_replayed_after_a_crash(desk: Desk) -> None
     await desk.add_agent()
     envelope = desk.events.thread_reply(BILLING, thread_ts, "Replayed")
     async with desk.db.uow() as uow:
-        await inbox.record(uow.session, "slack", f"{BILLING}:{envelope['event']['ts']}", envelope)
+        await uow.inbox.record("slack", f"{BILLING}:{envelope['event']['ts']}", envelope)
         await uow.commit()
     assert await desk.slack.inbound.replay_pending(older_than=timedelta(0)) == 1
     assert await eventually(lambda: _messages(desk, ticket_id))

@@ -17,6 +17,7 @@ from core.model import Channel, Priority
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.server.support import free_port, running
 from tests.sms.conftest import CUSTOMER, sms_settings
+from tests.support.customers import register_customer
 from tests.support.waiting import wait_for
 
 LOS_ANGELES = "+14155550123"  # America/Los_Angeles: UTC-8 in December
@@ -46,7 +47,7 @@ def test_a_reference_is_read_out_sign_by_sign() -> None:
 
 async def _urgent_ticket_resolved(db: Database, priority: Priority = Priority.URGENT) -> None:
     async with db.uow() as uow:
-        customer, identity = await services.find_or_register_customer(
+        customer, identity = await register_customer(
             uow, channel=Channel.SMS, external_id=CUSTOMER, chat_id=CUSTOMER
         )
         assert customer.id is not None

@@ -16,6 +16,7 @@ from core.db.database import Database
 from core.model import Agent, Channel, Notify
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.sms.conftest import CUSTOMER, StartServer
+from tests.support.customers import register_customer
 from tests.support.waiting import wait_for
 
 EMAIL = "sam.sms@example.com"
@@ -23,7 +24,7 @@ EMAIL = "sam.sms@example.com"
 
 async def _ticket_for_sms_customer(db: Database, notify: Notify) -> tuple[int, int]:
     async with db.uow() as uow:
-        customer, identity = await services.find_or_register_customer(
+        customer, identity = await register_customer(
             uow, channel=Channel.SMS, external_id=CUSTOMER, chat_id=CUSTOMER, display_name="Sam"
         )
         assert customer.id is not None

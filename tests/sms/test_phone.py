@@ -19,6 +19,7 @@ from core.model import Agent, Channel
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.server.support import ServerThread, free_port, running
 from tests.sms.conftest import sms_settings
+from tests.support.customers import register_customer
 from tests.support.waiting import wait_for
 
 PHONE = "+14155550188"
@@ -124,7 +125,7 @@ async def test_phone_in_an_sms_chat_and_without_twilio(
 async def _verified_phone_customer(db: Database) -> tuple[int, int]:
     """A web-chat customer whose phone is confirmed and who asked for texts; a ticket."""
     async with db.uow() as uow:
-        customer, identity = await services.find_or_register_customer(
+        customer, identity = await register_customer(
             uow, channel=Channel.WEBCHAT, external_id="visitor-1", chat_id="visitor-1"
         )
         assert customer.id is not None

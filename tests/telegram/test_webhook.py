@@ -9,11 +9,11 @@ import itertools
 import httpx
 import pytest
 
-from core import services
 from core.db.database import Database
 from core.model import Channel
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.telegram_updates import Person, TelegramUpdates
+from tests.support.customers import register_customer
 from tests.telegram.conftest import (
     ScriptedEngine,
     StartServer,
@@ -255,9 +255,7 @@ async def test_blocked_user_is_marked_unreachable(
     db: Database,
 ) -> None:
     async with db.uow() as uow:
-        await services.find_or_register_customer(
-            uow, channel=Channel.TELEGRAM, external_id="1001", chat_id="1001"
-        )
+        await register_customer(uow, channel=Channel.TELEGRAM, external_id="1001", chat_id="1001")
         await uow.commit()
     fake.fail_blocked("sendMessage", chat_id=1001)
     with serve(telegram_reply_in_webhook_answer=False) as server:
@@ -272,9 +270,7 @@ async def test_blocking_the_bot_marks_unreachable_and_unblocking_reachable(
     serve: StartServer, client: httpx.AsyncClient, updates: TelegramUpdates, db: Database
 ) -> None:
     async with db.uow() as uow:
-        await services.find_or_register_customer(
-            uow, channel=Channel.TELEGRAM, external_id="1001", chat_id="1001"
-        )
+        await register_customer(uow, channel=Channel.TELEGRAM, external_id="1001", chat_id="1001")
         await uow.commit()
     blocked = updates.bot_blocked()
     with serve() as server:

@@ -1,73 +1,30 @@
-"""API keys: random, shown once, stored as a SHA-256 hash.
+"""API keys in the database: created, looked up by hash, listed and revoked.
 
-A key is `clk_` + 43 url-safe characters (256 random bits), so a plain SHA-256 is as good
-as a slow password hash here and lets the lookup be one indexed equality on the hash: the
-database never compares the secret itself, and timing reveals nothing about it.
+What a key is and who a caller is: core/access.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.access import (
+    KEY_PREFIX,
+    LAST_USED_RESOLUTION,
+    ROLES,
+    SHOWN_PREFIX_CHARS,
+    Caller,
+    NewKey,
+    hash_key,
+    new_secret,
+)
 from core.db import tables as t
 from core.db.database import Database
 from core.errors import InvalidInput, NotFound
 from core.model import utcnow
-
-KEY_PREFIX = "clk_"
-SHOWN_PREFIX_CHARS = 12  # "clk_" + 8 characters: enough to tell keys apart in a listing
-LAST_USED_RESOLUTION = timedelta(minutes=1)  # write `last_used_at` at most this often
-
-Role = Literal["admin", "agent"]
-ROLES: tuple[Role, ...] = ("admin", "agent")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling: the key's id, name and role, and the agent an agent key speaks for."""
-
-    key_id: int
-    name: str
-    role: Role
-    agent_id: int | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    @property
-    def actor(self) -> str:
-        """How the timeline names this caller."""
-        if self.role == "agent":
-            return f"agent:{self.agent_id}"
-        return f"admin:{self.name}"[:64]
-
-
-@dataclass(frozen=True, slots=True)
-class NewKey:
-    id: int
-    key: str  # the secret: shown once, never stored
-    prefix: str
-    name: str
-    role: Role
-    agent_id: int | None
-    created_at: datetime
-
-
-def new_secret() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 async def create_key(
@@ -137,7 +94,17 @@ async def authenticate(session: AsyncSession, presented: str) -> Caller | None:
         await session.execute(update(t.api_keys).where(k.id == row.id).values(last_used_at=now))
         # Committed on its own: most requests are reads that never commit.
         await session.commit()
-    return Caller(key_id=int(row.id), name=row.name, role=row.role, agent_id=row.agent_id)
+    return Caller(name=row.name, role=row.role, agent_id=row.agent_id, key_id=int(row.id))
+
+
+async def list_keys(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every key, oldest first, without its hash."""
+    k = t.api_keys.c
+    rows = await session.execute(
+        select(k.id, k.name, k.role, k.prefix, k.agent_id, k.created_at, k.last_used_at,
+               k.revoked_at).order_by(k.id)
+    )  # fmt: skip
+    return [dict(r._mapping) for r in rows]
 
 
 async def revoke_key(session: AsyncSession, key_id: int) -> None:

@@ -36,12 +36,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from admin_api.schemas import MAX_ID
 from core.db import tables as t
 from core.db.flags import AUTO_ASSIGN, read_flag, write_flag  # noqa: F401  (used by routes)
 from core.errors import Conflict, InvalidInput, NotFound
 from core.lifecycle import ACTIVE_STATUSES, Status
-from core.model import Priority, reference_of, ticket_id_from_reference, utcnow
+from core.model import MAX_ID, Priority, reference_of, ticket_id_from_reference, utcnow
 
 c = t.tickets.c
 ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)

@@ -1,136 +1,41 @@
-"""What the customer (and the assignee) is told when a ticket changes, and the relay handlers
-that tell them: in the customer's chat, by email, or both, as the customer chose.
+"""The relay handlers that tell the customer (and the assignee) when a ticket changes: in the
+customer's chat, by text, by email, or both, as the customer chose.
 
-Texts come from one small catalogue; emails are rendered from the Jinja2 templates in
-bots/templates/email (HTML and plain text, with the ticket and its timeline). Status, priority
-and plural words come from the dialog catalogue, so chat and email name them alike.
-
-Nothing receives email replies, so no text asks for one: `{where}` says where to write,
-"here" in the chat and the customer's chat by name in an email.
+Nothing receives email replies unless reply addresses are set, so no text asks for one:
+`{where}` says where to write, "here" in the chat and the customer's chat by name in an
+email.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bots.channels import ChatChannel, FileChannel, OutgoingFile, Unreachable
 from bots.email import Email, EmailAttachment, EmailSender
+from bots.notices.facts import Facts, FactsLoader
+from bots.notices.words import (
+    AgentReply,
+    notice_kind,
+    rating_choices,
+    say_in,
+    where_to_write,
+)
+from bots.notices.writer import NoticeWriter
 from bots.relay import Delivery, Handlers, Skip
 from core import events as ev
 from core.db import outbox
 from core.db.database import Database
-from core.db.reachability import mark_reachable, stop_texts
+from core.db.reachability import SqlReachability
 from core.db.repositories import record_delivered_id
 from core.db.suppressions import is_suppressed
 from core.files import FileLinks, StoredFile, human_size
-from core.model import (
-    Author,
-    Channel,
-    ChannelIdentity,
-    Customer,
-    Message,
-    Notify,
-    Ticket,
-    TicketActivity,
-    utcnow,
-)
-from core.ports import EmailVerification, FileStore
+from core.model import Channel, ChannelIdentity, Customer, Notify, utcnow
+from core.ports import EmailVerification, FileStore, Reachability
 from dialogs.catalogue import Catalogue, load_catalogue
-from dialogs.decisions import SCORES, rate_choice
 from dialogs.turn import Choice, Reply
 
 log = logging.getLogger(__name__)
-
-TEMPLATES = Path(__file__).with_name("templates")
-
-#: The notices' texts are the catalogue's `notice.*` (dialogs/messages/<language>.yaml), in the
-#: customer's language; an assignee's email is in the default language. Fields: reference,
-#: subject, agent, body, position, wait, reopen_days, where, kind, due, priority.
-#: Where a customer writes to us, by the channel their ticket came from (`{where}` in email).
-WHERE = {
-    Channel.WEBCHAT: "webchat",
-    Channel.TELEGRAM: "telegram",
-    Channel.SLACK: "slack",
-    Channel.SMS: "sms",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class AgentReply(Reply):
-    """An agent's answer: reads as "Name: text" anywhere; a channel that can show who wrote
-    (the web chat: name, initial, a person's bubble) uses `agent` and `body`."""
-
-    agent: str = ""
-    body: str = ""
-
-
-def rating_choices(
-    reference: str, catalogue: Catalogue | None = None, language: str | None = None
-) -> tuple[Choice, ...]:
-    """The buttons the dialog engine reads back (dialogs.decisions.rate_choice); the labels
-    carry their number ("4 - Very good") in the customer's language."""
-    words = catalogue or load_catalogue()
-    return tuple(
-        Choice(f"{n} - {words.text(f'notice.rating.{n}', language)}", rate_choice(reference, n))
-        for n in SCORES
-    )
-
-
-def notice_kind(event: ev.Event) -> str | None:
-    """Which customer notice an event causes, if any."""
-    if isinstance(event, ev.TicketOpened):
-        return "ticket_opened"
-    if isinstance(event, ev.TicketAssigned):
-        return "agent_assigned"
-    if isinstance(event, ev.AgentReplied):
-        return "agent_replied"
-    if isinstance(event, ev.HumanRequested):
-        return "queued"
-    if isinstance(event, ev.TicketStatusChanged):
-        if event.new_status == "waiting":
-            return "waiting"
-        if event.new_status == "resolved":
-            return "resolved"
-        if event.new_status == "closed":
-            return "auto_closed" if event.reason == "auto-closed" else "closed"
-    return None
-
-
-def where_to_write(
-    identity: ChannelIdentity | None, catalogue: Catalogue, language: str | None
-) -> str:
-    """For an email: the chat the customer uses, by name."""
-    place = WHERE.get(identity.channel, "chat") if identity else "chat"
-    return catalogue.text(f"notice.where.{place}", language)
-
-
-def human_wait(minutes: float, catalogue: Catalogue, language: str | None) -> str:
-    if minutes < 1.5:
-        return catalogue.text("notice.wait.minute", language)
-    if minutes < 90:
-        return catalogue.text("notice.wait.minutes", language, n=round(minutes))
-    return catalogue.text("notice.wait.hours", language, n=round(minutes / 60))
-
-
-@dataclass(slots=True)
-class _Facts:
-    """What one notice needs, loaded in one short transaction before anything is sent."""
-
-    ticket: Ticket
-    customer: Customer
-    identity: ChannelIdentity | None
-    fields: dict[str, Any] = field(default_factory=dict)
-    timeline: list[dict[str, str]] = field(default_factory=list)
-    agent: str | None = None
-    agent_email: str | None = None
-    language: str | None = None  # the reader's: the customer's, or None (the default) for staff
-    files: list[str] = field(default_factory=list)  # stored ids of an agent reply's files
 
 
 class CustomerNotices:
@@ -154,14 +59,12 @@ class CustomerNotices:
         max_email_attachments_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.db = db
+        self.reachability: Reachability = SqlReachability(db)
         self.channels = dict(channels)
         self.email = email
-        self.reopen_days = reopen_days
-        self.minutes_per_ticket = minutes_per_ticket  # expected wait per ticket ahead in line
         # The dialog answers the opening turn with the reference itself; a chat notice on
         # TicketOpened would say it twice. Turn on for channels whose turns do not.
         self.chat_on_open = chat_on_open
-        self.timeline_entries = timeline_entries
         self.catalogue = catalogue or load_catalogue()
         # A ticket's reply address (bots/email_inbound.ReplyAddresses.for_ticket), if any.
         self.reply_to = reply_to
@@ -171,12 +74,13 @@ class CustomerNotices:
         self.links = links
         self.chat_link_days = chat_link_days
         self.max_email_attachments_bytes = max_email_attachments_bytes
-        self.templates = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=select_autoescape(["html.j2"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
+        self.writer = NoticeWriter(self.catalogue)
+        self.loader = FactsLoader(
+            db,
+            self.catalogue,
+            reopen_days=reopen_days,
+            minutes_per_ticket=minutes_per_ticket,
+            timeline_entries=timeline_entries,
         )
 
     def register(self, handlers: Handlers) -> None:
@@ -223,7 +127,7 @@ class CustomerNotices:
         kind = notice_kind(event)
         if kind is None:
             raise Skip(f"{delivery.event_type} tells the customer nothing")
-        facts = await self._facts(event, kind)
+        facts = await self.loader.load(event, kind)
         if facts.customer.notify == Notify.EMAIL:
             raise Skip("the customer chose email only")
         kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
@@ -238,7 +142,7 @@ class CustomerNotices:
         """The agent's answer, under the agent's name, in the customer's chat."""
         event = delivery.event
         assert isinstance(event, ev.AgentReplied)
-        facts = await self._facts(event, "agent_reply_chat")
+        facts = await self.loader.load(event, "agent_reply_chat")
         provider_id = await self._to_chat(delivery, facts, "agent_reply_chat", ())
         if provider_id:
             try:
@@ -257,7 +161,7 @@ class CustomerNotices:
         assert isinstance(event, ev.AgentSentFile)
         if self.files is None:
             raise Skip("no file store")
-        facts = await self._facts(event, "file_sent")
+        facts = await self.loader.load(event, "file_sent")
         if facts.customer.notify == Notify.EMAIL:
             raise Skip("the customer chose email only; the email carries the file")
         identity = facts.identity
@@ -279,9 +183,9 @@ class CustomerNotices:
         return sent
 
     async def _send_file(
-        self, channel: ChatChannel, chat_id: str, facts: _Facts, file: StoredFile, content: bytes
+        self, channel: ChatChannel, chat_id: str, facts: Facts, file: StoredFile, content: bytes
     ) -> str | None:
-        say = self._words_for(facts.language)
+        say = say_in(self.catalogue, facts.language)
         agent = str(facts.fields["agent"])
         ttl = self.chat_link_days * 24 * 3600
         links = self.links()
@@ -319,7 +223,7 @@ class CustomerNotices:
             raise Skip(f"{event.handler} has no email of its own (the reply's email carries it)")
         if kind is None:
             raise Skip(f"{original.name} tells the customer nothing")
-        facts = await self._facts(original, kind)
+        facts = await self.loader.load(original, kind)
         kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
         return await self._email_instead(delivery, facts, kind, original)
 
@@ -331,14 +235,14 @@ class CustomerNotices:
         kind = "agent_reply_chat" if isinstance(event, ev.AgentReplied) else notice_kind(event)
         if kind is None:
             raise Skip(f"{delivery.event_type} tells the customer nothing")
-        facts = await self._facts(event, kind)
+        facts = await self.loader.load(event, kind)
         customer = facts.customer
         if not (customer.texts and customer.phone_verified and customer.phone):
             raise Skip("the customer did not ask for texts")
         if facts.identity is not None and facts.identity.channel == Channel.SMS:
             raise Skip("their chat is SMS: the chat notice is the text")
         kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
-        _, text = self._fill(kind, facts)
+        _, text = self.writer.fill(kind, facts)
         reply = (
             AgentReply(text, agent=facts.fields["agent"], body=facts.fields["body"])
             if kind == "agent_reply_chat"
@@ -347,7 +251,7 @@ class CustomerNotices:
         try:
             return await self.channels[Channel.SMS].send(customer.phone, reply)
         except Unreachable:  # opted out (STOP) or not a mobile: no more texts
-            await stop_texts(self.db, customer.phone)
+            await self.reachability.stop_texts(customer.phone)
             raise Skip("the number refuses texts; texts to it are off") from None
 
     async def phone_code(self, delivery: Delivery) -> str | None:
@@ -383,7 +287,7 @@ class CustomerNotices:
         kind = notice_kind(event)
         if kind is None:
             raise Skip(f"{delivery.event_type} tells the customer nothing")
-        facts = await self._facts(event, kind, timeline=True)
+        facts = await self.loader.load(event, kind, timeline=True)
         if facts.customer.notify == Notify.CHAT:
             raise Skip("the customer chose chat only")
         kind = "with_agent" if kind == "queued" and facts.fields["position"] == 0 else kind
@@ -399,12 +303,12 @@ class CustomerNotices:
         minutes = max(1, round((expires_at - utcnow()).total_seconds() / 60))
         language = customer.language
         keys = ("verification.code", "verification.use", "verification.ignore")
-        words = self._words(language, *keys)
+        words = self.writer.words(language, *keys)
         subject = self.catalogue.text("notice.verification.subject", language)
         expires_in = self.catalogue.text("duration.minutes", language, n=minutes)
         context = {
             "subject": subject,
-            "greeting": self._greeting(customer),
+            "greeting": self.writer.greeting(customer),
             # The code stands out on its own line after the words that introduce it.
             "code_intro": words["verification.code"].split("{code}")[0].strip(),
             "use": words["verification.use"].replace("{expires_in}", expires_in),
@@ -416,8 +320,8 @@ class CustomerNotices:
             Email(
                 to=address,
                 subject=subject,
-                text=self._render("verification.txt.j2", context),
-                html=self._render("verification.html.j2", context),
+                text=self.writer.render("verification.txt.j2", context),
+                html=self.writer.render("verification.html.j2", context),
                 category="verification",
                 key=delivery.key,
             )
@@ -426,7 +330,7 @@ class CustomerNotices:
     async def sla_breach_to_assignee(self, delivery: Delivery) -> str | None:
         event = delivery.event
         assert isinstance(event, ev.SlaBreached)
-        facts = await self._facts(event, "sla_breach", timeline=True, staff=True)
+        facts = await self.loader.load(event, "sla_breach", timeline=True, staff=True)
         if facts.agent_email is None:
             raise Skip("nobody is assigned; the Slack thread shows the breach")
         due = (
@@ -439,14 +343,14 @@ class CustomerNotices:
             due=due.strftime("%Y-%m-%d %H:%M UTC") if due else "unknown",
             priority=facts.ticket.priority.value,
         )
-        subject, text = self._fill("sla_breach", facts)
-        context = self._context(facts, subject, text, None)
+        subject, text = self.writer.fill("sla_breach", facts)
+        context = self.writer.context(facts, subject, text, None)
         return await self.email.send(
             Email(
                 to=facts.agent_email,
                 subject=subject,
-                text=self._render("notice.txt.j2", context),
-                html=self._render("notice.html.j2", context),
+                text=self.writer.render("notice.txt.j2", context),
+                html=self.writer.render("notice.html.j2", context),
                 category="sla_breach",
                 key=delivery.key,
             )
@@ -455,7 +359,7 @@ class CustomerNotices:
     # --- sending --------------------------------------------------------------------------
 
     async def _to_chat(
-        self, delivery: Delivery, facts: _Facts, kind: str, choices: tuple[Choice, ...]
+        self, delivery: Delivery, facts: Facts, kind: str, choices: tuple[Choice, ...]
     ) -> str | None:
         identity = facts.identity
         if identity is None or not identity.chat_id:
@@ -463,7 +367,7 @@ class CustomerNotices:
         channel = self.channels.get(identity.channel)
         if channel is None:
             raise Skip(f"no {identity.channel.value} channel is configured")
-        _, text = self._fill(kind, facts)
+        _, text = self.writer.fill(kind, facts)
         reply = (
             AgentReply(text, agent=facts.fields["agent"], body=facts.fields["body"])
             if kind == "agent_reply_chat"
@@ -477,7 +381,7 @@ class CustomerNotices:
         return await self._email_instead(delivery, facts, kind)
 
     async def _email_instead(
-        self, delivery: Delivery, facts: _Facts, kind: str, event: ev.Event | None = None
+        self, delivery: Delivery, facts: Facts, kind: str, event: ev.Event | None = None
     ) -> str | None:
         """The chat refuses us (blocked bot, undelivered text): tell the customer by email
         instead. `event`: the notice's own, when `delivery` is a later one about it."""
@@ -485,31 +389,31 @@ class CustomerNotices:
             raise Skip("unreachable in chat; the email notice covers it")
         if kind == "agent_reply_chat":
             kind = "agent_replied"
-        facts = await self._facts(event or delivery.event, kind, timeline=True)
+        facts = await self.loader.load(event or delivery.event, kind, timeline=True)
         return await self._email_customer(delivery, facts, kind)
 
-    async def _email_customer(self, delivery: Delivery, facts: _Facts, kind: str) -> str | None:
+    async def _email_customer(self, delivery: Delivery, facts: Facts, kind: str) -> str | None:
         customer = facts.customer
         if not customer.can_receive_email or customer.email is None:
             raise Skip("the customer has no verified, deliverable email address")
         if await is_suppressed(self.db, customer.email):
             raise Skip("the address bounced or reported spam")
         facts.fields["where"] = where_to_write(facts.identity, self.catalogue, facts.language)
-        subject, text = self._fill(kind, facts)
+        subject, text = self.writer.fill(kind, facts)
         ticket_id = facts.ticket.id
         reply_to = self.reply_to(ticket_id) if self.reply_to and ticket_id else None
         attachments, notes = await self._email_files(facts)
         if notes:
             text = "\n\n".join([text, *notes])
-        context = self._context(
+        context = self.writer.context(
             facts, subject, text, customer, rating=kind == "resolved", answerable=bool(reply_to)
         )
         return await self.email.send(
             Email(
                 to=customer.email,
                 subject=subject,
-                text=self._render("notice.txt.j2", context),
-                html=self._render("notice.html.j2", context),
+                text=self.writer.render("notice.txt.j2", context),
+                html=self.writer.render("notice.html.j2", context),
                 category=kind,
                 key=delivery.key,
                 reply_to=reply_to,
@@ -517,12 +421,12 @@ class CustomerNotices:
             )
         )
 
-    async def _email_files(self, facts: _Facts) -> tuple[tuple[EmailAttachment, ...], list[str]]:
+    async def _email_files(self, facts: Facts) -> tuple[tuple[EmailAttachment, ...], list[str]]:
         """An agent reply's files attached while they fit `max_email_attachments_bytes`; a line
         for each that was attached and for each that did not fit."""
         if self.files is None or not facts.files:
             return (), []
-        say = self._words_for(facts.language)
+        say = say_in(self.catalogue, facts.language)
         attached: list[EmailAttachment] = []
         notes: list[str] = []
         room = self.max_email_attachments_bytes
@@ -545,175 +449,5 @@ class CustomerNotices:
     async def _mark_unreachable(self, identity: ChannelIdentity) -> None:
         identity.reachable = False
         assert identity.id is not None
-        await mark_reachable(self.db, identity.channel, False, identity_id=identity.id)
+        await self.reachability.mark(identity.channel, False, identity_id=identity.id)
         log.info("relay: %s identity %s is unreachable in chat", identity.channel, identity.id)
-
-    def _render(self, name: str, context: dict[str, Any]) -> str:
-        return self.templates.get_template(f"email/{name}").render(context)
-
-    def _context(
-        self,
-        facts: _Facts,
-        subject: str,
-        text: str,
-        customer: Customer | None,
-        *,
-        rating: bool = False,
-        answerable: bool = False,
-    ) -> dict[str, Any]:
-        """`customer` None: the email goes to the assignee. `answerable`: a reply to the
-        email reaches the ticket."""
-        ticket = facts.ticket
-        language = facts.language
-        footer = (
-            "assignee" if customer is None else "customer_replies" if answerable else "customer"
-        )
-        greeting = (
-            self._greeting(customer)
-            if customer
-            else self.catalogue.text("notice.greeting", language, name=facts.agent or "")
-        )
-        where = facts.fields.get("where") or self.catalogue.text("notice.where.here", language)
-        words = self._words(
-            language, "ticket", "status", "priority", "agent", "timeline", "answer_with_number"
-        )
-        words["answer_with_number"] = words["answer_with_number"].replace("{where}", where)
-        return {
-            "subject": subject,
-            "greeting": greeting,
-            "text": text,
-            # The chat's buttons carry their number ("4 - Very good"); an email numbers once.
-            "ratings": (
-                [(n, self.catalogue.text(f"notice.rating.{n}", language)) for n in SCORES]
-                if rating
-                else ()
-            ),
-            "where": where,
-            "words": words,
-            "language": self.catalogue.language_for(language),
-            "agent": facts.agent,
-            "ticket": {
-                "reference": ticket.reference,
-                "subject": ticket.subject,
-                "status": self.catalogue.text(f"status.{ticket.status.value}", language),
-                "priority": self.catalogue.text(f"priority.{ticket.priority.value}", language),
-            },
-            "timeline": facts.timeline,
-            "footer": self.catalogue.text(f"notice.footer.{footer}", language, **facts.fields),
-        }
-
-    def _fill(self, kind: str, facts: _Facts) -> tuple[str, str]:
-        """A notice's email subject and text in the reader's language."""
-        language, fields = facts.language, facts.fields
-        return (
-            self.catalogue.text(f"notice.{kind}.subject", language, **fields),
-            self.catalogue.text(f"notice.{kind}.text", language, **fields),
-        )
-
-    def _greeting(self, customer: Customer) -> str:
-        name = customer.display_name.strip()
-        if name and name != "erased":
-            return self.catalogue.text("notice.greeting", customer.language, name=name)
-        return self.catalogue.text("notice.greeting_anonymous", customer.language)
-
-    def _words(self, language: str | None, *keys: str) -> dict[str, str]:
-        """Texts of the email templates (placeholders left for the caller)."""
-        return {key: self.catalogue.text(f"notice.{key}", language) for key in keys}
-
-    # --- loading ----------------------------------------------------------------------------
-
-    async def _facts(
-        self, event: ev.Event, kind: str, *, timeline: bool = False, staff: bool = False
-    ) -> _Facts:
-        """`staff`: the reader is the assignee, who reads the default language."""
-        ticket_id = getattr(event, "ticket_id", None)
-        if ticket_id is None:
-            raise Skip(f"{event.name} is not about a ticket")
-        async with self.db.uow() as uow:
-            ticket = await uow.tickets.get(ticket_id)
-            if ticket is None:
-                raise Skip(f"ticket {ticket_id} is gone")
-            customer = await uow.customers.get(ticket.customer_id)
-            if customer is None or customer.erased_at is not None:
-                raise Skip("the customer erased their data")
-            identity = (
-                await uow.customers.identity_by_id(ticket.identity_id)
-                if ticket.identity_id is not None
-                else None
-            )
-            language = None if staff else customer.language
-            facts = _Facts(ticket, customer, identity, language=language)
-            agent_id = getattr(event, "agent_id", None) or ticket.assignee_id
-            if agent_id is not None:
-                agent = await uow.agents.get(agent_id)
-                if agent is not None:
-                    facts.agent, facts.agent_email = agent.name, agent.email
-            fields: dict[str, Any] = {
-                "reference": ticket.reference,
-                "subject": ticket.subject,
-                "agent": facts.agent or self.catalogue.text("notice.our_team", customer.language),
-                "reopen_days": self.catalogue.text(
-                    "duration.days", customer.language, n=self.reopen_days
-                ),
-                "where": self.catalogue.text("notice.where.here", customer.language),
-            }
-            if isinstance(event, ev.AgentReplied):
-                message = await uow.tickets.message(event.message_id)
-                if message is None:
-                    raise Skip("the reply is gone")
-                fields["body"] = message.body
-                facts.files = [
-                    str(a["stored_id"]) for a in message.attachments if a.get("stored_id")
-                ]
-            if kind == "queued":
-                position = 0 if ticket.assignee_id else await uow.tickets.queue_position(ticket)
-                fields["position"] = position
-                fields["wait"] = human_wait(
-                    position * self.minutes_per_ticket, self.catalogue, customer.language
-                )
-            facts.fields = fields
-            if timeline:
-                entries = await uow.tickets.timeline(ticket_id)
-                shown = _timeline(entries, facts.agent, self._words_for(language))
-                facts.timeline = shown[-self.timeline_entries :]
-        return facts
-
-    def _words_for(self, language: str | None) -> Callable[..., str]:
-        """`say(key, **params)`: the catalogue in one language, for the timeline's lines."""
-        return lambda key, **params: self.catalogue.text(key, language, **params)
-
-
-def _timeline(entries: Any, agent: str | None, say: Callable[..., str]) -> list[dict[str, str]]:
-    """Customer-visible timeline: messages (never internal notes) and status moves."""
-    shown: list[dict[str, str]] = []
-    for entry in entries:
-        at = entry.created_at.strftime("%Y-%m-%d %H:%M UTC")
-        if isinstance(entry, Message):
-            if entry.author == Author.NOTE:
-                continue
-            who = {Author.CUSTOMER: say("notice.you"), Author.BOT: "Careline"}.get(
-                entry.author, agent or say("notice.agent")
-            )
-            shown.append({"at": at, "who": who, "text": _short(entry.body)})
-        elif isinstance(entry, TicketActivity):
-            line = _activity_line(entry, say)
-            if line:
-                shown.append({"at": at, "who": "Careline", "text": line})
-    return shown
-
-
-def _activity_line(activity: TicketActivity, say: Callable[..., str]) -> str | None:
-    detail = activity.detail
-    if activity.kind == "status_changed" and detail.get("new"):
-        return say("notice.status_changed", status=say(f"status.{detail['new']}"))
-    if activity.kind == "assigned":
-        if detail.get("agent"):
-            return say("notice.assigned_to", agent=detail["agent"])
-        return say("notice.assigned_someone")
-    if activity.kind == "rated":
-        return say("notice.rated", score=detail.get("score"))
-    return None
-
-
-def _short(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -1,33 +1,5 @@
-"""The outbox relay: carries out every domain event's effects, each exactly once.
-
-A relay claims outbox rows (leases, `FOR UPDATE SKIP LOCKED` on PostgreSQL, see
-core/db/outbox.py) and runs, per event type, a list of named handlers. One row in
-`outbox_deliveries` per (event, handler) is the idempotency key: `sending` is committed
-before a handler's side effect and `done` (with the provider's id) after it, so a crash
-repeats at most the message that was in flight, never one already recorded as done.
-
-Each handler succeeds, retries (exponential backoff with jitter, at least what the platform
-asked for in `RetryLater.seconds`) or is parked as a dead letter on its own; a row is done
-when all its handlers are. Rows are worked concurrently, one task each, so a chat that a
-channel adapter is pacing never holds up other chats. Order is kept per destination: each
-handler belongs to a lane (the customer's chat, their email, the Slack desk, ...), and a
-ticket's deliveries in one lane go out in the order of its events, within a relay. Lanes do
-not wait for each other: an agent's reply reaches the customer's chat while the desk's
-Slack updates, paced by Slack, are still queued. A claim marks the claimed rows' deliveries
-`sending` in the same transaction (a delivery waiting behind an earlier one of its ticket
-and lane is marked when its turn comes); the results (`done`, retries) and the rows'
-release are group-committed: whatever the running tasks need written is flushed together in
-one transaction. On PostgreSQL the relay keeps one connection for claims and one for the
-journal (no pool checkout and pre-ping per transaction; a stale one after a server restart
-is replaced and the transaction retried at once).
-
-The rules live here; their SQL (the journal's statements, the held connections, LISTEN) is
-core/db/journal.py.
-
-Pickup is prompt: a commit in the relay's own process wakes it at once; other processes'
-commits reach it by LISTEN/NOTIFY on PostgreSQL (channel `careline_outbox`), by a short poll
-on SQLite, where only one relay process may run (`SqliteRelayLock`).
-"""
+"""The relay itself: claims outbox rows and runs their handlers, one task per row, in order
+per ticket and lane (the rules: bots/relay/__init__.py)."""
 
 from __future__ import annotations
 
@@ -38,12 +10,13 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bots.channels import PermanentFailure, RetryLater, Unreachable
+from bots.relay.bookkeeping import GroupJournal, Outcome
+from bots.relay.handlers import Delivery, Handler, Handlers, RetryPolicy, Skip
 from core.db.database import Database
 from core.db.journal import (
     Connection,
@@ -51,254 +24,12 @@ from core.db.journal import (
     HeldConnection,
     begin_deliveries,
     listen,
-    outcome_row,
-    record,
-    settle_row,
     sleep_or_stop,
 )
 from core.db.outbox import OutboxRow, SqliteRelayLock, claim
-from core.events import Event
 from core.model import utcnow
 
 log = logging.getLogger(__name__)
-
-FINAL = frozenset({"done", "skipped", "dead"})
-
-
-class Skip(Exception):
-    """Raised by a handler when there is nothing to send (no address, not wanted, erased)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One (event, handler) pair being carried out; `key` is its idempotency key."""
-
-    event_id: int
-    event_type: str
-    payload: dict[str, Any]
-    handler: str
-    attempt: int  # 1 for the first try
-    created_at: datetime
-
-    @property
-    def key(self) -> str:
-        """Stable across retries and relays: give it to providers that dedupe by key."""
-        return f"careline-{self.event_id}-{self.handler}"
-
-    @property
-    def event(self) -> Event:
-        return Event.from_payload(self.event_type, self.payload)
-
-
-Handler = Callable[[Delivery], Awaitable[str | None]]
-"""Carries out one effect and returns the provider's id (or None).
-
-Raises `RetryLater` (transient), `PermanentFailure` (never retried), `Skip` (nothing to do);
-any other exception is retried like a transient failure and dead-lettered in the end.
-"""
-
-
-class Handlers:
-    """The registry of named handlers per event type. Open: any area adds its own.
-
-    A handler's lane is where its messages go (by default its name up to the first dot:
-    `slack.open_thread` and `slack.note_change` share the lane `slack`). A ticket's
-    deliveries in one lane keep the order of its events; different lanes never wait for
-    each other. Handlers that write to the same place under different names share a lane.
-    """
-
-    def __init__(self) -> None:
-        self._by_event: dict[str, dict[str, Handler]] = {}
-        self._lanes: dict[str, str] = {}
-
-    def add(
-        self, event: type[Event] | str, name: str, handler: Handler, *, lane: str | None = None
-    ) -> None:
-        event_type = event if isinstance(event, str) else event.__name__
-        if len(name) > 64:
-            raise ValueError(f"handler name {name!r} is longer than 64 characters")
-        named = self._by_event.setdefault(event_type, {})
-        if name in named:
-            raise ValueError(f"{event_type} already has a handler named {name!r}")
-        lane = lane or name.split(".", 1)[0]
-        if self._lanes.setdefault(name, lane) != lane:
-            raise ValueError(f"handler {name!r} is in lane {self._lanes[name]!r}, not {lane!r}")
-        named[name] = handler
-
-    def lane(self, name: str) -> str:
-        return self._lanes.get(name, name)
-
-    def for_event(self, event_type: str) -> list[tuple[str, Handler]]:
-        return list(self._by_event.get(event_type, {}).items())
-
-    def names(self, event_type: str) -> list[str]:
-        return list(self._by_event.get(event_type, {}))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with equal jitter, never sooner than the platform asked."""
-
-    base_seconds: float = 2.0
-    max_seconds: float = 3600.0
-    max_attempts: int = 12
-
-    def delay(self, attempt: int, at_least: float = 0.0) -> float:
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
-        return max(at_least, ceiling / 2 + random.uniform(0, ceiling / 2))
-
-
-@dataclass(slots=True)
-class _Outcome:
-    handler: str
-    status: str  # done, skipped, failed, dead
-    provider_id: str | None = None
-    error: str | None = None
-    next_attempt_at: datetime | None = None
-
-
-@dataclass(slots=True)
-class _Work:
-    """What tasks want written; flushed together in one transaction."""
-
-    begins: list[tuple[int, list[str], asyncio.Future[dict[str, DeliveryState]]]] = field(
-        default_factory=list
-    )
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-    settles: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.begins or self.outcomes or self.settles)
-
-
-class _Journal:
-    """Group commit of delivery bookkeeping for one relay."""
-
-    def __init__(self, db: Database, worker: str, lease: timedelta) -> None:
-        self.db = db
-        self.worker = worker
-        self.lease = lease
-        self._link = HeldConnection(db)
-        self._work = _Work()
-        self._unrecorded: list[dict[str, Any]] = []  # outcomes a failed flush did not write
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> bool:
-        """Start the flusher unless it runs; True when this call started it."""
-        if self._task is not None and not self._task.done():
-            return False
-        self._task = asyncio.create_task(self._flush_forever(), name="relay-journal")
-        return True
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        # Record what was already sent before going: otherwise those deliveries stay
-        # `sending` and are sent again once the lease expires.
-        leftover, self._work = self._work, _Work()
-        _fail(leftover, RuntimeError("the relay stopped"))
-        outcomes, self._unrecorded = [*self._unrecorded, *leftover.outcomes], []
-        if outcomes:
-            try:
-                await asyncio.wait_for(self._flush(_Work(outcomes=outcomes)), 5)
-            except Exception as exc:
-                log.warning("relay: %d delivery records not written at stop: %s",
-                            len(outcomes), exc)  # fmt: skip
-        await self._link.close()
-
-    async def begin(self, event_id: int, handlers: list[str]) -> dict[str, DeliveryState]:
-        future: asyncio.Future[dict[str, DeliveryState]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._work.begins.append((event_id, handlers, future))
-        self._wake.set()
-        return await future
-
-    def outcome(self, event_id: int, result: _Outcome) -> None:
-        self._work.outcomes.append(
-            outcome_row(
-                event_id,
-                result.handler,
-                result.status,
-                result.provider_id,
-                result.error,
-                result.next_attempt_at,
-            )
-        )
-        self._wake.set()
-
-    async def settle(self, row_id: int, status: str, available_at: datetime, error: str) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._work.settles.append((settle_row(row_id, status, available_at, error), future))
-        self._wake.set()
-        await future
-
-    async def _flush_forever(self) -> None:
-        while True:
-            if self._unrecorded:
-                # Retry recording sends that already happened, on their own: one write the
-                # database refuses must not hold back every other delivery.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                await self._record_unrecorded()
-            else:
-                await self._wake.wait()
-            self._wake.clear()
-            work, self._work = self._work, _Work()
-            if not work:
-                continue
-            try:
-                await self._flush(work)
-            except asyncio.CancelledError:
-                self._unrecorded += work.outcomes
-                _fail(work, RuntimeError("the relay stopped"))
-                raise
-            except Exception as exc:  # the database hiccupped: every waiter retries its row
-                log.warning("relay: writing delivery records failed: %s", exc)
-                # Messages already sent must still be recorded `done`, or they are sent again
-                # when their lease expires: keep their outcomes and retry them.
-                self._unrecorded += work.outcomes
-                _fail(work, exc)
-
-    async def _record_unrecorded(self) -> None:
-        pending, self._unrecorded = self._unrecorded, []
-        try:
-            await self._flush(_Work(outcomes=pending))
-        except Exception as exc:
-            log.warning("relay: %d delivery records still not written: %s", len(pending), exc)
-            self._unrecorded[:0] = pending
-
-    async def _flush(self, work: _Work) -> None:
-        states = await self._link.transaction(functools.partial(self._write, work))
-        for event_id, _, future in work.begins:
-            if not future.done():
-                future.set_result(states.get(event_id, {}))
-        for _, settled in work.settles:
-            if not settled.done():
-                settled.set_result(None)
-
-    async def _write(self, work: _Work, conn: Connection) -> dict[int, dict[str, DeliveryState]]:
-        now = utcnow()
-        states: dict[int, dict[str, DeliveryState]] = {}
-        if work.begins:
-            pairs = [(event_id, name) for event_id, names, _ in work.begins for name in names]
-            states = await begin_deliveries(conn, self.db.is_postgres, pairs, now, self.lease)
-        settles = [values for values, _ in work.settles]
-        await record(conn, self.worker, work.outcomes, settles, now)
-        return states
-
-
-def _fail(work: _Work, exc: BaseException) -> None:
-    for _, _, begun in work.begins:
-        if not begun.done():
-            begun.set_exception(exc)
-    for _, settled in work.settles:
-        if not settled.done():
-            settled.set_exception(exc)
 
 
 def default_worker_name() -> str:
@@ -338,7 +69,7 @@ class Relay:
         self.lease = lease
         self.grace_seconds = grace_seconds
         self.on_handler_start = on_handler_start  # the benchmark measures pickup with it
-        self._journal = _Journal(db, self.worker, lease)
+        self._journal = GroupJournal(db, self.worker, lease)
         self._claims = HeldConnection(db)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -380,7 +111,7 @@ class Relay:
         """Lease rows and, in the same transaction, mark `sending` what can start at once.
 
         A delivery queued behind an earlier one of its ticket and lane is marked only when
-        its turn comes (`_Journal.begin`): a mark must not age towards the lease while it
+        its turn comes (`GroupJournal.begin`): a mark must not age towards the lease while it
         waits. Such a handler is absent from its row's states.
         """
 
@@ -561,7 +292,7 @@ class Relay:
         handler: Handler,
         states: dict[str, DeliveryState],
         turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]] | None,
-    ) -> _Outcome | None:
+    ) -> Outcome | None:
         """Run one handler once its lane's earlier delivery is over (marking it then)."""
         before, over = turn or (None, None)
         try:
@@ -580,7 +311,7 @@ class Relay:
 
     async def _run_handler(
         self, row: OutboxRow, name: str, handler: Handler, state: DeliveryState
-    ) -> _Outcome:
+    ) -> Outcome:
         delivery = Delivery(
             row.id, row.event_type, row.payload, name, state.attempts, row.created_at
         )
@@ -589,24 +320,24 @@ class Relay:
         try:
             provider_id = await handler(delivery)
         except Skip as why:
-            return _Outcome(name, "skipped", error=str(why) or "nothing to send")
+            return Outcome(name, "skipped", error=str(why) or "nothing to send")
         except PermanentFailure as exc:
             log.warning("relay: %s for event %s failed for good: %s", name, row.id, exc)
-            return _Outcome(name, "dead", error=f"permanent failure: {exc}")
+            return Outcome(name, "dead", error=f"permanent failure: {exc}")
         except Unreachable as exc:  # a handler that has no fallback of its own
-            return _Outcome(name, "dead", error=f"unreachable: {exc}")
+            return Outcome(name, "dead", error=f"unreachable: {exc}")
         except RetryLater as exc:
             return self._retry_or_bury(name, state.attempts, f"retry later: {exc}", exc.seconds)
         except Exception as exc:
             log.exception("relay: handler %s failed on event %s", name, row.id)
             return self._retry_or_bury(name, state.attempts, f"{type(exc).__name__}: {exc}", 0.0)
-        return _Outcome(name, "done", provider_id=provider_id)
+        return Outcome(name, "done", provider_id=provider_id)
 
-    def _retry_or_bury(self, name: str, attempts: int, error: str, at_least: float) -> _Outcome:
+    def _retry_or_bury(self, name: str, attempts: int, error: str, at_least: float) -> Outcome:
         if attempts >= self.retry.max_attempts:
-            return _Outcome(name, "dead", error=f"gave up after {attempts} attempts; {error}")
+            return Outcome(name, "dead", error=f"gave up after {attempts} attempts; {error}")
         delay = self.retry.delay(attempts, at_least)
-        return _Outcome(name, "failed", error=error, next_attempt_at=utcnow() + _secs(delay))
+        return Outcome(name, "failed", error=error, next_attempt_at=utcnow() + _secs(delay))
 
     async def _settle(
         self, row: OutboxRow, named: list[tuple[str, Handler]], states: dict[str, DeliveryState]
@@ -650,8 +381,3 @@ def _order_key(row: OutboxRow) -> Hashable | None:
 
 def _secs(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
-
-
-def delivery_names(handlers: Handlers, events: Iterable[type[Event]]) -> dict[str, list[str]]:
-    """Which handlers each event type runs (for `careline` diagnostics and docs)."""
-    return {e.__name__: handlers.names(e.__name__) for e in events}
