@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from admin_api.console import create_console_app, first_admin_link
+from admin_api.console.invitations import CONSOLE_PATH
 from admin_api.headers import SecurityHeaders
 from bots.channels import ChannelPlug, PlugBuild, PlugStart, TurnEngine
 from bots.files import ObjectEraser, files_router
@@ -57,6 +59,8 @@ class Runtime:
     housekeeping: Housekeeping | None = None  # relay roles
     plugs: list[ChannelPlug] = field(default_factory=list)  # channels packaged as plugs
     file_links: FileLinks | None = None  # once the secret is loaded
+    secret: str | None = None  # the server's secret, once loaded
+    first_admin_link: str | None = None  # while no console admin exists (printed at start)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -83,6 +87,7 @@ HandlersFactory = Callable[[Runtime], Any]
 def default_relay_handlers(runtime: Runtime) -> Any:
     """Every area's relay handlers: customer notices in chat and by email, each plug's own."""
     from bots.notices import CustomerNotices
+    from bots.notices.staff import StaffNotices
     from bots.relay import Handlers
 
     handlers = Handlers()
@@ -97,6 +102,9 @@ def default_relay_handlers(runtime: Runtime) -> Any:
         files=runtime.files,
         links=lambda: runtime.file_links,
         chat_link_days=runtime.settings.chat_file_link_days,
+    ).register(handlers)
+    StaffNotices(
+        runtime.db, mail.sender, lambda: runtime.secret, public_base(runtime.settings)
     ).register(handlers)
     for plug in runtime.plugs:
         plug.register(handlers)
@@ -154,7 +162,7 @@ def create_app(
                 await migrate(db)
             if runtime.files.blobs is not None:
                 await runtime.files.blobs.check()
-            secret = await _secret(runtime)  # read once: links and plugs
+            secret = runtime.secret = await _secret(runtime)  # read once: links, plugs, console
             runtime.file_links = FileLinks(
                 secret, settings.public_url, settings.file_link_minutes * 60
             )
@@ -168,6 +176,10 @@ def create_app(
                 runtime.admin_key = await ensure_bootstrap_admin_key(db)
                 if runtime.admin_key:
                     print(_admin_key_notice(settings, runtime.admin_key), flush=True)
+                link = await first_admin_link(db, secret, public_base(settings))
+                runtime.first_admin_link = link
+                if link:
+                    print(_first_admin_notice(link), flush=True)
             started = PlugStart(runtime.engine, settings.public_url, web, runtime.stopping, secret)
             for plug in runtime.plugs:
                 runtime.background.extend(await plug.start(started))
@@ -222,6 +234,10 @@ def create_app(
         from admin_api import create_admin_app
 
         app.mount(ADMIN_API_PATH, create_admin_app(db, settings, lambda: runtime.file_links))
+        app.mount(
+            CONSOLE_PATH,
+            create_console_app(db, settings, lambda: runtime.secret, lambda: runtime.file_links),
+        )
         app.include_router(files_router(runtime.files, lambda: runtime.file_links))
         for plug in runtime.plugs:
             for router in plug.routes():
@@ -278,6 +294,18 @@ async def _start_knowledge(runtime: Runtime) -> None:
         runtime.background.append(asyncio.create_task(live.follow(runtime.stopping), name=task))
 
 
+def public_base(settings: Settings) -> str:
+    """Where people reach this server: the public URL, else the address it listens on."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def _first_admin_notice(link: str) -> str:
+    return (
+        "\n  No console admin yet. Open this link to become the first admin; until someone"
+        f"\n  does, every start shows a working link:\n    {link}\n"
+    )
+
+
 def _admin_key_notice(settings: Settings, key: str) -> str:
     base = f"http://{settings.host}:{settings.port}"
     return (
@@ -317,6 +345,7 @@ def banner(settings: Settings) -> str:
             first, *more = spec.banner(settings, public)
             lines.append(f"  {spec.name:<11} {first}")
             lines += [f"  {'':<11} {line}" for line in more]
+        lines.append(f"  console     {public}{CONSOLE_PATH}")
         lines.append(f"  admin API   {base}{ADMIN_API_PATH}")
     else:
         lines.append("  web         off (role relay): no webhooks, no admin API")

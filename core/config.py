@@ -289,6 +289,20 @@ class Settings(BaseSettings):
         description="Invalid admin API keys a minute per client address, then 429 for invalid "
         "keys only: a valid key is never refused for them.",
     )
+    console_session_idle_hours: float = Field(
+        12, gt=0, description="A console session unused this long ends (sign in again)."
+    )
+    console_session_days: float = Field(
+        7, gt=0, description="A console session ends this long after sign-in, used or not."
+    )
+    console_invitation_days: float = Field(
+        3, gt=0, description="How long a console invitation's link works."
+    )
+    console_sign_ins_per_quarter_hour: int = Field(
+        10,
+        description="Console sign-in attempts per client address, and per account, in 15 "
+        "minutes; past that every attempt waits (429), even with the right password.",
+    )
     webchat_messages_per_minute: int = Field(
         20, description="Web-chat messages a minute per visitor (0: no limit)."
     )

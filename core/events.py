@@ -131,6 +131,13 @@ class EmailVerificationRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class StaffInvited(Event):
+    """Someone was invited to the console: the relay mails them their link."""
+
+    invitation_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PhoneVerificationRequested(Event):
     customer_id: int
     verification_id: int

@@ -57,6 +57,7 @@ class Channel(StrEnum):
     TERMINAL = "terminal"
     EMAIL = "email"
     API = "api"
+    CONSOLE = "console"  # the staff's web console
     SMS = "sms"
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from core.events import Event
 from core.files import StoredFile
 from core.intents import ExampleEdit, LabelledText
 from core.knowledge import (
@@ -266,6 +267,10 @@ class UnitOfWork(Protocol):
     def inbox(self) -> InboxRecords: ...
     @property
     def threads(self) -> ThreadMap: ...
+
+    def emit(self, event: Event) -> None:
+        """Record an event that belongs to no aggregate; written to the outbox at commit."""
+        ...
 
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...

@@ -35,6 +35,7 @@ from core.db.repositories import (
 )
 from core.db.sqlite_inline import InlineConnection, inline_creator
 from core.errors import Conflict
+from core.events import Event
 from core.model import Aggregate, utcnow
 from core.ports import UnitOfWork
 
@@ -163,6 +164,7 @@ class SqlUnitOfWork:
         # The session holds clean objects only weakly; keep every aggregate alive until
         # commit so that events recorded on it cannot be garbage-collected away.
         self._aggregates: dict[int, Aggregate] = {}
+        self._events: list[Event] = []  # recorded without an aggregate (`emit`)
         sync = self.session.sync_session
         event.listen(sync, "transient_to_pending", self._keep)
         event.listen(sync, "loaded_as_persistent", self._keep)
@@ -235,11 +237,16 @@ class SqlUnitOfWork:
         if isinstance(obj, Aggregate):
             self._aggregates[id(obj)] = obj
 
+    def emit(self, event: Event) -> None:
+        """Record an event of no aggregate (a staff invitation): written at commit."""
+        self._events.append(event)
+
     def _pending_outbox_rows(self) -> list[dict[str, Any]]:
         now = utcnow()
         rows = []
-        for obj in self._aggregates.values():
-            for ev in obj.pull_events():
+        loose, self._events = self._events, []
+        for events in [*(obj.pull_events() for obj in self._aggregates.values()), loose]:
+            for ev in events:
                 rows.append(
                     {
                         "event_type": ev.name,

@@ -479,6 +479,72 @@ stored_files = Table(
     Index("ix_stored_files_ticket", "ticket_id"),
 )
 
+# --- the console: staff accounts, invitations, sessions, saved replies, presence ---
+# Owned by core/db/staff.py. Passwords are argon2id hashes; a session or invitation is
+# found by the SHA-256 of its secret, an invitation by its id (its link is an HMAC of its
+# nonce under the server secret): no secret is stored.
+staff_accounts = Table(
+    "staff_accounts",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # lower-cased
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # admin, agent
+    Column("agent_id", ForeignKey("agents.id", ondelete="SET NULL"), unique=True),
+    Column("password_hash", String(256)),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("password_set_at", UTCDateTime),
+)
+
+staff_invitations = Table(
+    "staff_invitations",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("email", String(320)),  # None: the first admin's, who gives it on accepting
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("agent_id", ForeignKey("agents.id", ondelete="CASCADE")),
+    Column("nonce", String(64), nullable=False, unique=True),  # the link is its HMAC
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("staff_id", ForeignKey("staff_accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_staff_sessions_staff", "staff_id"),
+)
+
+canned_responses = Table(
+    "canned_responses",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("title", String(100), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("updated_by", String(100), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+ticket_presence = Table(
+    "ticket_presence",
+    metadata,
+    Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True),
+    Column("staff_id", ForeignKey("staff_accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("replying", Boolean, nullable=False, server_default=text("false")),
+    Column("seen_at", UTCDateTime, nullable=False),
+)
+
 # --- admin API indexes ---
 # Owned by the admin API (core/db/queries.py). Ticket lists page by keyset over
 # (sort column, id), newest first; these keep every page of 1,000,000 tickets an index walk.

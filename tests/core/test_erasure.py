@@ -145,6 +145,22 @@ NOT_PERSONAL = {
     "nlu_state.error",
     "nlu_models.key",
     "nlu_models.backend",
+    # The console's staff accounts, their invitations and sessions, and saved replies
+    # (written for every customer, with placeholders for names).
+    "staff_accounts.email",
+    "staff_accounts.name",
+    "staff_accounts.role",
+    "staff_accounts.password_hash",
+    "staff_invitations.email",
+    "staff_invitations.name",
+    "staff_invitations.role",
+    "staff_invitations.nonce",
+    "staff_invitations.created_by",
+    "staff_sessions.token_hash",
+    "staff_sessions.csrf",
+    "canned_responses.title",
+    "canned_responses.body",
+    "canned_responses.updated_by",
 }
 
 NAME, IDENTITY_NAME = "Ada Lovelace", "Countess Augusta"
