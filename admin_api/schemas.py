@@ -368,6 +368,9 @@ class CategoryReportRow(BaseModel):
     resolved: int
     open: int
     mean_resolution_seconds: float | None
+    sla_missed: int  # of the opened: answered or resolved after the due time, or still past it
+    csat: float | None
+    csat_responses: int
 
 
 class DailyReportRow(BaseModel):

@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.schema import CreateIndex
 
 from admin_api import create_admin_app, create_key
+from bots.server import settle_heap
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
@@ -281,6 +282,7 @@ def console_app() -> Any:
     db = Database(os.environ["CARELINE_DATABASE_URL"], pool_size=4)
     app = FastAPI()
     app.mount("/console", create_console_app(db, Settings(_env_file=None), lambda: "bench"))  # type: ignore[call-arg]
+    settle_heap()  # as `careline serve` does once started
     return app
 
 
@@ -330,6 +332,9 @@ def console_pages(n: int) -> dict[str, Callable[[random.Random], str]]:
         "console: ticket timeline (live)": lambda r: f"/console/tickets/{ticket(r)}/timeline",
         "console: agents": lambda r: "/console/agents",
         "console: saved replies": lambda r: "/console/canned",
+        "console: reports, 30 days": lambda r: "/console/reports?days=30",
+        "console: dead letters": lambda r: "/console/dead-letters",
+        "console: API keys": lambda r: "/console/keys",
     }  # fmt: skip
 
 
@@ -401,7 +406,9 @@ def bench_app() -> Any:
     # No per-key limit: the benchmark times queries, and its one key asks far more than 600
     # times a minute on a small data set.
     settings = Settings(_env_file=None, api_requests_per_minute=0)  # type: ignore[call-arg]
-    return create_admin_app(db, settings)
+    app = create_admin_app(db, settings)
+    settle_heap()  # as `careline serve` does once started
+    return app
 
 
 async def serve_and_measure(db: Database, requests: int, n: int) -> dict[str, Any]:

@@ -340,7 +340,10 @@ async def deactivate(request: Request, agent_id: int, me: Me, uow: Uow) -> Respo
     form = await form_of(request, me)
     require_admin(caller_of(me))
     to = form.get("reassign_to", "")
-    await services.deactivate_agent(uow, agent_id, reassign_to=int(to) if to.isdigit() else None)
+    reassign_to = int(to) if to.isdigit() else None
+    if reassign_to == agent_id:
+        raise InvalidInput("choose another agent to take their tickets")
+    await services.deactivate_agent(uow, agent_id, reassign_to=reassign_to)
     await uow.commit()
     return back_to(request, "/agents", "deactivated")
 

@@ -560,6 +560,19 @@ Index(
     sqlite_where=text("status IN ('new', 'open', 'waiting')"),
 )
 
+# The console (migration 0016): each agent's open load (the assignment picker and the agents'
+# page), a category and priority together (a combination with few tickets no longer walks a
+# whole category), and the reports' periods.
+Index(
+    "ix_tickets_active_assignee",
+    tickets.c.assignee_id,
+    postgresql_where=text("status IN ('new', 'open', 'waiting')"),
+    sqlite_where=text("status IN ('new', 'open', 'waiting')"),
+)
+Index("ix_tickets_category_priority", tickets.c.category, tickets.c.priority, tickets.c.created_at)
+Index("ix_tickets_resolved_at", tickets.c.resolved_at)
+Index("ix_tickets_first_response_at", tickets.c.first_response_at)
+
 
 def ticket_search_document() -> ColumnElement[Any]:
     """The full-text document of a ticket (PostgreSQL). Queries must use this same expression

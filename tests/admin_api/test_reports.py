@@ -9,6 +9,7 @@ from datetime import timedelta
 from core import services
 from core.lifecycle import Status
 from core.model import Priority, utcnow
+from core.policy import SlaPolicy
 from tests.admin_api.conftest import Api, assert_problem
 
 
@@ -56,10 +57,30 @@ async def test_the_category_and_daily_reports_count_opened_and_resolved(api: Api
     assert {(r["category"], r["priority"], r["opened"], r["resolved"], r["open"])
             for r in categories} == {("billing", "high", 1, 1, 0),
                                      ("telecom", "normal", 1, 0, 1)}  # fmt: skip
+    assert all(r["sla_missed"] == 0 for r in categories)  # neither had due times
     daily = (await api.get("/reports/daily")).json()["rows"]
     assert sum(r["opened"] for r in daily) == 2 and sum(r["resolved"] for r in daily) == 1
     today = utcnow().date().isoformat()
     assert {"day": today, "opened": 1, "resolved": 0} in daily
+
+
+async def test_the_category_report_counts_missed_slas_and_ratings(api: Api) -> None:
+    sla = SlaPolicy.from_hours({"high": (1, 8)})
+    opened = utcnow() - timedelta(days=2)
+    late = await api.ticket(category="billing", priority=Priority.HIGH, now=opened, sla=sla)
+    on_time = await api.ticket(category="billing", priority=Priority.HIGH, now=opened, sla=sla)
+    grace = await api.agent("Grace")
+    async with api.db.uow() as uow:
+        for ticket, after in ((late, timedelta(hours=20)), (on_time, timedelta(minutes=20))):
+            await services.add_agent_reply(uow, ticket, grace, "Hello", now=opened + after)
+            await services.change_status(uow, ticket, Status.RESOLVED, now=opened + after)
+            await services.rate_ticket(uow, ticket, 2 if ticket == late else 5,
+                                       now=opened + after)  # fmt: skip
+        await uow.commit()
+    rows = (await api.get("/reports/categories")).json()["rows"]
+    assert [(r["opened"], r["sla_missed"], r["csat"], r["csat_responses"]) for r in rows] == [
+        (2, 1, 3.5, 2)
+    ]
 
 
 async def test_reports_come_as_csv_when_asked(api: Api) -> None:
