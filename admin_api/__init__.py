@@ -20,9 +20,9 @@ is always served. All replicas count into the same limits (PostgreSQL).
 | `GET /agents`, `GET /agents/{id}` | yes | yes |
 | `POST /agents`, `PATCH /agents/{id}`, `POST /agents/{id}/deactivate`, `/activate` | yes | 403 |
 | `GET /tickets`, `GET /tickets/{id}` | yes | yes (all tickets) |
-| `POST /tickets/{id}/assign`, `/unassign`, `/priority`, `POST /tickets/auto-assign` | yes | 403 |
+| `POST /tickets/{id}/assign`, `/unassign`, `POST /tickets/auto-assign` | yes | 403 |
 | `POST /tickets/{id}/claim` | 403 (no agent) | unassigned or own tickets |
-| `POST /tickets/{id}/status` | yes | own tickets only |
+| `POST /tickets/{id}/status`, `/priority` | yes | own tickets only |
 | `POST /tickets/{id}/notes`, `/replies` | yes (replies name `agent_id`) | own or unassigned |
 | `GET/PUT /settings/auto-assign` | yes | 403 |
 | `GET /customers/{id}`, `GET /customers/{id}/tickets` | yes | yes |

@@ -44,7 +44,8 @@ async def change_status(
 async def change_priority(
     uow: UnitOfWork, caller: Caller, ticket_id: int, priority: Priority, sla: SlaPolicy
 ) -> Ticket:
-    require_admin(caller)
+    """Admins, and agents on their own tickets (as the status)."""
+    check_may_work(caller, await services.get_ticket(uow, ticket_id), claimable=False)
     return await services.change_priority(uow, ticket_id, priority, actor=caller.actor, sla=sla)
 
 

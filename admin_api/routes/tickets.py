@@ -257,7 +257,7 @@ async def change_status(
     "/{ticket_id:int}/priority", response_model=TicketDetail, summary="Change the priority"
 )
 async def change_priority(
-    ticket_id: Id, body: PriorityIn, caller: AdminDep, uow: UowDep, sla: SlaDep
+    ticket_id: Id, body: PriorityIn, caller: CallerDep, uow: UowDep, sla: SlaDep
 ) -> TicketDetail:
     ticket = await desk.change_priority(uow, caller, ticket_id, body.priority, sla)
     return await _done(uow, ticket)

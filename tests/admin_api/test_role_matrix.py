@@ -116,6 +116,8 @@ MATRIX: list[tuple[str, str, Setup, int, int]] = [
      on("free", "/assign", lambda w: {"agent_id": w.grace}), 200, 403),
     ("POST", "/tickets/{ticket_id}/unassign", on("own", "/unassign"), 200, 403),
     ("POST", "/tickets/{ticket_id}/priority", on("own", "/priority", {"priority": "high"}),
+     200, 200),
+    ("POST", "/tickets/{ticket_id}/priority", on("others", "/priority", {"priority": "high"}),
      200, 403),
     ("POST", "/tickets/auto-assign", fixed("/tickets/auto-assign"), 200, 403),
     ("POST", "/tickets/{ticket_id}/claim", on("free", "/claim"), 403, 200),

@@ -152,8 +152,11 @@ async def test_an_agent_cannot_work_another_agents_ticket(console: Console) -> N
         (f"/console/tickets/{ticket_id}/reply", {"body": "Hello from Alan"}),
         (f"/console/tickets/{ticket_id}/note", {"body": "psst"}),
         (f"/console/tickets/{ticket_id}/status", {"status": "resolved"}),
+        (f"/console/tickets/{ticket_id}/priority", {"priority": "urgent"}),
     ):
         assert (await alan.post(path, **data)).status_code == 403, path
+    raised = await grace.post(f"/console/tickets/{ticket_id}/priority", priority="urgent")
+    assert raised.status_code == 303  # her own ticket
     taken = await alan.post(f"/console/tickets/{ticket_id}/claim")
     assert taken.status_code == 409 and "assigned to another agent" in taken.text
     assert (await grace.post(f"/console/tickets/{ticket_id}/reply", body="Hi!")).status_code == 303
