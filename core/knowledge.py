@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import Conflict, InvalidInput, NotFound, Refused
 
@@ -62,6 +62,17 @@ class ArticleText:
     key: str | None = None  # an NLU intent or FAQ key (`faq_opening_hours`), unique per language
     tags: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()  # example questions it answers
+
+    def fields(self, *, with_key: bool = True) -> dict[str, Any]:
+        """As stored and shown: lists, not tuples; the key left out for a version."""
+        return {
+            **({"key": self.key} if with_key else {}),
+            "title": self.title,
+            "body": self.body,
+            "language": self.language,
+            "tags": list(self.tags),
+            "questions": list(self.questions),
+        }
 
 
 @dataclass(frozen=True, slots=True)

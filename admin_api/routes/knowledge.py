@@ -8,7 +8,7 @@ answers within seconds (dialogs/knowledge.py).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
@@ -135,22 +135,11 @@ class ImportOut(BaseModel):
     unchanged: list[int]
 
 
-def _text_fields(text: ArticleText) -> dict[str, Any]:
-    """What an article and each of its versions show of their text."""
-    return {
-        "title": text.title,
-        "body": text.body,
-        "language": text.language,
-        "tags": list(text.tags),
-        "questions": list(text.questions),
-    }
-
-
 def _out(article: Article) -> ArticleOut:
     return ArticleOut(
         id=article.id,
         key=article.text.key,
-        **_text_fields(article.text),
+        **article.text.fields(with_key=False),
         status=article.status,
         version=article.version,
         created_at=article.created_at,
@@ -164,7 +153,7 @@ def _version_out(version: ArticleVersion) -> VersionOut:
     return VersionOut(
         version=version.version,
         change=version.change.value,
-        **_text_fields(version.text),
+        **version.text.fields(with_key=False),
         status=version.status,
         changed_at=version.changed_at,
         changed_by=version.changed_by,

@@ -70,7 +70,7 @@ class SqlKnowledgeBase:
         self, text: ArticleText, *, status: ArticleStatus, by: str, now: datetime
     ) -> Article:
         values = {
-            **_text_values(text),
+            **text.fields(),
             "status": status.value,
             "version": 1,
             "created_at": now,
@@ -89,7 +89,7 @@ class SqlKnowledgeBase:
             update(t.knowledge_articles)
             .where(a.id == article.id, a.version == previous_version)
             .values(
-                **_text_values(article.text),
+                **article.text.fields(),
                 status=article.status.value,
                 version=article.version,
                 updated_at=article.updated_at,
@@ -101,7 +101,7 @@ class SqlKnowledgeBase:
     async def add_version(self, article: Article, change: Change) -> None:
         await self.session.execute(
             insert(t.knowledge_article_versions).values(
-                **_text_values(article.text, with_key=False),
+                **article.text.fields(with_key=False),
                 article_id=article.id,
                 version=article.version,
                 change=change.value,
@@ -240,17 +240,6 @@ def _matches(q: str) -> Any:
             for word in q.lower().split()[:10]
         )
     )
-
-
-def _text_values(text: ArticleText, *, with_key: bool = True) -> dict[str, Any]:
-    return {
-        **({"key": text.key} if with_key else {}),
-        "title": text.title,
-        "body": text.body,
-        "language": text.language,
-        "tags": list(text.tags),
-        "questions": list(text.questions),
-    }
 
 
 def _text(row: Any) -> ArticleText:
