@@ -35,7 +35,7 @@ from admin_api.problems import domain_status
 from core.access import Caller, Role
 from core.config import Settings
 from core.db import staff
-from core.db.database import Database, Session
+from core.db.database import Database, IntegrityError, Session
 from core.db.ratelimit import rate_limiter_for
 from core.db.staff import SignedIn
 from core.errors import DomainError
@@ -213,9 +213,7 @@ def _install_error_pages(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DomainError)
         status = domain_status(exc) if type(exc) is not DomainError else 503
-        # The route's template, never the path: an invitation's path holds its secret.
-        route = getattr(request.scope.get("route"), "path", "?")
-        log.info("console refused %s %s: %s", request.method, route, exc.code)
+        log.info("console refused %s %s: %s", request.method, _route(request), exc.code)
         return _error_page(request, status, str(exc))
 
     async def not_valid(request: Request, exc: Exception) -> Response:
@@ -226,10 +224,29 @@ def _install_error_pages(app: FastAPI) -> None:
         detail = "there is no such page" if exc.status_code == 404 else str(exc.detail)
         return _error_page(request, exc.status_code, detail)
 
+    async def clash(request: Request, exc: Exception) -> Response:
+        # A unique value taken (a saved reply's title, a race to the same email). The error's
+        # text quotes the values, which may be personal: only the route goes to the log.
+        log.info("console conflict %s %s", request.method, _route(request))
+        return _error_page(request, 409, "this conflicts with something that already exists")
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("console: unexpected %s on %s %s", type(exc).__name__, request.method,
+                  _route(request))  # fmt: skip
+        return _error_page(request, 500, "something went wrong on our side")
+
     app.add_exception_handler(SignInRequired, sign_in_first)
+    app.add_exception_handler(IntegrityError, clash)
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(DomainError, refused)
     app.add_exception_handler(RequestValidationError, not_valid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _route(request: Request) -> str:
+    """The route's template for the log, never the path: an invitation's path holds its
+    secret."""
+    return str(getattr(request.scope.get("route"), "path", "?"))
 
 
 def _error_page(request: Request, status: int, detail: str) -> Response:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -39,7 +40,13 @@ MIN_PASSWORD = 12
 MAX_PASSWORD = 256
 
 _hasher = PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
-_DUMMY = _hasher.hash("a password nobody has, to spend the same time")
+
+
+@functools.cache
+def _dummy() -> str:
+    """A hash to check unknown emails against. Made at the first need, not at import: one
+    hash costs 64 MiB and about 150 ms, which every start (and every role) would pay."""
+    return _hasher.hash("a password nobody has, to spend the same time")
 
 
 class WeakPassword(InvalidInput):
@@ -66,7 +73,7 @@ async def password_matches(password_hash: str | None, password: str) -> bool:
 
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
+            return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False
 

@@ -101,17 +101,6 @@ async def set_password(session: AsyncSession, staff_id: int, password_hash: str)
     )
 
 
-async def set_active(session: AsyncSession, staff_id: int, active: bool) -> None:
-    await session.execute(update(t.staff_accounts).where(_a.id == staff_id).values(active=active))
-
-
-async def set_active_by_agent(session: AsyncSession, agent_id: int, active: bool) -> None:
-    """An agent deactivated (or back) in the admin API: their console account too."""
-    await session.execute(
-        update(t.staff_accounts).where(_a.agent_id == agent_id).values(active=active)
-    )
-
-
 # --- invitations -----------------------------------------------------------------------
 
 

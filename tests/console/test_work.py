@@ -4,9 +4,11 @@ replies, who else is on a ticket, and live updates."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from core.db import staff
@@ -190,3 +192,17 @@ async def test_the_admins_reports_dead_letters_and_keys(console: Console) -> Non
     assert made.status_code == 200 and secret
     listing = (await admin.page("/console/keys")).text
     assert secret.group(0) not in listing and secret.group(0)[:12] in listing
+
+
+async def test_a_taken_title_is_a_clear_refusal_that_logs_no_values(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    admin = await console.first_admin()
+    assert (await admin.post("/console/canned", title="Refund", body="One")).status_code == 303
+    again = await admin.post("/console/canned", title="Refund", body="Two")
+    assert again.status_code == 409 and "already exists" in again.text
+    assert "console conflict POST /canned" in caplog.text
+    assert "Refund" not in caplog.text  # the route, never the values
+    async with console.db.sessions() as session:
+        assert [c.body for c in await staff.canned(session)] == ["One"]
