@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core.model import Channel
-from dialogs.turn import Reply, UserSaid
+from dialogs.turn import Reply, TurnRecorder, UserSaid
 
 if TYPE_CHECKING:
     from bots.metrics import Metrics
@@ -29,14 +29,15 @@ class TurnEngine(Protocol):
 
 
 class RecordingTurnEngine(TurnEngine, Protocol):
-    """An engine that says `records_in_turn` (dialogs.engine.DialogEngine): `first` runs at
-    the start of the turn's transaction, so a channel's inbox record commits with the turn
-    (one commit for both) and anything it raises ends the turn with nothing written."""
+    """An engine that says `records_in_turn` (dialogs.engine.DialogEngine): a `recorder`
+    (dialogs.turn.TurnRecorder) writes in the turn's transaction, so a channel's inbox
+    record and the replies it will send commit with the turn (one commit for all), and
+    anything it raises ends the turn with nothing written."""
 
     records_in_turn: bool
 
     async def handle_turn(
-        self, said: UserSaid, *, first: Callable[[Any], Awaitable[None]] | None = None
+        self, said: UserSaid, *, recorder: TurnRecorder | None = None
     ) -> list[Reply]: ...
 
 

@@ -175,6 +175,12 @@ class InboxRecords(Protocol):
         """Record a delivery answered by a turn (or one more attempt of it); what is left."""
         ...
 
+    async def answered(
+        self, source: str, key: str, replies: Sequence[dict[str, Any]], *, sent: int = 0
+    ) -> None:
+        """The turn's replies (as JSON), kept until they are known to be sent."""
+        ...
+
     async def status_of(self, source: str, key: str) -> str | None: ...
     async def payload_of(self, source: str, key: str) -> dict[str, Any] | None: ...
     async def mark(self, source: str, key: str, status: str, error: str | None = None) -> None:
@@ -462,15 +468,16 @@ class DialogStore(Protocol):
     async def register(
         self, customer: Customer, identity: ChannelIdentity, now: datetime
     ) -> TurnRecord:
-        """First contact: the customer, their identity and an idle conversation."""
+        """First contact: the customer and their identity; the conversation is written by
+        the turn's `save_conversation`."""
         ...
 
     async def move_chat(self, identity_id: int, chat_id: str) -> None: ...
     async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]: ...
-    async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]: ...
     async def save_conversation(
         self,
-        conversation_id: int,
+        identity_id: int,
+        conversation_id: int | None,
         version: int,
         *,
         state: str,
@@ -478,7 +485,8 @@ class DialogStore(Protocol):
         history: list[dict[str, Any]],
         now: datetime,
     ) -> bool:
-        """Write the state if nobody else did since `version` was read; False if they did."""
+        """Write the state if nobody else did since `version` was read; False if they did.
+        `conversation_id` None (the identity's first turn) inserts the conversation."""
         ...
 
 

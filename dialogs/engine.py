@@ -59,7 +59,7 @@ from dialogs.knowledge import LiveKnowledge
 from dialogs.language import language_for_turn, native_name
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
 from dialogs.policy import chosen_value, decide, picked_assistant_text, reads_contact
-from dialogs.turn import Reply, UserSaid
+from dialogs.turn import Reply, TurnRecorder, UserSaid
 from dialogs.views import Renderer, export_json, export_summary, ticket_details
 
 if TYPE_CHECKING:
@@ -68,8 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("careline.dialogs")
 
 NOT_PARSED = Parse(OUT_OF_SCOPE, 0.0, source="none")
-#: What a channel runs at the start of a turn's transaction (`DialogEngine.handle_turn`).
-First = Callable[[DialogUnitOfWork], Awaitable[None]]
 
 
 class DialogEngine:
@@ -98,34 +96,37 @@ class DialogEngine:
         # The languages of the catalogue, each named in itself, for /language and detection.
         self.languages = tuple((code, native_name(code)) for code in catalogue.languages)
 
-    #: `handle_turn` takes `first`: a channel records its delivery in the turn's transaction.
+    #: `handle_turn` takes a `recorder`: a channel records its delivery in the turn's
+    #: transaction.
     records_in_turn = True
 
-    async def handle_turn(self, said: UserSaid, *, first: First | None = None) -> list[Reply]:
+    async def handle_turn(
+        self, said: UserSaid, *, recorder: TurnRecorder | None = None
+    ) -> list[Reply]:
         """The bot's replies to one message.
 
         A redelivered message has no second effect; it gets the replies it got the first
         time (when they are still remembered), so an answer lost in transit is not lost.
-        `first` runs at the start of the turn's transaction (every attempt of it): what it
+        A `recorder` writes in the turn's transaction (dialogs.turn.TurnRecorder): what it
         writes commits with the turn, and what it raises ends the turn with nothing written.
         """
         parse = await self._parse(said)
         try:
-            return await self._turn_retried(said, parse, picks=True, first=first)
+            return await self._turn_retried(said, parse, picks=True, recorder=recorder)
         except _AssistantChoicePicked as picked:
             # The customer picked one of the assistant's own choices: the assistant reads
             # the choice's text as if typed (Watson: the option's value.input.text).
             said = replace(said, text=picked.text, choice=None)
             parse = await self._parse(said)
-            return await self._turn_retried(said, parse, picks=False, first=first)
+            return await self._turn_retried(said, parse, picks=False, recorder=recorder)
 
     async def _turn_retried(
-        self, said: UserSaid, parse: Parse, *, picks: bool, first: First | None
+        self, said: UserSaid, parse: Parse, *, picks: bool, recorder: TurnRecorder | None
     ) -> list[Reply]:
         attempts = max(1, self.config.max_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                return await self._turn(said, parse, picks=picks, first=first)
+                return await self._turn(said, parse, picks=picks, recorder=recorder)
             except self.db.races as race:
                 if attempt == attempts:
                     raise
@@ -159,12 +160,12 @@ class DialogEngine:
             return NOT_PARSED
 
     async def _turn(
-        self, said: UserSaid, parse: Parse, *, picks: bool, first: First | None
+        self, said: UserSaid, parse: Parse, *, picks: bool, recorder: TurnRecorder | None
     ) -> list[Reply]:
         now = self.clock()
         async with self.db.uow() as uow:
-            if first is not None:
-                await first(uow)
+            if recorder is not None:
+                await recorder.first(uow)
             store = uow.dialogs
             record, first_contact = await services.find_or_register(
                 store,
@@ -175,19 +176,19 @@ class DialogEngine:
                 language=said.language,
                 now=now,
             )
-            if record.conversation_id is None:
-                conversation_id, version = await store.add_conversation(record.identity_id, now)
-                state = DialogState()
-            else:
-                conversation_id, version = record.conversation_id, record.version or 0
-                state = DialogState(
-                    record.state or "idle", dict(record.slots or {}), tuple(record.history or ())
-                )
+            conversation_id, version = record.conversation_id, record.version or 0
+            state = DialogState(
+                record.state or "idle", dict(record.slots or {}), tuple(record.history or ())
+            )
             seen = list(state.slot("seen", []))
             if said.message_id and not said.edited and said.message_id in seen:
                 # A redelivery: it had its effect the first time; repeat what we answered.
                 remembered = state.slot("answers", {}).get(said.message_id, [])
-                return [Reply.from_json(r) for r in remembered]
+                replies = [Reply.from_json(r) for r in remembered]
+                if recorder is not None:  # its records commit; the conversation is as it was
+                    await recorder.last(uow, replies)
+                    await uow.commit()
+                return replies
             picked = picked_assistant_text(state, said) if picks else None
             if picked is not None:
                 raise _AssistantChoicePicked(picked)  # nothing is written: the turn restarts
@@ -243,6 +244,7 @@ class DialogEngine:
             if decision.says:
                 replies.append(renderer.reply(decision.says))
             saved = await store.save_conversation(
+                record.identity_id,
                 conversation_id,
                 version,
                 **self._next_state(state, decision, said, replies, applied, seen),
@@ -250,6 +252,8 @@ class DialogEngine:
             )
             if not saved:
                 raise Conflict("another turn of this conversation came first")
+            if recorder is not None:
+                await recorder.last(uow, replies)
             await uow.commit()
         return replies
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.model import Channel
+from core.ports import DialogUnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +86,15 @@ class Reply:
         if text.isdigit() and 1 <= int(text) <= len(self.choices):
             return self.choices[int(text) - 1]
         return next((c for c in self.choices if text in (c.label.lower(), c.value.lower())), None)
+
+
+class TurnRecorder(Protocol):
+    """What a channel writes in a turn's own transaction (`DialogEngine.handle_turn`), so its
+    delivery's bookkeeping commits with the turn: one commit instead of three."""
+
+    async def first(self, uow: DialogUnitOfWork) -> None:
+        """At the start of every attempt of the turn: what it raises ends the turn with
+        nothing written."""
+
+    async def last(self, uow: DialogUnitOfWork, replies: Sequence[Reply]) -> None:
+        """Just before the turn commits, with its replies (to keep until they are sent)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from telegram.ext import AIORateLimiter, Application
 
+from bots.telegram.transport import AiohttpRequest
 from core.config import Settings
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
@@ -14,7 +15,8 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_membe
 def build_application(
     settings: Settings, limiter: AIORateLimiter | None = None
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """PTB's application without an updater: we receive updates ourselves."""
+    """PTB's application without an updater: we receive updates ourselves. Its requests go
+    through aiohttp (bots.telegram.transport); getUpdates has a pool of its own."""
     token = settings.telegram_bot_token
     if token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
@@ -25,8 +27,8 @@ def build_application(
         .base_url(base)
         .base_file_url(base[: -len("/bot")] + "/file/bot" if base.endswith("/bot") else base)
         .updater(None)
-        .connection_pool_size(64)
-        .pool_timeout(10)
+        .request(AiohttpRequest(connection_pool_size=64))
+        .get_updates_request(AiohttpRequest(connection_pool_size=1))
     )
     if limiter is not None:
         builder = builder.rate_limiter(limiter)  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ from core.errors import Conflict, DomainError
 from core.files import FileRefused, describe, platform_file_id
 from core.jsonguard import RefusedBody, read_capped
 from core.model import Channel
-from core.ports import FileStore, Inbox, InboxEntry, Reachability, Stage
+from core.ports import DialogUnitOfWork, FileStore, Inbox, InboxEntry, Reachability, Stage
 from dialogs.turn import Attachment, Reply, UserSaid
 
 log = logging.getLogger("careline.telegram")
@@ -260,18 +260,11 @@ class TelegramBot:
         delivery (a duplicate, stored replies to resend, too many attempts) ends the turn
         before it writes, and goes the general way with what the record said."""
         assert inbound.said is not None
-
-        async def record(uow: Any) -> None:
-            delivery = await uow.inbox.begin(self.inbox.source, key)
-            if delivery.stage in (Stage.FINISHED, Stage.ANSWERED):
-                raise _Recorded(delivery)
-            if delivery.attempts > self.max_attempts:
-                raise _Recorded(delivery)
-
+        recorder = _InTurn(self, key, inbound, webhook)
         engine = cast(RecordingTurnEngine, self.engine)
         started = time.perf_counter()
         try:
-            replies = await engine.handle_turn(inbound.said, first=record)
+            replies = await engine.handle_turn(inbound.said, recorder=recorder)
         except _Recorded as recorded:
             return await self._resume(key, data, inbound, webhook, recorded.delivery)
         except Exception as exc:
@@ -283,7 +276,7 @@ class TelegramBot:
                 raise
             return outcome
         self._turn_done(started)
-        return await self._answer(key, inbound, replies, webhook)
+        return await self._answer(key, inbound, replies, webhook, kept=recorder.kept)
 
     async def _resume(
         self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool, delivery: InboxEntry
@@ -339,23 +332,48 @@ class TelegramBot:
         self.metrics.turns.labels(SOURCE, "ok").inc()
         self.metrics.turn_seconds.labels(SOURCE).observe(time.perf_counter() - started)
 
+    def _in_answer(
+        self, inbound: Inbound, replies: Sequence[Reply], webhook: bool
+    ) -> dict[str, Any] | None:
+        """The turn's one reply as the webhook's answer, when it fits there. No `answered`
+        write on this hot path: if the answer never reaches Telegram it redelivers, the turn
+        runs again, and the engine gives the answer it remembers for that message id
+        without a second effect."""
+        if not (webhook and self.reply_in_answer and inbound.said is not None):
+            return None
+        if len(replies) != 1 or inbound.chat_id is None:
+            return None
+        return self.channel.webhook_answer(inbound.chat_id, replies[0])
+
+    def _keeps(self, inbound: Inbound, replies: Sequence[Reply], webhook: bool) -> bool:
+        """Whether the turn's replies are kept in the inbox row until they are sent: all
+        but none, and but one that rides in the webhook's answer."""
+        if not replies or inbound.chat_id is None:
+            return False
+        return self._in_answer(inbound, replies, webhook) is None
+
     async def _answer(
-        self, key: str, inbound: Inbound, replies: Sequence[Reply], webhook: bool
+        self,
+        key: str,
+        inbound: Inbound,
+        replies: Sequence[Reply],
+        webhook: bool,
+        *,
+        kept: bool = False,
     ) -> Outcome:
         """The turn's replies: in the webhook's answer when one fits, else through the Bot
-        API, kept in the inbox row until they are sent."""
+        API, kept in the inbox row until they are sent (`kept`: the turn's own transaction
+        stored them)."""
         if not replies or inbound.chat_id is None:
             await self.inbox.done(key)
             return Outcome(200, "ok" if inbound.said else "ignored")
-        if webhook and self.reply_in_answer and inbound.said is not None and len(replies) == 1:
-            answer = self.channel.webhook_answer(inbound.chat_id, replies[0])
-            if answer is not None:
-                # No `answered` write on this hot path: if the answer never reaches Telegram
-                # it redelivers, the turn runs again, and the engine gives the answer it
-                # remembers for that message id without a second effect.
-                self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
-                return Outcome(200, "ok", answer)
-        await self.inbox.answered(key, [reply.to_json() for reply in replies])
+        if not self._keeps(inbound, replies, webhook):
+            answer = self._in_answer(inbound, replies, webhook)
+            assert answer is not None
+            self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
+            return Outcome(200, "ok", answer)
+        if not kept:
+            await self.inbox.answered(key, [reply.to_json() for reply in replies])
         return await self._deliver(key, inbound, replies, 0, webhook, "ok")
 
     async def _deliver(
@@ -459,6 +477,35 @@ class TelegramBot:
     async def set_reachable(self, user_id: str, reachable: bool) -> None:
         await self.reachability.mark(Channel.TELEGRAM, reachable, external_id=user_id)
         log.info("telegram identity marked %s", "reachable" if reachable else "unreachable")
+
+
+class _InTurn:
+    """The update's inbox record in its turn's transaction (dialogs.turn.TurnRecorder), and
+    the turn's replies when they will be sent through the Bot API: the record, the turn and
+    the replies to send commit together. Anything but a first or retried delivery (a
+    duplicate, stored replies to resend, too many attempts) ends the turn before it writes,
+    and goes the general way with what the record said."""
+
+    def __init__(self, bot: TelegramBot, key: str, inbound: Inbound, webhook: bool) -> None:
+        self.bot = bot
+        self.key = key
+        self.inbound = inbound
+        self.webhook = webhook
+        self.kept = False
+
+    async def first(self, uow: DialogUnitOfWork) -> None:
+        self.kept = False  # every attempt of the turn starts afresh
+        delivery = await uow.inbox.begin(self.bot.inbox.source, self.key)
+        if delivery.stage in (Stage.FINISHED, Stage.ANSWERED):
+            raise _Recorded(delivery)
+        if delivery.attempts > self.bot.max_attempts:
+            raise _Recorded(delivery)
+
+    async def last(self, uow: DialogUnitOfWork, replies: Sequence[Reply]) -> None:
+        if self.bot._keeps(self.inbound, replies, self.webhook):
+            stored = [reply.to_json() for reply in replies]
+            await uow.inbox.answered(self.bot.inbox.source, self.key, stored)
+            self.kept = True
 
 
 class _Recorded(Exception):

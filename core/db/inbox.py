@@ -95,6 +95,15 @@ class SqlInboxRecords:
             return InboxEntry(Stage.ANSWERED, attempts, replies, int(payload.get("sent", 0)))
         return InboxEntry(Stage.NEW if attempts == 1 else Stage.RETRY, attempts)
 
+    async def answered(
+        self, source: str, key: str, replies: Sequence[dict[str, Any]], *, sent: int = 0
+    ) -> None:
+        await self.session.execute(
+            update(t.inbox)
+            .where(i.source == source, i.key == key)
+            .values(status="answered", payload={"replies": list(replies), "sent": sent})
+        )
+
     async def status_of(self, source: str, key: str) -> str | None:
         stmt = select(i.status).where(i.source == source, i.key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
@@ -181,8 +190,9 @@ class SqlInbox:
 
     async def answered(self, key: str, replies: Sequence[dict[str, Any]], *, sent: int = 0) -> None:
         """The turn committed: keep its replies (as JSON) until they are known to be sent."""
-        payload = {"replies": list(replies), "sent": sent}
-        await self._set(key, status="answered", payload=payload)
+        async with self.db.sessions() as session:
+            await SqlInboxRecords(session).answered(self.source, key, replies, sent=sent)
+            await session.commit()
 
     async def progress(
         self, key: str, replies: Sequence[dict[str, Any]], sent: int, error: str

@@ -382,7 +382,6 @@ class SqlDialogStore:
                 },
             )
         ).scalar_one()
-        conversation_id, version = await self.add_conversation(identity_id, now)
         return TurnRecord(
             identity_id=identity_id,
             customer_id=customer_id,
@@ -393,11 +392,11 @@ class SqlDialogStore:
             email=customer.email,
             email_verified=customer.email_verified,
             email_blocked=customer.email_blocked,
-            conversation_id=conversation_id,
-            state="idle",
-            slots={},
-            history=[],
-            version=version,
+            conversation_id=None,  # written with the turn's state (save_conversation)
+            state=None,
+            slots=None,
+            history=None,
+            version=None,
         )
 
     async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]:
@@ -413,22 +412,10 @@ class SqlDialogStore:
             update(t.channel_identities).where(i.id == identity_id).values(chat_id=chat_id)
         )
 
-    async def add_conversation(self, identity_id: int, now: datetime) -> tuple[int, int]:
-        """A fresh idle conversation; returns (id, version). A concurrent twin raises
-        IntegrityError (unique identity_id)."""
-        params = {
-            "identity_id": identity_id,
-            "state": "idle",
-            "slots": {},
-            "history": [],
-            "updated_at": now,
-            "version": 1,
-        }
-        return int((await self.session.execute(_insert_conversation(), params)).scalar_one()), 1
-
     async def save_conversation(
         self,
-        conversation_id: int,
+        identity_id: int,
+        conversation_id: int | None,
         version: int,
         *,
         state: str,
@@ -436,7 +423,15 @@ class SqlDialogStore:
         history: list[dict[str, Any]],
         now: datetime,
     ) -> bool:
-        """Write the state if nobody else did since `version` was read; False if they did."""
+        """Write the state if nobody else did since `version` was read; False if they did.
+        The identity's first turn inserts its conversation: a concurrent twin raises
+        IntegrityError (unique identity_id), a race the turn retries."""
+        if conversation_id is None:
+            values = {"state": state, "slots": slots, "history": history, "updated_at": now}
+            await self.session.execute(
+                _insert_conversation(), {"identity_id": identity_id, **values, "version": 1}
+            )
+            return True
         params = {
             "b_id": conversation_id,
             "b_version": version,
@@ -503,7 +498,7 @@ def _insert_identity() -> Any:
 
 @functools.cache
 def _insert_conversation() -> Any:
-    return insert(t.conversations).returning(t.conversations.c.id)
+    return insert(t.conversations)
 
 
 @functools.cache

@@ -71,9 +71,10 @@ def updates() -> TelegramUpdates:
 
 
 class RecordingEngine(ScriptedEngine):
-    """The script, with the dialog engine's contract for `first`: it runs at the start of the
-    turn's transaction, commits with the turn, and rolls back with a failed one. The server
-    then records a plain message in the turn (one commit), like with the real engine."""
+    """The script, with the dialog engine's contract for a `recorder`: its `first` runs at
+    the start of the turn's transaction and its `last` before the commit, both commit with
+    the turn and roll back with a failed one. The server then records a plain message in
+    the turn (one commit), like with the real engine."""
 
     records_in_turn = True
 
@@ -84,15 +85,17 @@ class RecordingEngine(ScriptedEngine):
         self.recorded = 0  # turns that recorded their delivery in their transaction
 
     async def handle_turn(  # type: ignore[override]
-        self, said: UserSaid, *, first: Any = None
+        self, said: UserSaid, *, recorder: Any = None
     ) -> list[Reply]:
         if self.db is None:
             self.db = Database(self.url)
         async with self.db.uow() as uow:
-            if first is not None:
-                await first(uow)
+            if recorder is not None:
+                await recorder.first(uow)
                 self.recorded += 1
             replies = await super().handle_turn(said)
+            if recorder is not None:
+                await recorder.last(uow, replies)
             await uow.commit()
         return replies
 
