@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.util import await_only
 
@@ -93,6 +94,9 @@ class Database:
         if self.is_sqlite:
             _tune_sqlite(self.engine, durable=sqlite_durable)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._uow_sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=_UnitOfWorkSession
+        )
         # SQLite: units of work take turns in arrival order. The pool alone is not fair: a
         # task that just released the connection can take it straight back, and a waiter
         # starves for seconds under load (asyncio.Lock queues newcomers behind waiters).
@@ -118,7 +122,10 @@ class Database:
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(
-            self.sessions, notify=self.is_postgres, turn=self._turn, written=self._outbox_written
+            self._uow_sessions,
+            notify=self.is_postgres,
+            turn=self._turn,
+            written=self._outbox_written,
         )
 
     async def ping(self) -> None:
@@ -132,6 +139,22 @@ class Database:
         path = self.sqlite_path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+
+
+_UOW = "careline.uow"  # a unit of work's session names it in `Session.info`
+
+
+class _UnitOfWorkSession(OrmSession):
+    """The session of a unit of work. Its listeners are registered once, on the class: per
+    session they cost more than the statements of a short turn."""
+
+
+@event.listens_for(_UnitOfWorkSession, "transient_to_pending")
+@event.listens_for(_UnitOfWorkSession, "loaded_as_persistent")
+def _keep_aggregate(session: OrmSession, obj: Any) -> None:
+    uow = session.info.get(_UOW)
+    if uow is not None:
+        uow._keep(session, obj)
 
 
 class SqlUnitOfWork:
@@ -162,12 +185,11 @@ class SqlUnitOfWork:
                 self._turn.release()
             raise
         # The session holds clean objects only weakly; keep every aggregate alive until
-        # commit so that events recorded on it cannot be garbage-collected away.
+        # commit so that events recorded on it cannot be garbage-collected away
+        # (_UnitOfWorkSession's listeners call `_keep`).
         self._aggregates: dict[int, Aggregate] = {}
         self._events: list[Event] = []  # recorded without an aggregate (`emit`)
-        sync = self.session.sync_session
-        event.listen(sync, "transient_to_pending", self._keep)
-        event.listen(sync, "loaded_as_persistent", self._keep)
+        self.session.sync_session.info[_UOW] = self
         self.customers = SqlCustomerRepository(self.session)
         self.agents = SqlAgentRepository(self.session)
         self.tickets = SqlTicketRepository(self.session)
@@ -213,6 +235,7 @@ class SqlUnitOfWork:
         try:
             await self.session.close()
         finally:
+            self.session.sync_session.info.pop(_UOW, None)
             if self._turn is not None:
                 self._turn.release()
 

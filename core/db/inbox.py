@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, Update
 
 from core.db import tables as t
 from core.db.database import Database
@@ -36,8 +36,11 @@ _UNFINISHED = ("pending", "answered")
 
 
 def _insert_for(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return postgresql.insert if _on_postgres(session) else sqlite.insert
+
+
+def _on_postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
 @functools.cache
@@ -84,8 +87,8 @@ class SqlInboxRecords:
             "received_at": utcnow(),
             "attempts": 1,
         }
-        postgres = _insert_for(self.session) is postgresql.insert
-        row = (await self.session.execute(_begin_statement(postgres), values)).first()
+        statement = _begin_statement(_on_postgres(self.session))
+        row = (await self.session.execute(statement, values)).first()
         if row is None:
             return InboxEntry(Stage.FINISHED)
         status, payload, attempts = row
@@ -98,11 +101,9 @@ class SqlInboxRecords:
     async def answered(
         self, source: str, key: str, replies: Sequence[dict[str, Any]], *, sent: int = 0
     ) -> None:
-        await self.session.execute(
-            update(t.inbox)
-            .where(i.source == source, i.key == key)
-            .values(status="answered", payload={"replies": list(replies), "sent": sent})
-        )
+        payload = {"replies": list(replies), "sent": sent}
+        values = {"b_source": source, "b_key": key, "status": "answered", "payload": payload}
+        await self.session.execute(_set_statement("status", "payload"), values)
 
     async def status_of(self, source: str, key: str) -> str | None:
         stmt = select(i.status).where(i.source == source, i.key == key)
@@ -217,7 +218,17 @@ class SqlInbox:
 
     async def _set(self, key: str, **values: Any) -> None:
         async with self.db.sessions() as session:
-            await session.execute(
-                update(t.inbox).where(i.source == self.source, i.key == key).values(**values)
-            )
+            statement = _set_statement(*sorted(values))
+            await session.execute(statement, {"b_source": self.source, "b_key": key, **values})
             await session.commit()
+
+
+@functools.cache
+def _set_statement(*columns: str) -> Update:
+    """UPDATE of one delivery's `columns`, built once per set of columns: the hot path's
+    writes then skip SQLAlchemy's statement construction and cache key."""
+    return (
+        update(t.inbox)
+        .where(i.source == bindparam("b_source"), i.key == bindparam("b_key"))
+        .values({column: bindparam(column) for column in columns})
+    )

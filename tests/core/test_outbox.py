@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 from datetime import timedelta
@@ -11,10 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from core import services
 from core.db import outbox
 from core.db import tables as t
 from core.db.database import Database
-from core.model import utcnow
+from core.events import TicketPriorityChanged
+from core.model import Channel, Priority, utcnow
+from tests.support.customers import register_customer
 
 
 async def add_rows(db: Database, n: int) -> None:
@@ -146,3 +150,36 @@ def test_sqlite_relay_lock_is_released_when_the_holder_is_killed(tmp_path: Path)
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+async def test_an_event_recorded_on_a_loaded_aggregate_survives_garbage_collection(
+    db: Database,
+) -> None:
+    """The session holds clean objects weakly; the unit of work keeps every loaded aggregate
+    until commit (listeners on its session class), so the event still reaches the outbox."""
+    async with db.uow() as uow:
+        customer, identity = await register_customer(
+            uow, channel=Channel.TELEGRAM, external_id="gc", chat_id="gc"
+        )
+        assert customer.id is not None
+        ticket = await services.open_ticket(
+            uow,
+            customer_id=customer.id,
+            description="the screen is cracked",
+            category="hardware",
+            priority=Priority.NORMAL,
+            channel=Channel.TELEGRAM,
+            identity_id=identity.id,
+        )
+        await uow.commit()
+    assert ticket.id is not None
+    async with db.uow() as uow:
+        loaded = await uow.tickets.get(ticket.id)
+        assert loaded is not None
+        loaded.record(TicketPriorityChanged(ticket.id, "normal", "high"))
+        del loaded
+        gc.collect()
+        await uow.commit()
+    async with db.engine.connect() as conn:
+        names = (await conn.execute(select(t.outbox.c.event_type))).scalars().all()
+    assert "TicketPriorityChanged" in names
