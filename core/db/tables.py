@@ -308,6 +308,7 @@ rate_limits = Table(
 
 # Send pacing shared by every process (core.db.pacing): per (name, key) the theoretical
 # arrival time of the next send (GCRA), in seconds since the epoch on the database's clock.
+# UNLOGGED on PostgreSQL (migration 0017): a reservation need not survive a crash.
 send_pacing = Table(
     "send_pacing",
     metadata,

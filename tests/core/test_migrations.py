@@ -35,3 +35,14 @@ async def test_postgres_has_the_full_text_search_index(pg_db: Database) -> None:
     assert found is not None
     assert "gin" in found.lower()
     assert "to_tsvector" in found
+
+
+async def test_postgres_send_pacing_is_unlogged(pg_db: Database) -> None:
+    """A send slot is worth nothing after a crash: no write-ahead log, no fsync per send."""
+    from sqlalchemy import text
+
+    async with pg_db.engine.connect() as conn:
+        persistence = await conn.scalar(
+            text("SELECT relpersistence FROM pg_class WHERE relname = 'send_pacing'")
+        )
+    assert persistence in ("u", b"u")  # a "char": asyncpg gives bytes
