@@ -3,14 +3,16 @@
     python -m bench.agent_reply_bench [--rates 10,25] [--seconds 10] [--tickets 300] [--runs 3]
                                       [--backends sqlite,postgres]
 
-The real `careline serve` (a subprocess) with Slack and Telegram switched on, against the
-contract-checking fakes of both platforms (subprocesses). Each ticket belongs to a Telegram
-customer and has its thread in the desk channel. The loader posts signed Events API
-`message` events, an agent's reply in a ticket's thread, at a fixed rate (open loop), each to
-the next ticket in turn so that no chat is written to more often than Telegram's one message
-a second allows. A reply's time runs from the POST to `/slack/events` to the moment the fake
-Bot API receives the `sendMessage` carrying it: the whole server side (the signed webhook,
-the inbox, the ticket's message and outbox row, the relay and its pacing, the Bot API call).
+The real `careline serve` with Slack and Telegram switched on, against the contract-checking
+fakes of both platforms (subprocesses). As deployed (k8s/): on PostgreSQL a web process and
+a relay process (`--role web`, `--role relay`); on SQLite one process with both roles. Each
+ticket belongs to a Telegram customer and has its thread in the desk channel. The loader
+posts signed Events API `message` events, an agent's reply in a ticket's thread, at a fixed
+rate (open loop), each to the next ticket in turn so that no chat is written to more often
+than Telegram's one message a second allows. A reply's time runs from the POST to
+`/slack/events` to the moment the fake Bot API receives the `sendMessage` carrying it: the
+whole server side (the signed webhook, the inbox, the ticket's message and outbox row, the
+relay and its pacing, the Bot API call).
 
 The loader posts the agents' messages straight to Careline, so the fake Slack never saw
 them: the desk's confirmation (a reaction on the agent's message) fails as
@@ -235,9 +237,15 @@ async def measure(backend: str, args: argparse.Namespace) -> dict[float, list[Ru
                         SLACK_API_URL=f"{slack.url}/api/",
                         CARELINE_SLACK_SUPPORT_CHANNEL=DESK,
                     )
-                    server = Server(procs, env, workdir)
-                    server.start()
-                    await asyncio.to_thread(server.wait_ready)
+                    # As deployed (k8s/): on PostgreSQL a web and a relay process; SQLite
+                    # serves one process, both roles.
+                    roles = ["web", "relay"] if backend == "postgres" else ["all"]
+                    servers = [Server(procs, env, workdir, role=role) for role in roles]
+                    for server in servers:
+                        server.start()
+                    for server in servers:
+                        await asyncio.to_thread(server.wait_ready)
+                    server = servers[0]
                     # Warm-up: the first requests pay for imports and connections.
                     # One signer for the run: Slack's event ids are unique, and a repeated
                     # one is a redelivery that Careline rightly ignores.
@@ -254,7 +262,8 @@ async def measure(backend: str, args: argparse.Namespace) -> dict[float, list[Ru
                         score(run, await asyncio.to_thread(telegram.calls))
                         results[rate].append(run)
                         report_run(backend, rate, run_no, run)
-                    server.stop()
+                    for server in servers:
+                        server.stop()
                 finally:
                     procs.close()
     return results

@@ -181,6 +181,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    role: str = "all"  # `careline serve --role`: all, web or relay
 
     @property
     def url(self) -> str:
@@ -188,11 +189,11 @@ class Server:
 
     @property
     def log(self) -> Path:
-        return self.workdir / "server.log"
+        return self.workdir / ("server.log" if self.role == "all" else f"server-{self.role}.log")
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "bots.cli", "serve", "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port)]
+        argv += ["--port", str(self.port), "--role", self.role]
         self.starts += 1
         with self.log.open("a") as out:
             out.write(f"\n===== start {self.starts} =====\n")
