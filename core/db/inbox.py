@@ -15,6 +15,7 @@ message id). The row is durable before the turn runs, or commits with it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 from datetime import timedelta
@@ -176,11 +177,17 @@ class SqlInboxRecords:
 class SqlInbox:
     """One source's deliveries answered by a turn (core.ports.Inbox); each call is one
     statement in its own short transaction. A turn that records its delivery itself calls
-    `uow.inbox.begin(source, key)` in its own transaction instead of `begin`."""
+    `uow.inbox.begin(source, key)` in its own transaction instead of `begin`.
+
+    `done` is group-committed: the deliveries finished while one batch commits are marked
+    together by the next (one UPDATE, one commit), and each caller returns once its own
+    mark is committed, as before. The first needs no partner: at low load nothing waits."""
 
     def __init__(self, db: Database, source: str) -> None:
         self.db = db
         self.source = source
+        self._done: list[tuple[str, asyncio.Future[None]]] = []
+        self._marking: asyncio.Task[None] | None = None
 
     async def begin(self, key: str) -> InboxEntry:
         """Record a delivery (or one more attempt of it) and say what is left to do."""
@@ -207,7 +214,31 @@ class SqlInbox:
         await self._set(key, error=error[:2000])
 
     async def done(self, key: str, note: str | None = None) -> None:
-        await self._set(key, status="done", done_at=utcnow(), error=note)
+        if note is not None:
+            await self._set(key, status="done", done_at=utcnow(), error=note)
+            return
+        marked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done.append((key, marked))
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._mark_done(), name=f"{self.source}-done")
+        await marked
+
+    async def _mark_done(self) -> None:
+        """Commit the waiting marks in batches until none wait."""
+        while self._done:
+            batch, self._done = self._done, []
+            failure: BaseException | None = None
+            try:
+                async with self.db.sessions() as session:
+                    params = {"b_source": self.source, "b_keys": [key for key, _ in batch]}
+                    await session.execute(_done_statement(), {**params, "done_at": utcnow()})
+                    await session.commit()
+            except Exception as exc:  # every waiter of the batch hears it
+                failure = exc
+            except BaseException:  # cancelled (the server stops): nobody waits forever
+                _settle(batch, RuntimeError("the inbox stopped before marking it done"))
+                raise
+            _settle(batch, failure)
 
     async def park(self, key: str, reason: str, update: dict[str, Any] | None = None) -> None:
         """It can never succeed: keep it (and what arrived) with the reason, for a human."""
@@ -221,6 +252,26 @@ class SqlInbox:
             statement = _set_statement(*sorted(values))
             await session.execute(statement, {"b_source": self.source, "b_key": key, **values})
             await session.commit()
+
+
+def _settle(waiters: list[tuple[str, asyncio.Future[None]]], failure: BaseException | None) -> None:
+    for _, marked in waiters:
+        if marked.done():  # its caller was cancelled
+            continue
+        if failure is None:
+            marked.set_result(None)
+        else:
+            marked.set_exception(failure)
+
+
+@functools.cache
+def _done_statement() -> Update:
+    """Finish a batch of one source's deliveries."""
+    return (
+        update(t.inbox)
+        .where(i.source == bindparam("b_source"), i.key.in_(bindparam("b_keys", expanding=True)))
+        .values(status="done", done_at=bindparam("done_at"), error=None)
+    )
 
 
 @functools.cache
