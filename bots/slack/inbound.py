@@ -148,7 +148,8 @@ class SlackInbound:
         key = context.get("inbox_key")
         error: str | None = None
         try:
-            await self._handle_message(event, str(body.get("team_id") or ""))
+            if await self._handle_message(event, str(body.get("team_id") or ""), key):
+                return  # finished in the reply's own transaction
         except (DomainError, PermanentFailure, Unreachable) as failure:
             error = str(failure)  # the same input would fail the same way: park it
         except RetryLater as failure:
@@ -166,25 +167,29 @@ class SlackInbound:
             await self._let_go(key)
             raise
 
-    async def _handle_message(self, event: dict[str, Any], team_id: str) -> None:
+    async def _handle_message(self, event: dict[str, Any], team_id: str, key: str | None) -> bool:
+        """Handle one message; True when its delivery (`key`) was marked done in the same
+        transaction as its effect (an agent's reply or note: one commit for both)."""
         if event.get("bot_id") or event.get("subtype") not in (None, "file_share"):
-            return  # other bots, edits, deletions, joins: never tickets' business
+            return False  # other bots, edits, deletions, joins: never tickets' business
         user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
         if not user or not channel or not ts:
-            return
+            return False
         if event.get("channel_type") == "im":
             await self._customer_turn(event, user, channel, ts)
-            return
+            return False
         thread_ts = event.get("thread_ts")
         if not thread_ts or thread_ts == ts:
-            return  # top-level channel chatter is not a ticket reply
-        async with self.db.uow() as uow:
+            return False  # top-level channel chatter is not a ticket reply
+        async with self.db.uow() as uow:  # one read for the thread and a linked agent
             ticket_id = await uow.threads.ticket_of(team_id, channel, thread_ts)
+            agent = await uow.agents.by_slack_user(user) if ticket_id is not None else None
         if ticket_id is None:
-            return
-        agent = await self._agent_or_refuse(user, channel, thread_ts)
-        if agent is None:
-            return
+            return False
+        if agent is None or not agent.active:  # link them by email, or tell them why not
+            agent = await self._agent_or_refuse(user, channel, thread_ts)
+            if agent is None:
+                return False
         is_note, text = kit.split_note(event.get("text") or "")
         files = await self._fetch_files(event, owner=None, ticket_id=ticket_id)
         assert agent.id is not None
@@ -207,10 +212,13 @@ class SlackInbound:
                         external_id=f"{channel}:{ts}",
                         attachments=[dict(a) for a in files],
                     )
+                if key is not None:
+                    await uow.inbox.mark(INBOX_SOURCE, key, "done")
                 await uow.commit()
         except DomainError as error:
             await self._ephemeral(channel, user, f"Not sent: {error}", thread_ts=thread_ts)
             raise
+        return key is not None
 
     async def _customer_turn(self, event: dict[str, Any], user: str, channel: str, ts: str) -> None:
         if self.engine is None:

@@ -101,6 +101,42 @@ async def test_retry_of_an_unfinished_delivery_is_processed(desk: Desk) -> None:
     assert await eventually(lambda: _messages(desk, ticket_id))
 
 
+async def test_a_thread_reply_and_its_done_mark_commit_together(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply and the mark that its delivery is done are one transaction: when the mark
+    cannot be written, the reply is not stored either, and Slack's retry stores it once."""
+    from core.db.inbox import SqlInboxRecords
+
+    ticket_id, thread_ts = await _ticket_with_thread(desk)
+    await desk.add_agent()
+    envelope = desk.events.thread_reply(BILLING, thread_ts, "All or nothing")
+    key = f"{BILLING}:{envelope['event']['ts']}"
+    mark = SqlInboxRecords.mark
+
+    async def broken_mark(self: SqlInboxRecords, source: str, key: str, *args: object) -> None:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(SqlInboxRecords, "mark", broken_mark)
+    await desk.event(envelope)
+    i = t.inbox.c
+
+    async def let_go() -> bool:  # the failed attempt gave its claim back
+        async with desk.db.engine.connect() as conn:
+            row = (await conn.execute(select(i.claimed_until).where(i.key == key))).one()
+        return row.claimed_until is None
+
+    await eventually(let_go)
+    assert await _messages(desk, ticket_id) == []  # nothing half-done
+    monkeypatch.setattr(SqlInboxRecords, "mark", mark)
+    await desk.event(envelope, retry_num=1)
+    assert await eventually(lambda: _messages(desk, ticket_id)) == [
+        (Author.AGENT, "All or nothing", key)
+    ]
+    async with desk.db.uow() as uow:
+        assert await uow.inbox.status_of("slack", key) == "done"
+
+
 async def test_pending_deliveries_are_replayed_after_a_crash(desk: Desk) -> None:
     from datetime import timedelta
 
