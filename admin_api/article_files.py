@@ -24,6 +24,7 @@ import yaml
 from core.errors import InvalidInput
 from core.knowledge import Article, ArticleText, checked_text
 from dialogs.knowledge import title_of
+from dialogs.yamlfiles import load_yaml
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
 HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
@@ -114,6 +115,6 @@ def _texts(name: str, front: Mapping[str, Any], field: str) -> tuple[str, ...]:
 
 def _yaml(name: str, content: str) -> Any:
     try:
-        return yaml.safe_load(content)
+        return load_yaml(content)
     except yaml.YAMLError as exc:
         raise InvalidFile(f"{name}: not valid YAML ({type(exc).__name__})") from exc

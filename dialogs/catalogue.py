@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
+
+from dialogs.yamlfiles import load_yaml
 
 MESSAGES_DIR = Path(__file__).resolve().parent / "messages"
 DEFAULT_LANGUAGE = "en"
@@ -99,12 +100,19 @@ class Catalogue:
         return forms.get(category, forms["other"]), {**params, "n": formatted}
 
 
+@functools.cache
+def shipped_catalogue() -> Catalogue:
+    """The shipped messages, read once per process (the engine, the notices, the web chat
+    and the calls share them; a catalogue is never changed once loaded)."""
+    return load_catalogue()
+
+
 def load_catalogue(folder: str | Path | None = None, *, strict: bool = False) -> Catalogue:
     """Every `<language>.yaml` of the folder (the shipped messages unless another is given)."""
     folder = Path(folder) if folder is not None else MESSAGES_DIR
     languages: dict[str, dict[str, str | Plural]] = {}
     for path in sorted(folder.glob("*.yaml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = load_yaml(path.read_text(encoding="utf-8")) or {}
         messages = document.get("messages")
         if not isinstance(messages, Mapping):
             raise ValueError(f"{path}: expected a 'messages:' mapping")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.db.database import Database
-from dialogs.catalogue import load_catalogue
+from dialogs.catalogue import shipped_catalogue
 from dialogs.config import DialogConfig
 from dialogs.engine import DialogEngine
 from dialogs.knowledge import LiveKnowledge, shipped_articles
@@ -117,7 +117,7 @@ def build_engine(settings: Any, db: Database, nlu: NLU | None = None) -> DialogE
         db,
         nlu,
         DialogConfig.from_settings(settings),
-        load_catalogue(),
+        shipped_catalogue(),
         knowledge=build_knowledge(settings, db),
         intents=live,
     )

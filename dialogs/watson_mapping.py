@@ -28,6 +28,7 @@ import yaml
 from dialogs.nlu.faq import load_faq
 from dialogs.nlu.training import read_watson_skill
 from dialogs.policy import FAQ, INTENT_HANDLERS
+from dialogs.yamlfiles import load_yaml
 
 #: Watson's own answer: what every intent the file does not name gets anyway.
 WATSON_ANSWER = "watson"
@@ -76,7 +77,7 @@ def load_watson_mapping(
 ) -> WatsonMapping:
     """Read and check a mapping file; ``faq_keys`` (the FAQ file's keys) checks ``faq_*``."""
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        document = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise WatsonMappingError(f"Watson mapping {path}: cannot read it ({error})") from error
     return checked_mapping(document, origin=str(path), faq_keys=faq_keys)

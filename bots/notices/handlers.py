@@ -32,7 +32,7 @@ from core.db.suppressions import is_suppressed
 from core.files import FileLinks, StoredFile, human_size
 from core.model import Channel, ChannelIdentity, Customer, Notify, utcnow
 from core.ports import EmailVerification, FileStore, Reachability
-from dialogs.catalogue import Catalogue, load_catalogue
+from dialogs.catalogue import Catalogue, shipped_catalogue
 from dialogs.turn import Choice, Reply
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class CustomerNotices:
         # The dialog answers the opening turn with the reference itself; a chat notice on
         # TicketOpened would say it twice. Turn on for channels whose turns do not.
         self.chat_on_open = chat_on_open
-        self.catalogue = catalogue or load_catalogue()
+        self.catalogue = catalogue or shipped_catalogue()
         # A ticket's reply address (bots/email_inbound.ReplyAddresses.for_ticket), if any.
         self.reply_to = reply_to
         # An agent's files: the bytes for chats that carry files and for small emails, a

@@ -9,7 +9,7 @@ from typing import Any
 
 from core import events as ev
 from core.model import Author, Channel, ChannelIdentity, Message, TicketActivity
-from dialogs.catalogue import Catalogue, load_catalogue
+from dialogs.catalogue import Catalogue, shipped_catalogue
 from dialogs.decisions import SCORES, rate_choice
 from dialogs.turn import Choice, Reply
 
@@ -39,7 +39,7 @@ def rating_choices(
 ) -> tuple[Choice, ...]:
     """The buttons the dialog engine reads back (dialogs.decisions.rate_choice); the labels
     carry their number ("4 - Very good") in the customer's language."""
-    words = catalogue or load_catalogue()
+    words = catalogue or shipped_catalogue()
     return tuple(
         Choice(f"{n} - {words.text(f'notice.rating.{n}', language)}", rate_choice(reference, n))
         for n in SCORES

@@ -20,7 +20,7 @@ from bots.sms.api import TwilioApi
 from core import events as ev
 from core.db.database import Database
 from core.model import Channel, Priority, Status
-from dialogs.catalogue import Catalogue, load_catalogue
+from dialogs.catalogue import Catalogue, shipped_catalogue
 
 
 def quiet_hours(spec: str) -> tuple[int, int]:
@@ -66,7 +66,7 @@ class SmsCalls:
         self.db = db
         self.api = api
         self.quiet = quiet_hours(quiet)
-        self.catalogue = catalogue or load_catalogue()
+        self.catalogue = catalogue or shipped_catalogue()
 
     def register(self, handlers: Handlers) -> None:
         handlers.add(ev.TicketStatusChanged, "customer_call", self.resolved)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import re
@@ -42,7 +41,7 @@ from core import services
 from core.db.database import Database
 from core.model import Channel
 from core.ports import FileStore
-from dialogs.catalogue import Catalogue, load_catalogue
+from dialogs.catalogue import Catalogue, shipped_catalogue
 from dialogs.turn import Attachment, UserSaid
 
 log = logging.getLogger("careline.webchat")
@@ -111,11 +110,6 @@ class WebChat:
             raise HTTPException(503, "the chat is starting; try again in a moment")
         for reply in await self.engine.handle_turn(said):
             await self.lines.add(visitor_id, "out", reply_body(reply))
-
-
-@functools.cache
-def shipped_catalogue() -> Catalogue:
-    return load_catalogue()
 
 
 class ChatPages:

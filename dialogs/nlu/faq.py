@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from dialogs.yamlfiles import load_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ def load_faq(path: str | Path | None = None) -> FaqBook:
         from dialogs.data import FAQ_FILE
 
         path = FAQ_FILE
-    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    document = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
     answers = document.get("answers")
     if "version" not in document or not isinstance(answers, Mapping):
         raise ValueError(f"{path}: expected 'version:' and 'answers: {{intent: text}}'")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
+from dialogs.yamlfiles import load_yaml
 
 
 class Example(NamedTuple):
@@ -86,7 +86,7 @@ def _load_csv(path: Path) -> list[Example]:
 
 
 def _load_yaml(path: Path) -> list[Example]:
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    document = load_yaml(path.read_text(encoding="utf-8")) or {}
     intents = document.get("intents") if isinstance(document, Mapping) else None
     if not isinstance(intents, Mapping):
         raise TrainingDataError(f"{path}: expected 'intents: {{name: [examples]}}'")
