@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from core import services
 from core.db import outbox
 from core.db import tables as t
 from core.db.database import Database
 from core.events import TicketPriorityChanged
-from core.model import Channel, Priority, utcnow
-from tests.support.customers import register_customer
+from core.model import Channel, utcnow
+from tests.support.customers import customer_with_ticket
 
 
 async def add_rows(db: Database, n: int) -> None:
@@ -158,18 +157,12 @@ async def test_an_event_recorded_on_a_loaded_aggregate_survives_garbage_collecti
     """The session holds clean objects weakly; the unit of work keeps every loaded aggregate
     until commit (listeners on its session class), so the event still reaches the outbox."""
     async with db.uow() as uow:
-        customer, identity = await register_customer(
-            uow, channel=Channel.TELEGRAM, external_id="gc", chat_id="gc"
-        )
-        assert customer.id is not None
-        ticket = await services.open_ticket(
+        _, ticket = await customer_with_ticket(
             uow,
-            customer_id=customer.id,
+            channel=Channel.TELEGRAM,
+            external_id="gc",
             description="the screen is cracked",
             category="hardware",
-            priority=Priority.NORMAL,
-            channel=Channel.TELEGRAM,
-            identity_id=identity.id,
         )
         await uow.commit()
     assert ticket.id is not None

@@ -17,7 +17,7 @@ from core.model import Channel, Priority
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.server.support import free_port, running
 from tests.sms.conftest import CUSTOMER, sms_settings
-from tests.support.customers import register_customer
+from tests.support.customers import customer_with_ticket
 from tests.support.waiting import wait_for
 
 LOS_ANGELES = "+14155550123"  # America/Los_Angeles: UTC-8 in December
@@ -47,18 +47,13 @@ def test_a_reference_is_read_out_sign_by_sign() -> None:
 
 async def _urgent_ticket_resolved(db: Database, priority: Priority = Priority.URGENT) -> None:
     async with db.uow() as uow:
-        customer, identity = await register_customer(
-            uow, channel=Channel.SMS, external_id=CUSTOMER, chat_id=CUSTOMER
-        )
-        assert customer.id is not None
-        ticket = await services.open_ticket(
+        _, ticket = await customer_with_ticket(
             uow,
-            customer_id=customer.id,
+            channel=Channel.SMS,
+            external_id=CUSTOMER,
             description="No dial tone on the hospital line",
             category="telecom",
             priority=priority,
-            channel=Channel.SMS,
-            identity_id=identity.id,
         )
         await uow.commit()
     assert ticket.id is not None

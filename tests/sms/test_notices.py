@@ -16,7 +16,7 @@ from core.db.database import Database
 from core.model import Agent, Channel, Notify
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.sms.conftest import CUSTOMER, StartServer
-from tests.support.customers import register_customer
+from tests.support.customers import customer_with_ticket
 from tests.support.waiting import wait_for
 
 EMAIL = "sam.sms@example.com"
@@ -24,19 +24,15 @@ EMAIL = "sam.sms@example.com"
 
 async def _ticket_for_sms_customer(db: Database, notify: Notify) -> tuple[int, int]:
     async with db.uow() as uow:
-        customer, identity = await register_customer(
-            uow, channel=Channel.SMS, external_id=CUSTOMER, chat_id=CUSTOMER, display_name="Sam"
-        )
-        assert customer.id is not None
-        customer.email, customer.email_verified, customer.notify = EMAIL, True, notify
-        ticket = await services.open_ticket(
+        customer, ticket = await customer_with_ticket(
             uow,
-            customer_id=customer.id,
+            channel=Channel.SMS,
+            external_id=CUSTOMER,
             description="My phone line is dead",
             category="telecom",
-            channel=Channel.SMS,
-            identity_id=identity.id,
+            display_name="Sam",
         )
+        customer.email, customer.email_verified, customer.notify = EMAIL, True, notify
         agent = await uow.agents.add(Agent(name="Grace Hopper", email="grace@example.com"))
         await uow.commit()
     assert ticket.id is not None and agent.id is not None

@@ -19,7 +19,7 @@ from core.model import Agent, Channel
 from tests.fakes.twilio_api import FakeTwilio, text_in
 from tests.server.support import ServerThread, free_port, running
 from tests.sms.conftest import sms_settings
-from tests.support.customers import register_customer
+from tests.support.customers import customer_with_ticket
 from tests.support.waiting import wait_for
 
 PHONE = "+14155550188"
@@ -125,19 +125,14 @@ async def test_phone_in_an_sms_chat_and_without_twilio(
 async def _verified_phone_customer(db: Database) -> tuple[int, int]:
     """A web-chat customer whose phone is confirmed and who asked for texts; a ticket."""
     async with db.uow() as uow:
-        customer, identity = await register_customer(
-            uow, channel=Channel.WEBCHAT, external_id="visitor-1", chat_id="visitor-1"
-        )
-        assert customer.id is not None
-        customer.phone, customer.phone_verified, customer.texts = PHONE, True, True
-        ticket = await services.open_ticket(
+        customer, ticket = await customer_with_ticket(
             uow,
-            customer_id=customer.id,
+            channel=Channel.WEBCHAT,
+            external_id="visitor-1",
             description="The parcel never came",
             category="delivery",
-            channel=Channel.WEBCHAT,
-            identity_id=identity.id,
         )
+        customer.phone, customer.phone_verified, customer.texts = PHONE, True, True
         agent = await uow.agents.add(Agent(name="Grace Hopper", email="grace@example.com"))
         await uow.commit()
     assert ticket.id is not None and agent.id is not None
