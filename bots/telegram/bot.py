@@ -346,8 +346,8 @@ class TelegramBot:
         return self.channel.webhook_answer(inbound.chat_id, replies[0])
 
     def _keeps(self, inbound: Inbound, replies: Sequence[Reply], webhook: bool) -> bool:
-        """Whether the turn's replies are kept in the inbox row until they are sent: all
-        but none, and but one that rides in the webhook's answer."""
+        """Whether the turn's replies are kept in the inbox row until they are sent: yes,
+        unless there are none or the one reply rides in the webhook's answer."""
         if not replies or inbound.chat_id is None:
             return False
         return self._in_answer(inbound, replies, webhook) is None
@@ -367,9 +367,8 @@ class TelegramBot:
         if not replies or inbound.chat_id is None:
             await self.inbox.done(key)
             return Outcome(200, "ok" if inbound.said else "ignored")
-        if not self._keeps(inbound, replies, webhook):
-            answer = self._in_answer(inbound, replies, webhook)
-            assert answer is not None
+        answer = self._in_answer(inbound, replies, webhook)
+        if answer is not None:
             self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
             return Outcome(200, "ok", answer)
         if not kept:
