@@ -276,7 +276,7 @@ class TelegramBot:
                 raise
             return outcome
         self._turn_done(started)
-        return await self._answer(key, inbound, replies, webhook, kept=recorder.kept)
+        return await self._answer(key, inbound, replies, webhook, recorder)
 
     async def _resume(
         self, key: str, data: dict[str, Any], inbound: Inbound, webhook: bool, delivery: InboxEntry
@@ -345,33 +345,25 @@ class TelegramBot:
             return None
         return self.channel.webhook_answer(inbound.chat_id, replies[0])
 
-    def _keeps(self, inbound: Inbound, replies: Sequence[Reply], webhook: bool) -> bool:
-        """Whether the turn's replies are kept in the inbox row until they are sent: yes,
-        unless there are none or the one reply rides in the webhook's answer."""
-        if not replies or inbound.chat_id is None:
-            return False
-        return self._in_answer(inbound, replies, webhook) is None
-
     async def _answer(
         self,
         key: str,
         inbound: Inbound,
         replies: Sequence[Reply],
         webhook: bool,
-        *,
-        kept: bool = False,
+        recorded: _InTurn | None = None,
     ) -> Outcome:
         """The turn's replies: in the webhook's answer when one fits, else through the Bot
-        API, kept in the inbox row until they are sent (`kept`: the turn's own transaction
-        stored them)."""
+        API, kept in the inbox row until they are sent (`recorded`: the turn's own
+        transaction stored them, and knows the answer)."""
         if not replies or inbound.chat_id is None:
             await self.inbox.done(key)
             return Outcome(200, "ok" if inbound.said else "ignored")
-        answer = self._in_answer(inbound, replies, webhook)
+        answer = recorded.answer if recorded else self._in_answer(inbound, replies, webhook)
         if answer is not None:
             self.metrics.sent.labels(SOURCE, "webhook_answer").inc()
             return Outcome(200, "ok", answer)
-        if not kept:
+        if not (recorded and recorded.kept):
             await self.inbox.answered(key, [reply.to_json() for reply in replies])
         return await self._deliver(key, inbound, replies, 0, webhook, "ok")
 
@@ -490,10 +482,11 @@ class _InTurn:
         self.key = key
         self.inbound = inbound
         self.webhook = webhook
-        self.kept = False
+        self.kept = False  # the replies are stored in the inbox row, to send
+        self.answer: dict[str, Any] | None = None  # the one reply in the webhook's answer
 
     async def first(self, uow: DialogUnitOfWork) -> None:
-        self.kept = False  # every attempt of the turn starts afresh
+        self.kept, self.answer = False, None  # every attempt of the turn starts afresh
         delivery = await uow.inbox.begin(self.bot.inbox.source, self.key)
         if delivery.stage in (Stage.FINISHED, Stage.ANSWERED):
             raise _Recorded(delivery)
@@ -501,7 +494,9 @@ class _InTurn:
             raise _Recorded(delivery)
 
     async def last(self, uow: DialogUnitOfWork, replies: Sequence[Reply]) -> None:
-        if self.bot._keeps(self.inbound, replies, self.webhook):
+        """Keep the replies unless there are none or the one reply rides in the answer."""
+        self.answer = self.bot._in_answer(self.inbound, replies, self.webhook)
+        if replies and self.inbound.chat_id is not None and self.answer is None:
             stored = [reply.to_json() for reply in replies]
             await uow.inbox.answered(self.bot.inbox.source, self.key, stored)
             self.kept = True
