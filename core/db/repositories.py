@@ -349,9 +349,10 @@ class SqlDialogStore:
     async def register(
         self, customer: Customer, identity: ChannelIdentity, now: datetime
     ) -> TurnRecord:
-        """First contact: store the customer, their identity and an idle conversation with
-        three prepared inserts (the ORM's flushes cost several times more on the hot path).
-        A concurrent first message of the same identity raises IntegrityError."""
+        """First contact: store the customer and their identity with two prepared inserts
+        (the ORM's flushes cost several times more on the hot path); the conversation is
+        inserted with the turn's state by `save_conversation`. A concurrent first message
+        of the same identity raises IntegrityError."""
         customer_id = (
             await self.session.execute(
                 _insert_customer(),

@@ -97,6 +97,34 @@ async def test_redelivery_runs_no_second_turn(
     assert row is not None and row["status"] == "done"
 
 
+@pytest.mark.parametrize("engine", ["in_turn"], indirect=True)
+async def test_a_turn_keeps_its_replies_to_send_in_its_own_commit(
+    serve: StartServer,
+    client: httpx.AsyncClient,
+    updates: TelegramUpdates,
+    engine: ScriptedEngine,
+    fake: FakeTelegram,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recorded in the turn, the replies to send through the Bot API are kept by the turn's
+    own transaction: the inbox's separate `answered` write is never needed."""
+    from core.db.inbox import SqlInbox
+
+    async def separate_write(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the replies were kept in a transaction of their own")
+
+    monkeypatch.setattr(SqlInbox, "answered", separate_write)
+    update = updates.text("two")
+    with serve(telegram_reply_in_webhook_answer=False) as server:
+        response = await post_update(client, server, update)
+    assert response.status_code == 200
+    assert getattr(engine, "recorded", 0) == 1
+    assert fake.sent_texts() == ["first", "second"]
+    row = await inbox_row(db, update)
+    assert row is not None and row["status"] == "done"
+
+
 @pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
 async def test_stored_reply_is_sent_again_when_it_did_not_go_out(
     serve: StartServer,
