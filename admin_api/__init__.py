@@ -50,9 +50,3 @@ reassigning an agent's tickets to that agent (`reassign_to_self`), an admin repl
 
 **Lists** page by keyset: pass the `next_cursor` of one page as `cursor` for the next.
 """
-
-from admin_api.app import create_admin_app
-from core.access import Caller
-from core.db.keys import create_key, ensure_bootstrap_admin_key
-
-__all__ = ["Caller", "create_admin_app", "create_key", "ensure_bootstrap_admin_key"]

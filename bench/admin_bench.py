@@ -28,11 +28,12 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.schema import CreateIndex
 
-from admin_api import create_admin_app, create_key
+from admin_api.app import create_admin_app
 from bots.server import settle_heap
 from core.config import Settings
 from core.db import tables as t
 from core.db.database import Database
+from core.db.keys import create_key
 from core.db.migrate import migrate
 from core.db.queries import TicketFilter, list_tickets
 
@@ -277,7 +278,7 @@ def console_app() -> Any:
 
     from fastapi import FastAPI
 
-    from admin_api.console import create_console_app
+    from admin_api.console.app import create_console_app
 
     db = Database(os.environ["CARELINE_DATABASE_URL"], pool_size=4)
     app = FastAPI()

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from admin_api.console import create_console_app, first_admin_link
-from admin_api.console.invitations import CONSOLE_PATH
+from admin_api.console.invitations import CONSOLE_PATH, first_admin_link
 from admin_api.headers import SecurityHeaders
 from bots.channels import ChannelPlug, PlugBuild, PlugStart, TurnEngine
 from bots.files import ObjectEraser, files_router
@@ -69,9 +69,41 @@ class Runtime:
 def settle_heap() -> None:
     """Leave what start-up made (modules, models, templates) out of every later garbage
     collection: a full collection then walks only what requests make, and its pauses stop
-    showing in page times (bench/admin_bench.py saw 100 ms ones without this)."""
-    gc.collect()
+    showing in page times (bench/admin_bench.py saw 100 ms ones without this).
+
+    Only the young generations are collected first: by then the automatic collections have
+    left no garbage in the old one (a full collection found none and took about 0.1 s)."""
+    gc.collect(1)
     gc.freeze()
+
+
+class BuiltOnFirstUse:
+    """An ASGI app built for its first request, in a worker thread.
+
+    The admin API and the console are a large part of what `careline serve` would import
+    and build at start (their schemas, routes and templates: about 0.3 s). Staff open them
+    long after start-up; building them then lets webhooks and the web chat be served
+    sooner. The first request waits for the build, and the event loop serves others
+    meanwhile. (Building them in the background right after start slowed readiness: the
+    build and the start-up's first requests took turns on one interpreter.)
+    """
+
+    def __init__(self, make: Callable[[], ASGIApp]) -> None:
+        self._make = make
+        self._app: ASGIApp | None = None
+        self._lock = asyncio.Lock()
+
+    async def build(self) -> ASGIApp:
+        if self._app is None:
+            async with self._lock:
+                if self._app is None:
+                    self._app = await asyncio.to_thread(self._make)
+                    settle_heap()
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._app if self._app is not None else await self.build()
+        await app(scope, receive, send)
 
 
 def serves_web(settings: Settings) -> bool:
@@ -241,13 +273,9 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     if web:
-        from admin_api import create_admin_app
-
-        app.mount(ADMIN_API_PATH, create_admin_app(db, settings, lambda: runtime.file_links))
-        app.mount(
-            CONSOLE_PATH,
-            create_console_app(db, settings, lambda: runtime.secret, lambda: runtime.file_links),
-        )
+        admin, console = _staff_apps(runtime)
+        app.mount(ADMIN_API_PATH, admin)
+        app.mount(CONSOLE_PATH, console)
         app.include_router(files_router(runtime.files, lambda: runtime.file_links))
         for plug in runtime.plugs:
             for router in plug.routes():
@@ -266,6 +294,23 @@ def create_app(
             return RedirectResponse(f"{ADMIN_API_PATH}/redoc")
 
     return app
+
+
+def _staff_apps(runtime: Runtime) -> tuple[BuiltOnFirstUse, BuiltOnFirstUse]:
+    """The admin API and the console, each built on first use."""
+    settings, db = runtime.settings, runtime.db
+
+    def build_admin_api() -> ASGIApp:
+        from admin_api.app import create_admin_app
+
+        return create_admin_app(db, settings, lambda: runtime.file_links)
+
+    def build_console() -> ASGIApp:
+        from admin_api.console.app import create_console_app
+
+        return create_console_app(db, settings, lambda: runtime.secret, lambda: runtime.file_links)
+
+    return BuiltOnFirstUse(build_admin_api), BuiltOnFirstUse(build_console)
 
 
 def _claim_sqlite(settings: Settings, db: Database) -> SqliteRelayLock | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -116,7 +116,7 @@ class Context:
     knowledge: KnowledgeAnswers | None = None
     verification: EmailVerification | None = None  # the pending code, while one is asked
     #: The languages the bot speaks, (code, name in that language), for /language.
-    languages: tuple[tuple[str, str], ...] = (("en", "English"),)
+    languages: Sequence[tuple[str, str]] = (("en", "English"),)
 
     def ticket(self, ticket_id: Any) -> TicketView | None:
         return next((t for t in self.tickets if t.id == ticket_id), None)

@@ -56,7 +56,7 @@ from dialogs.decisions import (
     TicketView,
 )
 from dialogs.knowledge import LiveKnowledge
-from dialogs.language import language_for_turn, native_name
+from dialogs.language import NativeNames, language_for_turn
 from dialogs.nlu.base import NLU, OUT_OF_SCOPE, Parse
 from dialogs.policy import chosen_value, decide, picked_assistant_text, reads_contact
 from dialogs.turn import Reply, TurnRecorder, UserSaid
@@ -94,7 +94,7 @@ class DialogEngine:
         self.intents = intents  # the classifier behind `nlu`, kept at the edited examples
         self.clock = clock
         # The languages of the catalogue, each named in itself, for /language and detection.
-        self.languages = tuple((code, native_name(code)) for code in catalogue.languages)
+        self.languages = NativeNames(catalogue.languages)
 
     #: `handle_turn` takes a `recorder`: a channel records its delivery in the turn's
     #: transaction.
@@ -141,8 +141,9 @@ class DialogEngine:
         text = said.text.strip()
         if said.choice is not None or not text or text.startswith("/") or len(self.languages) < 2:
             return None
-        codes = tuple(code for code, _ in self.languages)
-        return language_for_turn(record.language, record.language_chosen, text, codes)
+        return language_for_turn(
+            record.language, record.language_chosen, text, self.languages.codes
+        )
 
     async def _parse(self, said: UserSaid) -> Parse:
         text = said.text.strip()

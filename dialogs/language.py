@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from core.model import base_language
 
@@ -64,6 +65,30 @@ def native_name(code: str) -> str:
     except (ValueError, UnknownLocaleError):
         return code
     return name[:1].upper() + name[1:] if name else code
+
+
+class NativeNames(Sequence[tuple[str, str]]):
+    """The catalogue's languages as (code, name in itself) pairs, for the /language menu.
+
+    The names come from Babel's locale data, about 12 ms a language to load, so they are
+    looked up when a menu first needs them rather than at start-up."""
+
+    def __init__(self, codes: Iterable[str]) -> None:
+        self.codes = tuple(codes)
+
+    @functools.cached_property
+    def _pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple((code, native_name(code)) for code in self.codes)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
+        return self._pairs[index]
 
 
 @functools.cache

@@ -8,8 +8,3 @@ ticket. Admins invite and manage agents, assign tickets (the picker shows each a
 and switch automatic assignment. Pages update live. The rules are the admin API's
 (core/access.py, admin_api/desk.py).
 """
-
-from admin_api.console.app import create_console_app
-from admin_api.console.invitations import first_admin_link, invitation_url
-
-__all__ = ["create_console_app", "first_admin_link", "invitation_url"]

@@ -12,7 +12,6 @@ from bots.email.senders import (
     EmailAttachment,
     EmailSender,
     LocalMailbox,
-    SendGridEmail,
     build_email,
 )
 
@@ -22,7 +21,6 @@ __all__ = [
     "EmailSender",
     "LocalMailbox",
     "ReplyAddresses",
-    "SendGridEmail",
     "apply_email_events",
     "build_email",
     "email_inbound_router",

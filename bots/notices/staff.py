@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
-from admin_api.console import invitation_url
+from admin_api.console.invitations import invitation_url
 from admin_api.console.security import InvitationLinks
 from bots.channels import RetryLater
 from bots.email import Email, EmailSender

@@ -10,10 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from admin_api import create_admin_app, create_key
+from admin_api.app import create_admin_app
 from core import services
 from core.config import Settings
 from core.db.database import Database
+from core.db.keys import create_key
 from core.model import Channel, Priority
 from tests.support.customers import register_customer
 

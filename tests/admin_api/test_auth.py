@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from admin_api import ensure_bootstrap_admin_key
 from core.db import tables as t
 from core.db.database import Database
+from core.db.keys import ensure_bootstrap_admin_key
 from tests.admin_api.conftest import Api, assert_problem, build_app
 
 

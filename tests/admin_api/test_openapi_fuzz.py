@@ -23,7 +23,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import insert, text
 
-from admin_api import create_admin_app
+from admin_api.app import create_admin_app
 from core import services
 from core.access import hash_key, new_secret
 from core.config import Settings

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from admin_api.console import create_console_app, first_admin_link
+from admin_api.console.app import create_console_app
+from admin_api.console.invitations import first_admin_link
 from core import services
 from core.config import Settings
 from core.db.database import Database

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from admin_api.console import first_admin_link
-from admin_api.console.invitations import invitation_url
+from admin_api.console.invitations import first_admin_link, invitation_url
 from admin_api.console.security import InvitationLinks
 from core.db import staff
 from core.db import tables as t

@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from bots.channels import PermanentFailure, RetryLater
-from bots.email import Email, EmailAttachment, LocalMailbox, SendGridEmail, build_email
+from bots.email import Email, EmailAttachment, LocalMailbox, build_email
+from bots.email.sendgrid_mail import SendGridEmail
 from bots.notices import CustomerNotices
 from bots.relay import Handlers, Relay, RetryPolicy
 from core.config import Settings

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from bots.channels import PermanentFailure
-from bots.email import Email, SendGridEmail
+from bots.email import Email
+from bots.email.sendgrid_mail import SendGridEmail
 from tests.fakes.sendgrid_api import SendGridFake
 
 MAIL = Email(

@@ -67,3 +67,60 @@ def test_command_groups_load_when_used() -> None:
     assert all(name in listing.output for name in ("serve", "admin", "nlu", "telegram"))
     assert "train" in nlu.output
     assert "--install-completion" not in nlu.output  # a sub-group, as add_typer makes it
+
+
+def test_staff_apps_and_sendgrid_load_at_their_first_use(tmp_path: Path) -> None:
+    # A new interpreter: what start-up imports, not what other tests imported before.
+    code = f"""
+import sys
+from starlette.testclient import TestClient
+from bots.server import create_app
+from core.config import Settings
+
+staff = ("admin_api.app", "admin_api.console.app", "sendgrid")
+settings = Settings(database_url="sqlite+aiosqlite:///{tmp_path}/careline.db",
+                    data_dir="{tmp_path}/var")
+with TestClient(create_app(settings)) as client:
+    ready = client.get("/readyz").status_code
+    at_start = [m for m in staff if m in sys.modules]
+    api = client.get("/api/v1/me").status_code
+    console = client.get("/console/sign-in").status_code
+    print(ready, at_start, api, console, [m for m in staff[:2] if m in sys.modules])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.split("\n")[-2] == (
+        "200 [] 401 200 ['admin_api.app', 'admin_api.console.app']"
+    )
+
+
+async def test_an_app_built_on_first_use_is_built_once_for_concurrent_first_requests() -> None:
+    import asyncio
+
+    from starlette.responses import PlainTextResponse
+    from starlette.types import ASGIApp
+
+    from bots.server import BuiltOnFirstUse
+
+    builds: list[int] = []
+
+    def make() -> ASGIApp:
+        builds.append(1)
+        return PlainTextResponse("built")
+
+    app = BuiltOnFirstUse(make)
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    await asyncio.gather(*(app(scope, receive, send) for _ in range(5)))  # type: ignore[arg-type]
+
+    assert builds == [1]
+    assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"built"] * 5
