@@ -42,6 +42,20 @@ def pg_cluster() -> Iterator[PgCluster | None]:
         cluster.destroy()
 
 
+@pytest.fixture
+async def own_cluster() -> AsyncIterator[PgCluster]:
+    """A PostgreSQL cluster of the test's own: restarting the session's would upset other
+    tests' pools."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server available")
+    cluster = await asyncio.to_thread(PgCluster(bindir).start)
+    try:
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.destroy)
+
+
 @pytest.fixture(scope="session")
 def pg_url(pg_cluster: PgCluster | None) -> str:
     if pg_cluster is None:

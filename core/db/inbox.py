@@ -229,10 +229,9 @@ class SqlInbox:
             batch, self._done = self._done, []
             failure: BaseException | None = None
             try:
-                async with self.db.sessions() as session:
+                async with self.db.statements() as conn:
                     params = {"b_source": self.source, "b_keys": [key for key, _ in batch]}
-                    await session.execute(_done_statement(), {**params, "done_at": utcnow()})
-                    await session.commit()
+                    await conn.execute(_done_statement(), {**params, "done_at": utcnow()})
             except Exception as exc:  # every waiter of the batch hears it
                 failure = exc
             except BaseException:  # cancelled (the server stops): nobody waits forever

@@ -44,7 +44,7 @@ class SqlPacer:
     def __init__(self, db: Database) -> None:
         if not db.is_postgres:
             raise ValueError("SqlPacer needs PostgreSQL; SQLite serves one process")
-        self._engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._db = db
         self._next_forget = time.monotonic() + FORGET_EVERY
         self._lag: float | None = None
         self._calibrating = asyncio.Lock()
@@ -72,7 +72,7 @@ class SqlPacer:
         """The lag before the first slot: a first answer is slow (a new connection), and a
         slot placed by it would be late onto its successor's."""
         for _ in range(3):
-            async with self._engine.connect() as conn:
+            async with self._db.statements() as conn:
                 now = (await conn.execute(_NOW)).scalar_one()
             lag = time.time() - float(now)
             if self._lag is None or lag < self._lag:
@@ -85,7 +85,7 @@ class SqlPacer:
         seconds since the epoch on the database's clock)."""
         interval = 1.0 / per_second
         params = {"name": name, "key": key[:128], "interval": interval}
-        async with self._engine.connect() as conn:
+        async with self._db.statements() as conn:
             tat, now = (await conn.execute(_RESERVE, params)).one()
             if time.monotonic() >= self._next_forget:
                 self._next_forget = time.monotonic() + FORGET_EVERY

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,20 +13,7 @@ from core.db.database import Database
 from core.db.migrate import migrate
 from core.events import TicketOpened
 from tests.relay.support import outbox_rows, put_events
-from tests.support.pgcluster import PgCluster, find_bindir
-
-
-@pytest.fixture
-async def own_cluster() -> AsyncIterator[PgCluster]:
-    """A cluster of its own: restarting the session's would upset other tests' pools."""
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server available")
-    cluster = await asyncio.to_thread(PgCluster(bindir).start)
-    try:
-        yield cluster
-    finally:
-        await asyncio.to_thread(cluster.destroy)
+from tests.support.pgcluster import PgCluster
 
 
 async def _all_done(db: Database, total: int, seconds: float) -> None:
