@@ -140,7 +140,7 @@ def retry_seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         value: Any = exc.retry_after
-    return float(value.totalretry_seconds() if hasattr(value, "total_seconds") else value)
+    return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
 
 
 def bot_key(settings: Settings) -> str:

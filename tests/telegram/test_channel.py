@@ -120,3 +120,16 @@ async def test_a_file_to_a_blocked_chat_raises_unreachable(
     fake.fail_blocked(chat_id=1001)
     with pytest.raises(Unreachable):
         await channel.send_file("1001", OutgoingFile("a.pdf", "application/pdf", b"%PDF-1.4"))
+
+
+@pytest.mark.parametrize("as_timedelta", [False, True])
+def test_retry_after_is_read_in_seconds_whichever_type_ptb_gives(
+    as_timedelta: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from telegram.error import RetryAfter
+
+    from bots.telegram.limits import retry_seconds
+
+    # PTB 22 gives an int and warns; with PTB_TIMEDELTA (its next major's default) a timedelta.
+    monkeypatch.setenv("PTB_TIMEDELTA", "true" if as_timedelta else "false")
+    assert retry_seconds(RetryAfter(7)) == 7.0
