@@ -1,6 +1,7 @@
-"""Email: out through SendGrid (or a local mailbox offline, ``senders``), SendGrid's Event
-Webhook in (``events``: bounces, drops and spam reports stop mail to that address), and
-customers' answers by email through Inbound Parse (``inbound``).
+"""Email: out through SendGrid (``sendgrid_mail``, loaded only with a key) or a local mailbox
+offline (``senders``), SendGrid's Event Webhook in (``events``: bounces, drops and spam
+reports stop mail to that address), and customers' answers by email through Inbound Parse
+(``inbound``).
 
 The only package that imports `sendgrid`.
 """

@@ -54,7 +54,9 @@ def _begin_statement(postgres: bool) -> Insert:
         .on_conflict_do_update(
             index_elements=[i.source, i.key],
             set_={"attempts": i.attempts + 1},
-            where=i.status.in_(_UNFINISHED),
+            # Not IN (...): an IN list is rendered again at every execution (SQLAlchemy's
+            # "expanding" parameters), and this statement runs once per update.
+            where=or_(*(i.status == status for status in _UNFINISHED)),
         )
         .returning(i.status, i.payload, i.attempts)
     )
