@@ -26,6 +26,7 @@ from core.db.database import Database
 from core.model import Channel
 from tests.fakes.prism import CONTRACTS, prism_fixture
 from tests.relay.support import CollectingChannel, customer_with_ticket, outbox_rows
+from tests.support.aiohttp_app import served
 
 prism_sendgrid = prism_fixture(CONTRACTS / "sendgrid_mail_v3.json")
 
@@ -123,15 +124,8 @@ async def flaky_sendgrid() -> AsyncIterator[tuple[FlakySendGrid, str]]:
     fake = FlakySendGrid()
     app = web.Application()
     app.router.add_post("/v3/mail/send", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield fake, url
 
 
 async def test_sendgrid_faults_map_to_retry_later_and_permanent_failure(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,12 +13,8 @@ from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
 from bots.telegram.transport import AiohttpRequest
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.aiohttp_app import served
+from tests.support.pgcluster import free_port
 
 
 @pytest.fixture
@@ -41,15 +36,8 @@ async def api() -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
 
     app = web.Application()
     app.router.add_post("/bot/{name}", method)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/bot", seen
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield f"{url}/bot", seen
 
 
 async def test_fields_go_as_a_form_and_files_as_multipart(
@@ -87,7 +75,7 @@ async def test_a_dead_api_is_a_network_error_and_a_slow_one_a_timeout(
     url, _ = api
     async with AiohttpRequest(read_timeout=0.2) as request:
         with pytest.raises(NetworkError, match="aiohttp"):
-            await request.do_request(f"http://127.0.0.1:{_closed_port()}/bot/getMe", "POST")
+            await request.do_request(f"http://127.0.0.1:{free_port()}/bot/getMe", "POST")
         with pytest.raises(TimedOut):
             await request.do_request(f"{url}/slow", "POST")
 
