@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -159,18 +160,42 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
 
 
+#: A pooled connection idle longer than this is pinged at checkout; one used more recently is
+#: trusted unless its socket is known closed. A server's restart, shutdown or
+#: pg_terminate_backend closes the socket, which the event loop sees at once; the ping is
+#: for what no one announces (a firewall that silently drops idle connections).
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
 def _ping_at_checkout(engine: AsyncEngine) -> None:
     """Make sure a pooled PostgreSQL connection is alive before it is used (after a restart
-    or a failover the pool holds dead ones), in one round trip. SQLAlchemy's
-    `pool_pre_ping` takes three on asyncpg (BEGIN, a query, ROLLBACK): nine of the 21 of a
-    new chat's turn answered through the Bot API (its transaction, the pacing slot, the done
-    mark). A query without arguments goes in the simple protocol: nothing is prepared,
-    and no transaction is needed."""
+    or a failover the pool holds dead ones).
 
-    @event.listens_for(engine.sync_engine.pool, "checkout")
-    def _ping(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    A connection whose socket is closed is replaced; one idle for more than
+    `PING_AFTER_IDLE_SECONDS` is pinged first, in one round trip (a query without arguments
+    goes in the simple protocol: nothing is prepared, no transaction is needed). SQLAlchemy's
+    `pool_pre_ping` takes three on asyncpg (BEGIN, a query, ROLLBACK) at every checkout, and
+    a busy server checks out three connections per turn (its transaction, the pacing slot,
+    the done mark). A fresh connection is not pinged. A connection that dies between the
+    event loop's last look and its use fails that one unit of work, which its caller retries
+    (Telegram redelivers, the relay tries again), and SQLAlchemy then discards the pool."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _idle_since(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _check(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        connection = record.driver_connection
+        if connection.is_closed():
+            raise DisconnectionError("a pooled connection was closed by the server")
+        idle_since = record.info.get("idle_since")  # None: connected just now
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
         try:
-            await_only(record.driver_connection.execute("SELECT 1"))
+            await_only(connection.execute("SELECT 1"))
         except Exception as exc:  # the pool discards it and checks out another (3 tries)
             raise DisconnectionError("a pooled connection failed its ping") from exc
 
