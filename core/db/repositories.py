@@ -349,40 +349,27 @@ class SqlDialogStore:
     async def register(
         self, customer: Customer, identity: ChannelIdentity, now: datetime
     ) -> TurnRecord:
-        """First contact: store the customer and their identity with two prepared inserts
-        (the ORM's flushes cost several times more on the hot path); the conversation is
-        inserted with the turn's state by `save_conversation`. A concurrent first message
-        of the same identity raises IntegrityError."""
-        customer_id = (
-            await self.session.execute(
-                _insert_customer(),
-                {
-                    "display_name": customer.display_name,
-                    "language": customer.language,
-                    "language_chosen": customer.language_chosen,
-                    "email": customer.email,
-                    "email_verified": customer.email_verified,
-                    "email_blocked": customer.email_blocked,
-                    "phone": customer.phone,
-                    "notify": customer.notify,
-                    "created_at": customer.created_at,
-                },
-            )
-        ).scalar_one()
-        identity_id = (
-            await self.session.execute(
-                _insert_identity(),
-                {
-                    "customer_id": customer_id,
-                    "channel": identity.channel,
-                    "external_id": identity.external_id,
-                    "chat_id": identity.chat_id,
-                    "display_name": identity.display_name,
-                    "reachable": identity.reachable,
-                    "created_at": identity.created_at,
-                },
-            )
-        ).scalar_one()
+        """First contact: store the customer and their identity with prepared inserts (the
+        ORM's flushes cost several times more on the hot path), in one statement on
+        PostgreSQL; the conversation is inserted with the turn's state by
+        `save_conversation`. A concurrent first message of the same identity raises
+        IntegrityError."""
+        customer_values = {name: getattr(customer, name) for name in _NEW_CUSTOMER}
+        identity_values = {name: getattr(identity, name) for name in _NEW_IDENTITY}
+        if self.session.get_bind().dialect.name == "postgresql":
+            params = {f"c_{k}": v for k, v in customer_values.items()}
+            params.update({f"i_{k}": v for k, v in identity_values.items()})
+            row = (await self.session.execute(_insert_customer_with_identity(), params)).one()
+            customer_id, identity_id = row
+        else:
+            customer_id = (
+                await self.session.execute(_insert_customer(), customer_values)
+            ).scalar_one()
+            identity_id = (
+                await self.session.execute(
+                    _insert_identity(), {"customer_id": customer_id, **identity_values}
+                )
+            ).scalar_one()
         return TurnRecord(
             identity_id=identity_id,
             customer_id=customer_id,
@@ -487,6 +474,22 @@ def _tickets_query() -> Any:
     )
 
 
+#: What a first contact writes of a new customer and of their identity (the other columns
+#: take their defaults).
+_NEW_CUSTOMER = (
+    "display_name",
+    "language",
+    "language_chosen",
+    "email",
+    "email_verified",
+    "email_blocked",
+    "phone",
+    "notify",
+    "created_at",
+)
+_NEW_IDENTITY = ("channel", "external_id", "chat_id", "display_name", "reachable", "created_at")
+
+
 @functools.cache
 def _insert_customer() -> Any:
     return insert(t.customers).returning(t.customers.c.id)
@@ -495,6 +498,28 @@ def _insert_customer() -> Any:
 @functools.cache
 def _insert_identity() -> Any:
     return insert(t.channel_identities).returning(t.channel_identities.c.id)
+
+
+@functools.cache
+def _insert_customer_with_identity() -> Any:
+    """PostgreSQL: a new customer and their identity in one statement (one round trip), the
+    customer's insert a data-modifying CTE. Parameters: the columns' names prefixed `c_`
+    (the customer's) and `i_` (the identity's)."""
+    customers, identities = t.customers, t.channel_identities
+    new_customer = (
+        insert(customers)
+        .values(
+            {name: bindparam(f"c_{name}", type_=customers.c[name].type) for name in _NEW_CUSTOMER}
+        )
+        .returning(customers.c.id)
+        .cte("new_customer")
+    )
+    values = [bindparam(f"i_{name}", type_=identities.c[name].type) for name in _NEW_IDENTITY]
+    return (
+        insert(identities)
+        .from_select(["customer_id", *_NEW_IDENTITY], select(new_customer.c.id, *values))
+        .returning(identities.c.customer_id, identities.c.id)
+    )
 
 
 @functools.cache

@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core import services
 from core.db import tables as t
@@ -76,6 +76,38 @@ async def test_registering_the_same_identity_twice_returns_one_customer(db: Data
     second, _ = await new_customer(db, "42")
     other, _ = await new_customer(db, "43")
     assert first == second != other
+
+
+async def test_a_first_contact_writes_the_customer_and_their_identity(db: Database) -> None:
+    """Both rows, with what the first message told; on PostgreSQL in one statement."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    async with db.uow() as uow:
+        record, registered = await services.find_or_register(
+            uow.dialogs, channel=Channel.SLACK, external_id="U1", chat_id="D1",
+            display_name="Ada Lovelace", language="fr",
+        )  # fmt: skip
+        await uow.commit()
+    event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+    inserts = [s for s in statements if "INSERT" in s]
+    assert registered
+    assert len(inserts) == (1 if db.is_postgres else 2)
+    async with db.uow() as uow:
+        customer = await uow.customers.get(record.customer_id)
+        identity = await uow.customers.identity_by_id(record.identity_id)
+    assert customer is not None and identity is not None
+    assert (customer.display_name, customer.language) == ("Ada Lovelace", "fr")
+    assert identity.customer_id == customer.id
+    assert (identity.channel, identity.external_id, identity.chat_id) == (
+        Channel.SLACK,
+        "U1",
+        "D1",
+    )
 
 
 async def test_open_ticket_writes_ticket_message_and_outbox_in_one_commit(db: Database) -> None:
