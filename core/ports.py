@@ -181,6 +181,15 @@ class InboxRecords(Protocol):
         """The turn's replies (as JSON), kept until they are known to be sent."""
         ...
 
+    async def record_turn(
+        self, source: str, key: str, replies: Sequence[dict[str, Any]] | None
+    ) -> InboxEntry | None:
+        """At the end of the turn that answers a delivery, in one statement: record it (or
+        one more attempt of it) with the replies to keep until they are sent (None: none to
+        keep). None when the delivery is answered or finished already: the turn must not
+        commit."""
+        ...
+
     async def status_of(self, source: str, key: str) -> str | None: ...
     async def payload_of(self, source: str, key: str) -> dict[str, Any] | None: ...
     async def mark(self, source: str, key: str, status: str, error: str | None = None) -> None:

@@ -10,8 +10,10 @@ handed to the dialog engine; its replies go back as HTML messages (escaped, spli
 
 Durability: every update is recorded in the inbox (key = update_id) before its effects are
 final (see core/db/inbox.py). A plain message is recorded in the turn's own transaction, so
-the record and the turn commit together, one commit; a turn that fails takes its record with
-it, and the attempt is then counted on its own. Other updates (files, buttons, blocks) are
+the record and the turn commit together, one commit; the record is written at the turn's
+end, with the replies to send, in one statement (a redelivery found there rolls the turn
+back). A turn that fails takes its record with it, and the attempt is then counted on its
+own. Other updates (files, buttons, blocks) are
 recorded in a transaction of their own first. A redelivery is a no-op, except that stored
 replies which may not have gone out are sent again. A failure answers 500, so Telegram
 delivers the update again (polling retries it in place), until `telegram_max_attempts`;

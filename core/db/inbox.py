@@ -62,6 +62,23 @@ def _begin_statement(postgres: bool) -> Insert:
     )
 
 
+@functools.cache
+def _record_turn_statement(postgres: bool) -> Insert:
+    """One round trip at a turn's end: insert the delivery with its outcome, or count one
+    more attempt of a pending one; no row returned for one answered or finished before."""
+    insert = postgresql.insert if postgres else sqlite.insert
+    statement = insert(t.inbox)
+    return statement.on_conflict_do_update(
+        index_elements=[i.source, i.key],
+        set_={
+            "attempts": i.attempts + 1,
+            "status": statement.excluded.status,
+            "payload": statement.excluded.payload,
+        },
+        where=i.status == "pending",
+    ).returning(i.attempts)
+
+
 class SqlInboxRecords:
     """The inbox in one transaction (core.ports.InboxRecords)."""
 
@@ -107,6 +124,23 @@ class SqlInboxRecords:
         payload = {"replies": list(replies), "sent": sent}
         values = {"b_source": source, "b_key": key, "status": "answered", "payload": payload}
         await self.session.execute(_set_statement("status", "payload"), values)
+
+    async def record_turn(
+        self, source: str, key: str, replies: Sequence[dict[str, Any]] | None
+    ) -> InboxEntry | None:
+        values = {
+            "source": source,
+            "key": key,
+            "status": "pending" if replies is None else "answered",
+            "payload": None if replies is None else {"replies": list(replies), "sent": 0},
+            "received_at": utcnow(),
+            "attempts": 1,
+        }
+        statement = _record_turn_statement(_on_postgres(self.session))
+        attempts = (await self.session.execute(statement, values)).scalar_one_or_none()
+        if attempts is None:
+            return None
+        return InboxEntry(Stage.NEW if attempts == 1 else Stage.RETRY, attempts)
 
     async def status_of(self, source: str, key: str) -> str | None:
         stmt = select(i.status).where(i.source == source, i.key == key)

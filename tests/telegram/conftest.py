@@ -28,15 +28,22 @@ class ScriptedEngine:
     """Stands in for the dialog engine: records turns, answers by a small script.
 
     `fail` makes the next N turns raise; `delay` slows every turn (ordering tests).
+    `answered` counts the turns that had their effect (every turn run, `turns`, did not).
     """
 
     def __init__(self) -> None:
         self.turns: list[UserSaid] = []
+        self.answered = 0
         self.fail = 0
         self.delay = 0.0
         self.spans: list[tuple[str, float, float]] = []
 
     async def handle_turn(self, said: UserSaid) -> list[Reply]:
+        replies = await self.script(said)
+        self.answered += 1
+        return replies
+
+    async def script(self, said: UserSaid) -> list[Reply]:
         started = time.monotonic()
         self.turns.append(said)
         if self.delay:
@@ -74,7 +81,8 @@ class RecordingEngine(ScriptedEngine):
     """The script, with the dialog engine's contract for a `recorder`: its `first` runs at
     the start of the turn's transaction and its `last` before the commit, both commit with
     the turn and roll back with a failed one. The server then records a plain message in
-    the turn (one commit), like with the real engine."""
+    the turn (one commit), like with the real engine. A turn is `answered` once it
+    commits."""
 
     records_in_turn = True
 
@@ -82,7 +90,6 @@ class RecordingEngine(ScriptedEngine):
         super().__init__()
         self.url = url
         self.db: Database | None = None  # opened in the server's event loop
-        self.recorded = 0  # turns that recorded their delivery in their transaction
 
     async def handle_turn(  # type: ignore[override]
         self, said: UserSaid, *, recorder: Any = None
@@ -92,11 +99,11 @@ class RecordingEngine(ScriptedEngine):
         async with self.db.uow() as uow:
             if recorder is not None:
                 await recorder.first(uow)
-                self.recorded += 1
-            replies = await super().handle_turn(said)
+            replies = await self.script(said)
             if recorder is not None:
                 await recorder.last(uow, replies)
             await uow.commit()
+        self.answered += 1
         return replies
 
 

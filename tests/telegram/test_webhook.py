@@ -8,6 +8,8 @@ import itertools
 
 import httpx
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from core.db.database import Database
 from core.model import Channel
@@ -15,6 +17,7 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.telegram_updates import Person, TelegramUpdates
 from tests.support.customers import register_customer
 from tests.telegram.conftest import (
+    RecordingEngine,
     ScriptedEngine,
     StartServer,
     inbox_row,
@@ -76,7 +79,7 @@ async def test_choices_become_an_inline_keyboard_sent_through_the_api(
 
 
 @pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
-async def test_redelivery_runs_no_second_turn(
+async def test_a_redelivery_has_no_second_effect(
     serve: StartServer,
     client: httpx.AsyncClient,
     updates: TelegramUpdates,
@@ -89,9 +92,9 @@ async def test_redelivery_runs_no_second_turn(
         first = await post_update(client, server, update)
         again = await post_update(client, server, update)
     assert (first.status_code, again.status_code) == (200, 200)
-    assert len(engine.turns) == 1
-    # In the turn: the first delivery is recorded with it; the redelivery is seen finished.
-    assert getattr(engine, "recorded", 1) == 1
+    # The general way runs no second turn; in the turn, the redelivery's turn finds the
+    # delivery finished when it records it, and rolls back.
+    assert engine.answered == 1
     assert fake.sent_texts() == ["You said: hello"]
     row = await inbox_row(db, update)
     assert row is not None and row["status"] == "done"
@@ -119,10 +122,38 @@ async def test_a_turn_keeps_its_replies_to_send_in_its_own_commit(
     with serve(telegram_reply_in_webhook_answer=False) as server:
         response = await post_update(client, server, update)
     assert response.status_code == 200
-    assert getattr(engine, "recorded", 0) == 1
+    assert engine.answered == 1
     assert fake.sent_texts() == ["first", "second"]
     row = await inbox_row(db, update)
     assert row is not None and row["status"] == "done"
+
+
+@pytest.mark.parametrize("engine", ["in_turn"], indirect=True)
+async def test_a_turn_writes_its_inbox_record_once_before_the_send(
+    serve: StartServer,
+    client: httpx.AsyncClient,
+    updates: TelegramUpdates,
+    engine: ScriptedEngine,
+    fake: FakeTelegram,
+    db: Database,
+) -> None:
+    """Recorded in the turn, an update's inbox row is written by one statement at the
+    turn's end (with the replies to send), then marked done once they are sent."""
+    written: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "inbox" in statement and statement.lstrip().startswith(("INSERT", "UPDATE")):
+            written.append(statement.split()[0])
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        with serve(telegram_reply_in_webhook_answer=False) as server:
+            response = await post_update(client, server, updates.text("two"))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert response.status_code == 200
+    assert written == ["INSERT", "UPDATE"]
+    assert fake.sent_texts() == ["first", "second"]
 
 
 @pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
@@ -143,7 +174,7 @@ async def test_stored_reply_is_sent_again_when_it_did_not_go_out(
     assert first.status_code == 500  # Telegram will deliver the update again
     assert row is not None and row["status"] == "answered"
     assert again.status_code == 200
-    assert len(engine.turns) == 1  # the turn is not run twice
+    assert engine.answered == 1  # the turn has no second effect
     assert fake.sent_texts() == ["You said: hello"]
 
 
@@ -165,7 +196,7 @@ async def test_failed_turn_answers_500_and_succeeds_on_redelivery(
     assert second.json()["text"] == "You said: hello"
     row = await inbox_row(db, update)
     assert row is not None and row["attempts"] == 2  # the failed attempt counted, once
-    assert getattr(engine, "recorded", 2) == 2
+    assert (len(engine.turns), engine.answered) == (2, 1)
 
 
 @pytest.mark.parametrize("engine", ["general", "in_turn"], indirect=True)
@@ -180,8 +211,14 @@ async def test_update_that_keeps_failing_is_parked_with_its_reason(
     update = updates.text("hello")
     with serve(telegram_max_attempts=2) as server:
         answers = [(await post_update(client, server, update)).status_code for _ in range(4)]
-    assert answers == [500, 500, 200, 200]
-    assert len(engine.turns) == 2
+    # The general way records a delivery before its turn: it parks the delivery after the
+    # last attempt without running it. In the turn, the record comes at the turn's end: the
+    # last failure parks it, and a later copy runs its turn again, to no effect.
+    if isinstance(engine, RecordingEngine):
+        assert (answers, len(engine.turns)) == ([500, 200, 200, 200], 4)
+    else:
+        assert (answers, len(engine.turns)) == ([500, 500, 200, 200], 2)
+    assert engine.answered == 0
     row = await inbox_row(db, update)
     assert row is not None and row["status"] == "parked"
     assert "gave up after 2 attempts" in row["error"]
