@@ -475,10 +475,17 @@ class DialogStore(Protocol):
 
     async def load(self, channel: Channel, external_id: str) -> TurnRecord | None: ...
     async def register(
-        self, customer: Customer, identity: ChannelIdentity, now: datetime
+        self,
+        *,
+        channel: Channel,
+        external_id: str,
+        chat_id: str,
+        display_name: str,
+        language: str,
+        now: datetime,
     ) -> TurnRecord:
-        """First contact: the customer and their identity; the conversation is written by
-        the turn's `save_conversation`."""
+        """First contact: a new customer (everything else as a new Customer has it) and
+        their identity; the conversation is written by the turn's `save_conversation`."""
         ...
 
     async def move_chat(self, identity_id: int, chat_id: str) -> None: ...

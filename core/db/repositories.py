@@ -347,39 +347,50 @@ class SqlDialogStore:
         return TurnRecord(*list(row)) if row is not None else None
 
     async def register(
-        self, customer: Customer, identity: ChannelIdentity, now: datetime
+        self,
+        *,
+        channel: Channel,
+        external_id: str,
+        chat_id: str,
+        display_name: str,
+        language: str,
+        now: datetime,
     ) -> TurnRecord:
         """First contact: store the customer and their identity with prepared inserts (the
-        ORM's flushes cost several times more on the hot path), in one statement on
-        PostgreSQL; the conversation is inserted with the turn's state by
-        `save_conversation`. A concurrent first message of the same identity raises
-        IntegrityError."""
-        customer_values = {name: getattr(customer, name) for name in _NEW_CUSTOMER}
-        identity_values = {name: getattr(identity, name) for name in _NEW_IDENTITY}
+        ORM's objects and flushes cost several times more on the hot path), in one statement
+        on PostgreSQL. The other columns take the table's defaults, a new Customer's. The
+        conversation is inserted with the turn's state by `save_conversation`. A concurrent
+        first message of the same identity raises IntegrityError."""
+        customer = {"display_name": display_name, "language": language, "created_at": now}
+        identity = {
+            "channel": channel,
+            "external_id": external_id,
+            "chat_id": chat_id,
+            "display_name": display_name,
+            "created_at": now,
+        }
         if self.session.get_bind().dialect.name == "postgresql":
-            params = {f"c_{k}": v for k, v in customer_values.items()}
-            params.update({f"i_{k}": v for k, v in identity_values.items()})
+            params = {f"c_{k}": v for k, v in customer.items()}
+            params.update({f"i_{k}": v for k, v in identity.items()})
             row = (await self.session.execute(_insert_customer_with_identity(), params)).one()
             customer_id, identity_id = row
         else:
-            customer_id = (
-                await self.session.execute(_insert_customer(), customer_values)
-            ).scalar_one()
+            customer_id = (await self.session.execute(_insert_customer(), customer)).scalar_one()
             identity_id = (
                 await self.session.execute(
-                    _insert_identity(), {"customer_id": customer_id, **identity_values}
+                    _insert_identity(), {"customer_id": customer_id, **identity}
                 )
             ).scalar_one()
         return TurnRecord(
             identity_id=identity_id,
             customer_id=customer_id,
-            chat_id=identity.chat_id,
-            customer_name=customer.display_name,
-            language=customer.language,
-            language_chosen=customer.language_chosen,
-            email=customer.email,
-            email_verified=customer.email_verified,
-            email_blocked=customer.email_blocked,
+            chat_id=chat_id,
+            customer_name=display_name,
+            language=language,
+            language_chosen=False,
+            email=None,
+            email_verified=False,
+            email_blocked=False,
             conversation_id=None,  # written with the turn's state (save_conversation)
             state=None,
             slots=None,
@@ -474,20 +485,10 @@ def _tickets_query() -> Any:
     )
 
 
-#: What a first contact writes of a new customer and of their identity (the other columns
-#: take their defaults).
-_NEW_CUSTOMER = (
-    "display_name",
-    "language",
-    "language_chosen",
-    "email",
-    "email_verified",
-    "email_blocked",
-    "phone",
-    "notify",
-    "created_at",
-)
-_NEW_IDENTITY = ("channel", "external_id", "chat_id", "display_name", "reachable", "created_at")
+#: What a first contact writes of a new customer and of their identity; the other columns
+#: take their defaults, which are a new Customer's and ChannelIdentity's (core.model).
+_NEW_CUSTOMER = ("display_name", "language", "created_at")
+_NEW_IDENTITY = ("channel", "external_id", "chat_id", "display_name", "created_at")
 
 
 @functools.cache

@@ -19,7 +19,6 @@ from core.services.customers import (
     erase_customer,
     export_customer_data,
     find_or_register,
-    first_contact,
     get_customer,
 )
 from core.services.sla import SlaBreach, announce_sla_breaches, find_sla_breaches
@@ -66,7 +65,6 @@ __all__ = [
     "export_customer_data",
     "find_or_register",
     "find_sla_breaches",
-    "first_contact",
     "get_customer",
     "get_ticket",
     "open_ticket",

@@ -12,7 +12,6 @@ from core.lifecycle import Status
 from core.model import (
     Author,
     Channel,
-    ChannelIdentity,
     Customer,
     Message,
     Ticket,
@@ -38,44 +37,19 @@ async def find_or_register(
     identity raises the store's integrity error (the caller's transaction retries)."""
     record = await store.load(channel, external_id)
     if record is None:
-        moment = now or utcnow()
-        customer, identity = first_contact(
+        registered = await store.register(
             channel=channel,
             external_id=external_id,
             chat_id=chat_id,
-            display_name=display_name,
-            language=language,
-            now=moment,
+            display_name=display_name[:200],
+            language=(language or "en")[:16],
+            now=now or utcnow(),
         )
-        return await store.register(customer, identity, moment), True
+        return registered, True
     if record.chat_id != chat_id:
         await store.move_chat(record.identity_id, chat_id)
         record = replace(record, chat_id=chat_id)
     return record, False
-
-
-def first_contact(
-    *,
-    channel: Channel,
-    external_id: str,
-    chat_id: str,
-    display_name: str = "",
-    language: str = "en",
-    now: datetime | None = None,
-) -> tuple[Customer, ChannelIdentity]:
-    """A new customer and their first channel identity, not yet stored."""
-    moment = now or utcnow()
-    customer = Customer(
-        display_name=display_name[:200], language=(language or "en")[:16], created_at=moment
-    )
-    identity = ChannelIdentity(
-        channel=channel,
-        external_id=external_id,
-        chat_id=chat_id,
-        display_name=display_name[:200],
-        created_at=moment,
-    )
-    return customer, identity
 
 
 async def get_customer(uow: UnitOfWork, customer_id: int) -> Customer:

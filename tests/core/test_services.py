@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 from datetime import timedelta
 
 import pytest
@@ -20,7 +21,7 @@ from core.errors import (
     NotFound,
 )
 from core.lifecycle import Status
-from core.model import Author, Availability, Channel, Message, Priority, utcnow
+from core.model import Author, Availability, Channel, Customer, Message, Priority, utcnow
 from tests.support.customers import register_customer
 
 
@@ -103,6 +104,12 @@ async def test_a_first_contact_writes_the_customer_and_their_identity(db: Databa
     assert customer is not None and identity is not None
     assert (customer.display_name, customer.language) == ("Ada Lovelace", "fr")
     assert identity.customer_id == customer.id
+    # Everything else is the table's defaults, which must be a new Customer's.
+    fresh = Customer(display_name="Ada Lovelace", language="fr")
+    skip = ("id", "created_at", "events", "identities")
+    rest = [f.name for f in fields(Customer) if f.name not in skip]
+    assert {n: getattr(customer, n) for n in rest} == {n: getattr(fresh, n) for n in rest}
+    assert identity.reachable is True
     assert (identity.channel, identity.external_id, identity.chat_id) == (
         Channel.SLACK,
         "U1",
