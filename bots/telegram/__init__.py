@@ -13,14 +13,14 @@ final (see core/db/inbox.py). A plain message is recorded in the turn's own tran
 the record and the turn commit together, one commit; the record is written at the turn's
 end, with the replies to send, in one statement (a redelivery found there rolls the turn
 back). A turn that fails takes its record with it, and the attempt is then counted on its
-own. Other updates (files, buttons, blocks) are
-recorded in a transaction of their own first. A redelivery is a no-op, except that stored
-replies which may not have gone out are sent again. A failure answers 500, so Telegram
-delivers the update again (polling retries it in place), until `telegram_max_attempts`;
-then, or at once when it can never succeed (a malformed update, a domain error, a reply
-Telegram refuses), the update is parked with its reason. Updates of one chat are handled one
-at a time and in order, other chats concurrently (in-process locks; across replicas the
-engine's optimistic concurrency decides).
+own. Other updates (files, buttons, blocks) are recorded in a transaction of their own
+first. A redelivery is a no-op, except that stored replies which may not have gone out are
+sent again. A failure answers 500, so Telegram delivers the update again (polling retries
+it in place), until `telegram_max_attempts`; then, or at once when it can never succeed (a
+malformed update, a domain error, a reply Telegram refuses), the update is parked with its
+reason. Updates of one chat are handled one at a time and in order, other chats
+concurrently (in-process locks; across replicas the engine's optimistic concurrency
+decides).
 
 Reply in the webhook answer: Telegram runs one Bot API method given in the body of the
 webhook's answer (https://core.telegram.org/bots/api#making-requests-when-getting-updates),
