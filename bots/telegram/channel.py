@@ -40,11 +40,6 @@ MAX_CAPTION = 1024  # characters of a photo's or document's caption
 MAX_PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto's limit; larger photos go as documents
 PHOTO_TYPES = ("image/jpeg", "image/png")
 
-# A text goes out through `Bot.do_api_request`, which hands back Telegram's answer as it
-# came: `Bot.send_message` would build a `Message` of it (a tenth of a turn's CPU) only for
-# its id. PTB suggests send_message for a method it knows; that choice is made here.
-warnings.filterwarnings("ignore", message=r"Please use 'Bot\.sendMessage'", category=PTBUserWarning)
-
 
 class TelegramChannel:
     """`ChatChannel` for Telegram: what the relay and the webhook use to send replies."""
@@ -60,6 +55,12 @@ class TelegramChannel:
         self.bot = bot
         self.metrics = metrics
         self.on_unreachable = on_unreachable
+        # A text goes out through `Bot.do_api_request`, which hands back Telegram's answer
+        # as it came: `send_message` would build a `Message` of it (a tenth of a turn's CPU)
+        # only for its id. PTB suggests send_message for a method it knows: not here.
+        warnings.filterwarnings(
+            "ignore", message=r"Please use 'Bot\.sendMessage'", category=PTBUserWarning
+        )
 
     async def send(self, chat_id: str, reply: Reply) -> str:
         """Deliver `reply` (split when long); return the id of its last message."""

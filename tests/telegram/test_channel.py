@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
+from telegram.warnings import PTBUserWarning
 
 from bots.channels import OutgoingFile, PermanentFailure, RetryLater, Unreachable
 from bots.metrics import Metrics
@@ -37,6 +39,20 @@ async def test_send_returns_the_provider_message_id(channel: TelegramChannel, fa
     second = await channel.send("1001", Reply("An agent replied & asks: <why>?"))
     assert (first, second) == ("1", "2")
     fake.assert_no_violations()
+
+
+async def test_a_text_goes_out_without_a_warning(fake: FakeTelegram) -> None:
+    """Texts go through `do_api_request` on purpose: the channel silences PTB's advice to
+    use `send_message` for them, and only that."""
+    settings = Settings(telegram_bot_token=TOKEN, telegram_api_base_url=f"{fake.url}/bot")
+    async with build_application(settings) as application:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            channel = TelegramChannel(application.bot, Metrics())
+            assert await channel.send("1001", Reply("hello")) == "1"
+            await application.bot.do_api_request("getMe")  # other advice still shows
+    advice = [str(w.message) for w in caught if issubclass(w.category, PTBUserWarning)]
+    assert advice == ["Please use 'Bot.getMe' instead of 'Bot.do_api_request(\"getMe\", ...)'"]
 
 
 async def test_blocked_chat_raises_unreachable_and_reports_it(
