@@ -249,7 +249,7 @@ def subprocess_server(args: list[str], port: int) -> Any:
                 if process.poll() is not None:
                     raise RuntimeError("server died") from None
                 time.sleep(0.3)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
