@@ -79,6 +79,29 @@ def _record_turn_statement(postgres: bool) -> Insert:
     ).returning(i.attempts)
 
 
+def _arrival(
+    source: str,
+    key: str,
+    *,
+    status: str = "pending",
+    payload: dict[str, Any] | None = None,
+    attempts: int = 1,
+) -> dict[str, Any]:
+    """A delivery's row as it is first inserted."""
+    return {
+        "source": source,
+        "key": key,
+        "status": status,
+        "payload": payload,
+        "received_at": utcnow(),
+        "attempts": attempts,
+    }
+
+
+def _unfinished(attempts: int) -> InboxEntry:
+    return InboxEntry(Stage.NEW if attempts == 1 else Stage.RETRY, attempts)
+
+
 class SqlInboxRecords:
     """The inbox in one transaction (core.ports.InboxRecords)."""
 
@@ -86,29 +109,14 @@ class SqlInboxRecords:
         self.session = session
 
     async def record(self, source: str, key: str, payload: dict[str, Any] | None = None) -> bool:
-        values = {
-            "source": source,
-            "key": key,
-            "status": "pending",
-            "payload": payload,
-            "received_at": utcnow(),
-            "attempts": 0,
-        }
+        values = _arrival(source, key, payload=payload, attempts=0)
         insert = _insert_for(self.session)
         stmt = insert(t.inbox).values(**values).on_conflict_do_nothing().returning(i.id)
         return (await self.session.execute(stmt)).first() is not None
 
     async def begin(self, source: str, key: str) -> InboxEntry:
-        values = {
-            "source": source,
-            "key": key,
-            "status": "pending",
-            "payload": None,
-            "received_at": utcnow(),
-            "attempts": 1,
-        }
         statement = _begin_statement(_on_postgres(self.session))
-        row = (await self.session.execute(statement, values)).first()
+        row = (await self.session.execute(statement, _arrival(source, key))).first()
         if row is None:
             return InboxEntry(Stage.FINISHED)
         status, payload, attempts = row
@@ -116,7 +124,7 @@ class SqlInboxRecords:
             payload = payload or {}
             replies = tuple(payload.get("replies") or ())
             return InboxEntry(Stage.ANSWERED, attempts, replies, int(payload.get("sent", 0)))
-        return InboxEntry(Stage.NEW if attempts == 1 else Stage.RETRY, attempts)
+        return _unfinished(attempts)
 
     async def answered(
         self, source: str, key: str, replies: Sequence[dict[str, Any]], *, sent: int = 0
@@ -128,19 +136,14 @@ class SqlInboxRecords:
     async def record_turn(
         self, source: str, key: str, replies: Sequence[dict[str, Any]] | None
     ) -> InboxEntry | None:
-        values = {
-            "source": source,
-            "key": key,
-            "status": "pending" if replies is None else "answered",
-            "payload": None if replies is None else {"replies": list(replies), "sent": 0},
-            "received_at": utcnow(),
-            "attempts": 1,
-        }
+        if replies is None:
+            values = _arrival(source, key)
+        else:
+            payload = {"replies": list(replies), "sent": 0}
+            values = _arrival(source, key, status="answered", payload=payload)
         statement = _record_turn_statement(_on_postgres(self.session))
         attempts = (await self.session.execute(statement, values)).scalar_one_or_none()
-        if attempts is None:
-            return None
-        return InboxEntry(Stage.NEW if attempts == 1 else Stage.RETRY, attempts)
+        return None if attempts is None else _unfinished(attempts)
 
     async def status_of(self, source: str, key: str) -> str | None:
         stmt = select(i.status).where(i.source == source, i.key == key)

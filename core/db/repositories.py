@@ -361,6 +361,8 @@ class SqlDialogStore:
         on PostgreSQL. The other columns take the table's defaults, a new Customer's. The
         conversation is inserted with the turn's state by `save_conversation`. A concurrent
         first message of the same identity raises IntegrityError."""
+        # What a first contact writes; the other columns take their defaults, which are a
+        # new Customer's and ChannelIdentity's (core.model).
         customer = {"display_name": display_name, "language": language, "created_at": now}
         identity = {
             "channel": channel,
@@ -370,10 +372,10 @@ class SqlDialogStore:
             "created_at": now,
         }
         if self.session.get_bind().dialect.name == "postgresql":
+            statement = _insert_customer_with_identity(tuple(customer), tuple(identity))
             params = {f"c_{k}": v for k, v in customer.items()}
             params.update({f"i_{k}": v for k, v in identity.items()})
-            row = (await self.session.execute(_insert_customer_with_identity(), params)).one()
-            customer_id, identity_id = row
+            customer_id, identity_id = (await self.session.execute(statement, params)).one()
         else:
             customer_id = (await self.session.execute(_insert_customer(), customer)).scalar_one()
             identity_id = (
@@ -485,12 +487,6 @@ def _tickets_query() -> Any:
     )
 
 
-#: What a first contact writes of a new customer and of their identity; the other columns
-#: take their defaults, which are a new Customer's and ChannelIdentity's (core.model).
-_NEW_CUSTOMER = ("display_name", "language", "created_at")
-_NEW_IDENTITY = ("channel", "external_id", "chat_id", "display_name", "created_at")
-
-
 @functools.cache
 def _insert_customer() -> Any:
     return insert(t.customers).returning(t.customers.c.id)
@@ -502,7 +498,9 @@ def _insert_identity() -> Any:
 
 
 @functools.cache
-def _insert_customer_with_identity() -> Any:
+def _insert_customer_with_identity(
+    customer_columns: tuple[str, ...], identity_columns: tuple[str, ...]
+) -> Any:
     """PostgreSQL: a new customer and their identity in one statement (one round trip), the
     customer's insert a data-modifying CTE. Parameters: the columns' names prefixed `c_`
     (the customer's) and `i_` (the identity's)."""
@@ -510,15 +508,18 @@ def _insert_customer_with_identity() -> Any:
     new_customer = (
         insert(customers)
         .values(
-            {name: bindparam(f"c_{name}", type_=customers.c[name].type) for name in _NEW_CUSTOMER}
+            {
+                name: bindparam(f"c_{name}", type_=customers.c[name].type)
+                for name in customer_columns
+            }
         )
         .returning(customers.c.id)
         .cte("new_customer")
     )
-    values = [bindparam(f"i_{name}", type_=identities.c[name].type) for name in _NEW_IDENTITY]
+    values = [bindparam(f"i_{name}", type_=identities.c[name].type) for name in identity_columns]
     return (
         insert(identities)
-        .from_select(["customer_id", *_NEW_IDENTITY], select(new_customer.c.id, *values))
+        .from_select(["customer_id", *identity_columns], select(new_customer.c.id, *values))
         .returning(identities.c.customer_id, identities.c.id)
     )
 

@@ -87,13 +87,15 @@ async def test_a_first_contact_writes_the_customer_and_their_identity(db: Databa
         statements.append(statement)
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    async with db.uow() as uow:
-        record, registered = await services.find_or_register(
-            uow.dialogs, channel=Channel.SLACK, external_id="U1", chat_id="D1",
-            display_name="Ada Lovelace", language="fr",
-        )  # fmt: skip
-        await uow.commit()
-    event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.uow() as uow:
+            record, registered = await services.find_or_register(
+                uow.dialogs, channel=Channel.SLACK, external_id="U1", chat_id="D1",
+                display_name="Ada Lovelace", language="fr",
+            )  # fmt: skip
+            await uow.commit()
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
 
     inserts = [s for s in statements if "INSERT" in s]
     assert registered
