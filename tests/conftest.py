@@ -35,7 +35,7 @@ def pg_cluster() -> Iterator[PgCluster | None]:
             pytest.fail("PostgreSQL server binaries are missing (install `postgresql`)")
         yield None
         return
-    cluster = PgCluster(bindir).start()
+    cluster = PgCluster(bindir, track_statements=True).start()
     try:
         yield cluster
     finally:

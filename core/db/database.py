@@ -17,7 +17,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import IntegrityError as IntegrityError  # re-exported
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -39,6 +38,7 @@ from core.db.repositories import (
     SqlTicketRepository,
 )
 from core.db.sqlite_inline import InlineConnection, inline_creator
+from core.db.statements import PooledDriver, SqlStatements, Statements, for_session, release
 from core.errors import Conflict
 from core.events import Event
 from core.model import Aggregate, utcnow
@@ -100,7 +100,6 @@ class Database:
         else:
             _ping_at_checkout(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._uow_sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=_UnitOfWorkSession
         )
@@ -136,16 +135,20 @@ class Database:
         )
 
     @asynccontextmanager
-    async def statements(self) -> AsyncIterator[AsyncConnection]:
+    async def statements(self) -> AsyncIterator[Statements]:
         """A connection for statements that each stand alone (a batch of done marks, a
         pacing slot). On PostgreSQL each commits on its own, durably, without the BEGIN and
-        COMMIT round trips of a transaction; on SQLite they commit together at the end."""
+        COMMIT round trips of a transaction, straight through asyncpg (core.db.statements);
+        on SQLite they commit together at the end."""
         if self.is_sqlite:
             async with self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self._autocommit.connect() as conn:
-                yield conn
+                yield SqlStatements(conn, postgres=False)
+            return
+        raw = await self.engine.raw_connection()
+        try:
+            yield PooledDriver(self.engine.dialect, raw)
+        finally:
+            await release(raw)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -255,6 +258,7 @@ class SqlUnitOfWork:
         self.conversations = SqlConversationRepository(self.session)
         self.email_verifications = SqlEmailVerificationRepository(self.session)
         self.erasure = SqlErasure(self.session)
+        self._statements = for_session(self.session)
         return self
 
     @property
@@ -262,7 +266,7 @@ class SqlUnitOfWork:
         """Inbound deliveries under the platform's keys, in this transaction."""
         from core.db.inbox import SqlInboxRecords
 
-        return SqlInboxRecords(self.session)
+        return SqlInboxRecords(self.session, self._statements)
 
     @property
     def threads(self) -> SqlThreadMap:
@@ -274,7 +278,7 @@ class SqlUnitOfWork:
     @property
     def dialogs(self) -> SqlDialogStore:
         """The dialog engine's reads and writes of a conversation, in this transaction."""
-        return SqlDialogStore(self.session)
+        return SqlDialogStore(self._statements)
 
     @property
     def knowledge(self) -> SqlKnowledgeBase:

@@ -28,12 +28,17 @@ from sqlalchemy.sql.dml import Insert, Update
 
 from core.db import tables as t
 from core.db.database import Database
+from core.db.statements import Statements, for_session
 from core.model import utcnow
 from core.ports import InboxEntry, Stage
 
 i = t.inbox.c
 
 _UNFINISHED = ("pending", "answered")
+#: What a done mark sets. A batch of marks is one UPDATE per delivery by its unique key, all
+#: sent at once: a set-based UPDATE (`key = ANY($2)`) gets a generic plan from PostgreSQL
+#: that scans all of the source's rows when it was planned on a small or empty table.
+_DONE = ("done_at", "error", "status")
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -105,8 +110,10 @@ def _unfinished(attempts: int) -> InboxEntry:
 class SqlInboxRecords:
     """The inbox in one transaction (core.ports.InboxRecords)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, statements: Statements | None = None) -> None:
         self.session = session
+        # The hot path's writes (a turn's record) straight through asyncpg on PostgreSQL.
+        self.statements = statements or for_session(session)
 
     async def record(self, source: str, key: str, payload: dict[str, Any] | None = None) -> bool:
         values = _arrival(source, key, payload=payload, attempts=0)
@@ -115,8 +122,8 @@ class SqlInboxRecords:
         return (await self.session.execute(stmt)).first() is not None
 
     async def begin(self, source: str, key: str) -> InboxEntry:
-        statement = _begin_statement(_on_postgres(self.session))
-        row = (await self.session.execute(statement, _arrival(source, key))).first()
+        statement = _begin_statement(self.statements.postgres)
+        row = await self.statements.first(statement, _arrival(source, key))
         if row is None:
             return InboxEntry(Stage.FINISHED)
         status, payload, attempts = row
@@ -131,7 +138,7 @@ class SqlInboxRecords:
     ) -> None:
         payload = {"replies": list(replies), "sent": sent}
         values = {"b_source": source, "b_key": key, "status": "answered", "payload": payload}
-        await self.session.execute(_set_statement("status", "payload"), values)
+        await self.statements.run(_set_statement("status", "payload"), values)
 
     async def record_turn(
         self, source: str, key: str, replies: Sequence[dict[str, Any]] | None
@@ -141,9 +148,9 @@ class SqlInboxRecords:
         else:
             payload = {"replies": list(replies), "sent": 0}
             values = _arrival(source, key, status="answered", payload=payload)
-        statement = _record_turn_statement(_on_postgres(self.session))
-        attempts = (await self.session.execute(statement, values)).scalar_one_or_none()
-        return None if attempts is None else _unfinished(attempts)
+        statement = _record_turn_statement(self.statements.postgres)
+        row = await self.statements.first(statement, values)
+        return None if row is None else _unfinished(row[0])
 
     async def status_of(self, source: str, key: str) -> str | None:
         stmt = select(i.status).where(i.source == source, i.key == key)
@@ -219,7 +226,7 @@ class SqlInbox:
     `uow.inbox.begin(source, key)` in its own transaction instead of `begin`.
 
     `done` is group-committed: the deliveries finished while one batch commits are marked
-    together by the next (one UPDATE, one commit), and each caller returns once its own
+    together by the next (one round trip, one commit), and each caller returns once its own
     mark is committed, as before. The first needs no partner: at low load nothing waits."""
 
     def __init__(self, db: Database, source: str) -> None:
@@ -268,9 +275,15 @@ class SqlInbox:
             batch, self._done = self._done, []
             failure: BaseException | None = None
             try:
-                async with self.db.statements() as conn:
-                    params = {"b_source": self.source, "b_keys": [key for key, _ in batch]}
-                    await conn.execute(_done_statement(), {**params, "done_at": utcnow()})
+                done = {
+                    "b_source": self.source,
+                    "status": "done",
+                    "done_at": utcnow(),
+                    "error": None,
+                }
+                async with self.db.statements() as run:
+                    marks = [{**done, "b_key": key} for key, _ in batch]
+                    await run.run_many(_set_statement(*_DONE), marks)
             except Exception as exc:  # every waiter of the batch hears it
                 failure = exc
             except BaseException:  # cancelled (the server stops): nobody waits forever
@@ -300,16 +313,6 @@ def _settle(waiters: list[tuple[str, asyncio.Future[None]]], failure: BaseExcept
             marked.set_result(None)
         else:
             marked.set_exception(failure)
-
-
-@functools.cache
-def _done_statement() -> Update:
-    """Finish a batch of one source's deliveries."""
-    return (
-        update(t.inbox)
-        .where(i.source == bindparam("b_source"), i.key.in_(bindparam("b_keys", expanding=True)))
-        .values(status="done", done_at=bindparam("done_at"), error=None)
-    )
 
 
 @functools.cache

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from sqlalchemy import text
 
@@ -72,8 +74,8 @@ class SqlPacer:
         """The lag before the first slot: a first answer is slow (a new connection), and a
         slot placed by it would be late onto its successor's."""
         for _ in range(3):
-            async with self._db.statements() as conn:
-                now = (await conn.execute(_NOW)).scalar_one()
+            async with self._db.statements() as run:
+                (now,) = await _answer(run.first(_NOW, {}))
             lag = time.time() - float(now)
             if self._lag is None or lag < self._lag:
                 self._lag, self._lag_until = lag, time.time() + LAG_MEMORY
@@ -85,10 +87,17 @@ class SqlPacer:
         seconds since the epoch on the database's clock)."""
         interval = 1.0 / per_second
         params = {"name": name, "key": key[:128], "interval": interval}
-        async with self._db.statements() as conn:
-            tat, now = (await conn.execute(_RESERVE, params)).one()
+        async with self._db.statements() as run:
+            tat, now = await _answer(run.first(_RESERVE, params))
             if time.monotonic() >= self._next_forget:
                 self._next_forget = time.monotonic() + FORGET_EVERY
-                await conn.execute(_FORGET, {"idle": IDLE})
+                await run.run(_FORGET, {"idle": IDLE})
         # The slot starts one interval before the new TAT; a burst may run ahead of it.
         return float(tat) - interval - (burst - 1) * interval, float(now)
+
+
+async def _answer(row: Awaitable[Sequence[Any] | None]) -> Sequence[Any]:
+    answered = await row
+    if answered is None:  # pragma: no cover - both statements return a row
+        raise RuntimeError("the database returned no row")
+    return answered

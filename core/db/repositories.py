@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import tables as t
+from core.db.statements import Statements
 from core.lifecycle import ACTIVE_STATUSES, Status
 from core.model import (
     Agent,
@@ -334,17 +335,17 @@ async def record_delivered_id(db: Database, message_id: int, provider_id: str) -
 
 class SqlDialogStore:
     """Core SQL for the hot path of a dialog turn: one read for who is writing and where the
-    conversation stands, one for their tickets, one versioned write. ORM objects are loaded
-    only when a turn changes the domain (opening a ticket, a message)."""
+    conversation stands, one for their tickets, one versioned write, on the unit of work's
+    statements (straight through asyncpg on PostgreSQL: core.db.statements). ORM objects are
+    loaded only when a turn changes the domain (opening a ticket, a message)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, statements: Statements) -> None:
+        self.statements = statements
 
     async def load(self, channel: Channel, external_id: str) -> TurnRecord | None:
-        stmt = _turn_query()
         params = {"channel": channel.value, "external_id": external_id}
-        row = (await self.session.execute(stmt, params)).first()
-        return TurnRecord(*list(row)) if row is not None else None
+        row = await self.statements.first(_turn_query(), params)
+        return TurnRecord(*row) if row is not None else None
 
     async def register(
         self,
@@ -371,18 +372,17 @@ class SqlDialogStore:
             "display_name": display_name,
             "created_at": now,
         }
-        if self.session.get_bind().dialect.name == "postgresql":
+        run = self.statements
+        if run.postgres:
             statement = _insert_customer_with_identity(tuple(customer), tuple(identity))
             params = {f"c_{k}": v for k, v in customer.items()}
             params.update({f"i_{k}": v for k, v in identity.items()})
-            customer_id, identity_id = (await self.session.execute(statement, params)).one()
+            customer_id, identity_id = _one(await run.first(statement, params))
         else:
-            customer_id = (await self.session.execute(_insert_customer(), customer)).scalar_one()
-            identity_id = (
-                await self.session.execute(
-                    _insert_identity(), {"customer_id": customer_id, **identity}
-                )
-            ).scalar_one()
+            (customer_id,) = _one(await run.first(_insert_customer(), customer))
+            (identity_id,) = _one(
+                await run.first(_insert_identity(), {"customer_id": customer_id, **identity})
+            )
         return TurnRecord(
             identity_id=identity_id,
             customer_id=customer_id,
@@ -401,17 +401,13 @@ class SqlDialogStore:
         )
 
     async def tickets(self, customer_id: int, limit: int) -> list[TicketRecord]:
-        stmt = _tickets_query()
         params = {"customer_id": customer_id, "limit": limit}
-        return [TicketRecord(*row) for row in (await self.session.execute(stmt, params)).all()]
+        return [TicketRecord(*row) for row in await self.statements.all(_tickets_query(), params)]
 
     async def move_chat(self, identity_id: int, chat_id: str) -> None:
         """The identity now writes from another chat (a new Telegram chat with the same user,
         a reopened Slack DM): answers and notices go there from now on."""
-        i = t.channel_identities.c
-        await self.session.execute(
-            update(t.channel_identities).where(i.id == identity_id).values(chat_id=chat_id)
-        )
+        await self.statements.run(_move_chat(), {"b_id": identity_id, "chat_id": chat_id})
 
     async def save_conversation(
         self,
@@ -429,7 +425,7 @@ class SqlDialogStore:
         IntegrityError (unique identity_id), a race the turn retries."""
         if conversation_id is None:
             values = {"state": state, "slots": slots, "history": history, "updated_at": now}
-            await self.session.execute(
+            await self.statements.run(
                 _insert_conversation(), {"identity_id": identity_id, **values, "version": 1}
             )
             return True
@@ -442,8 +438,13 @@ class SqlDialogStore:
             "updated_at": now,
             "version": version + 1,
         }
-        result = await self.session.execute(_save_conversation(), params)
-        return bool(getattr(result, "rowcount", 0) == 1)
+        return await self.statements.run(_save_conversation(), params) == 1
+
+
+def _one(row: Sequence[Any] | None) -> Sequence[Any]:
+    if row is None:  # pragma: no cover - an INSERT ... RETURNING returns its row
+        raise RuntimeError("the insert returned no row")
+    return row
 
 
 # Built once per process and reused: a turn then skips SQLAlchemy's statement construction.
@@ -521,6 +522,16 @@ def _insert_customer_with_identity(
         insert(identities)
         .from_select(["customer_id", *identity_columns], select(new_customer.c.id, *values))
         .returning(identities.c.customer_id, identities.c.id)
+    )
+
+
+@functools.cache
+def _move_chat() -> Any:
+    i = t.channel_identities.c
+    return (
+        update(t.channel_identities)
+        .where(i.id == bindparam("b_id"))
+        .values(chat_id=bindparam("chat_id"))
     )
 
 

@@ -34,9 +34,18 @@ def free_port() -> int:
 class PgCluster:
     """initdb + pg_ctl start; `url` is an asyncpg SQLAlchemy URL to database `careline`."""
 
-    def __init__(self, bindir: Path, *, max_connections: int = 200, durable: bool = False) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        max_connections: int = 200,
+        durable: bool = False,
+        track_statements: bool = False,
+    ) -> None:
         self.bindir = bindir
         self.durable = durable
+        # pg_stat_statements: what the server ran, whichever way the client sent it (tests).
+        self.track_statements = track_statements
         self.root = Path(tempfile.mkdtemp(prefix="careline-pg-"))
         self.datadir = self.root / "data"
         self.port = free_port()
@@ -68,6 +77,7 @@ class PgCluster:
         options = (
             f"-k {self.root} -h 127.0.0.1 -p {self.port} {'' if self.durable else unsafe}"
             f"-c max_connections={self.max_connections}"
+            + (" -c shared_preload_libraries=pg_stat_statements" if self.track_statements else "")
         )
         self._run(
             str(self.bindir / "pg_ctl"),
@@ -81,6 +91,8 @@ class PgCluster:
             "start",
         )
         self.psql("CREATE DATABASE careline")
+        if self.track_statements:
+            self.psql("CREATE EXTENSION pg_stat_statements", database="careline")
         return self
 
     def psql(self, sql: str, database: str = "postgres") -> str:

@@ -8,14 +8,13 @@ import itertools
 
 import httpx
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from core.db.database import Database
 from core.model import Channel
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.telegram_updates import Person, TelegramUpdates
 from tests.support.customers import register_customer
+from tests.support.statements import statements_run
 from tests.telegram.conftest import (
     RecordingEngine,
     ScriptedEngine,
@@ -139,20 +138,11 @@ async def test_a_turn_writes_its_inbox_record_once_before_the_send(
 ) -> None:
     """Recorded in the turn, an update's inbox row is written by one statement at the
     turn's end (with the replies to send), then marked done once they are sent."""
-    written: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if "inbox" in statement and statement.lstrip().startswith(("INSERT", "UPDATE")):
-            written.append(statement.split()[0])
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
+    async with statements_run(db) as seen:
         with serve(telegram_reply_in_webhook_answer=False) as server:
             response = await post_update(client, server, updates.text("two"))
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
     assert response.status_code == 200
-    assert written == ["INSERT", "UPDATE"]
+    assert (seen["INSERT", "inbox"], seen["UPDATE", "inbox"]) == (1, 1)
     assert fake.sent_texts() == ["first", "second"]
 
 
