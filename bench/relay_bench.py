@@ -42,6 +42,7 @@ from core.db.pacing import SqlPacer
 from core.events import Event
 from core.model import utcnow
 from dialogs.turn import Reply
+from tests.fakes.contracts import settle_heap
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support.pgcluster import PgCluster, find_bindir
 
@@ -258,6 +259,7 @@ def fake_bot_api(urls: Any, stop: Any, results: Any) -> None:
     """The fake Bot API in a process of its own, so its clock reads arrivals as they come
     (in the bench's process it would share the GIL with the bench's polling)."""
     with FakeTelegram(token=TOKEN, limits=(30.0, 1.0)) as fake:
+        settle_heap()
         urls.put(fake.url)
         stop.wait()
         arrived = [c.at for c in fake.calls_to("sendMessage") if c.status == 200]

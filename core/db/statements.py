@@ -164,44 +164,37 @@ class _Driver:
         raise NotImplementedError
 
     async def first(self, statement: Executable, params: Params) -> Row | None:
-        plan = compiled(statement, self._dialect, params)
-        adapted, connection = await self._connection()
-        args = plan.args(params)
-        try:
-            record = await connection.fetchrow(plan.sql, *args)
-        except Exception as error:
-            self._raise(adapted, error, plan.sql, args)
+        plan, record = await self._send("fetchrow", statement, params)
         return None if record is None else plan.row(record)
 
     async def all(self, statement: Executable, params: Params) -> list[Row]:
-        plan = compiled(statement, self._dialect, params)
-        adapted, connection = await self._connection()
-        args = plan.args(params)
-        try:
-            records = await connection.fetch(plan.sql, *args)
-        except Exception as error:
-            self._raise(adapted, error, plan.sql, args)
+        plan, records = await self._send("fetch", statement, params)
         return [plan.row(record) for record in records]
 
     async def run(self, statement: Executable, params: Params) -> int:
-        plan = compiled(statement, self._dialect, params)
-        adapted, connection = await self._connection()
-        args = plan.args(params)
-        try:
-            status = await connection.execute(plan.sql, *args)
-        except Exception as error:
-            self._raise(adapted, error, plan.sql, args)
+        _, status = await self._send("execute", statement, params)
         count = status.rsplit(" ", 1)[-1]  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
         return int(count) if count.isdigit() else 0
 
     async def run_many(self, statement: Executable, rows: Sequence[Params]) -> None:
-        if not rows:
-            return
-        plan = compiled(statement, self._dialect, rows[0])
+        if rows:
+            await self._send("executemany", statement, rows[0], rows)
+
+    async def _send(
+        self,
+        method: str,
+        statement: Executable,
+        params: Params,
+        rows: Sequence[Params] | None = None,
+    ) -> tuple[Compiled, Any]:
+        """Call asyncpg's `method` with the statement's SQL and arguments (each row's, for
+        executemany); the compiled statement and asyncpg's answer."""
+        plan = compiled(statement, self._dialect, params)
         adapted, connection = await self._connection()
-        args = [plan.args(params) for params in rows]
+        args: list[Any] = plan.args(params) if rows is None else [plan.args(r) for r in rows]
+        positional = args if rows is None else [args]
         try:
-            await connection.executemany(plan.sql, args)
+            return plan, await getattr(connection, method)(plan.sql, *positional)
         except Exception as error:
             self._raise(adapted, error, plan.sql, args)
 

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import subprocess
 import sys
@@ -348,6 +349,17 @@ class FakeServer:
         return web.json_response({"ok": True})
 
 
+def settle_heap() -> None:
+    """For a fake in a process of its own, once it is up: keep its start-up objects (imports,
+    contracts, schemas) out of the garbage collector's full collections, as `careline serve`
+    does with its own (bots.server.settle_heap). A full collection scans all of them and
+    paused the fake for 90 ms in bench/relay_bench.py; the requests that arrived meanwhile
+    were handled, and stamped, together, so its enforced rate limit saw a burst that was
+    never sent, and answered 429."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve_main(factory: type[FakeServer], argv: list[str] | None = None) -> None:
     """Entry point of ``python -m tests.fakes.<fake> --port N``.
 
@@ -365,6 +377,7 @@ def serve_main(factory: type[FakeServer], argv: list[str] | None = None) -> None
         except Exception as error:  # said on one line, for whoever waits for "listening on"
             print(f"{factory.__name__} failed to start: {error}", flush=True)
             raise SystemExit(2) from error
+        settle_heap()
         print(f"listening on {fake.url}", flush=True)
         try:
             await asyncio.Event().wait()
