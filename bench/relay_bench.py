@@ -4,13 +4,14 @@ and the bot's rate limit held by 4 relays together.
 A throwaway PostgreSQL cluster (tests/support/pgcluster.py), durable (fsync and synchronous
 commits on); each relay is its own process. Raw throughput: each relay delivers into a fast
 fake chat channel that paces every chat (one message per `--chat-gap` seconds, like a
-Telegram adapter); the sends of all relays are merged afterwards and checked against that
-per-chat limit. Pickup latency is commit -> handler start, with the relays idle and woken by
-LISTEN/NOTIFY. The global limit: 4 relays send `--limit-notices` notices through the real
-Telegram channel (python-telegram-bot and Careline's limiter with its shared slots,
-core.db.pacing; 29/s by default) to the fake Bot API enforcing, with 429s, at most 30
-messages in any second per bot and 1/s per chat (bursts of 3); it reports the rate the fake
-received and its 429s.
+Telegram adapter without the shared pacer); each relay's sends are checked afterwards
+against that per-chat limit (a chat's notices sent by two relays are held apart by the
+shared pacer only, which the global limit measures). Pickup latency is commit -> handler
+start, with the relays idle and woken by LISTEN/NOTIFY. The global limit: 4 relays send
+`--limit-notices` notices through the real Telegram channel (python-telegram-bot and
+Careline's limiter with its shared slots, core.db.pacing; 29/s by default) to the fake Bot
+API enforcing, with 429s, at most 30 messages in any second per bot and 1/s per chat (bursts
+of 3); it reports the rate the fake received and its 429s.
 
     .venv/bin/python -m bench.relay_bench --notices 20000 --chats 10000 --runs 3
 """
@@ -201,9 +202,12 @@ async def _wait_until_done(db: Database, procs: list[Any], target: int, seconds:
         await asyncio.sleep(0.02)
 
 
-def _collect(procs: list[Any], stop: Any, results: Any) -> tuple[list[tuple[str, float]], list]:
+def _collect(
+    procs: list[Any], stop: Any, results: Any
+) -> tuple[list[list[tuple[str, float]]], list]:
+    """Each relay's sends, and the handlers' start latencies of all."""
     stop.set()
-    sends: list[tuple[str, float]] = []
+    sends: list[list[tuple[str, float]]] = []
     latencies: list[float] = []
     deadline = time.monotonic() + 60
     try:
@@ -215,7 +219,7 @@ def _collect(procs: list[Any], stop: Any, results: Any) -> tuple[list[tuple[str,
                 except queue.Empty:
                     if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
                         raise RuntimeError("a relay process never reported") from None
-            sends += s
+            sends.append(s)
             latencies += lat
     finally:
         _stop_all(procs, stop)
@@ -242,15 +246,16 @@ async def throughput(url: str, relays: int, notices: int, chats: int, gap: float
         await _wait_until_done(db, procs, notices, max(60.0, notices / 50))
         elapsed = time.monotonic() - started
     finally:
-        sends, _ = _collect(procs, stop, results)
+        by_relay, _ = _collect(procs, stop, results)
     await db.dispose()
+    sends = [send for relay in by_relay for send in relay]
     duplicates = len(sends) - len({(c, round(a, 6)) for c, a in sends})
     return {
         "relays": relays,
         "notices_per_s": notices / elapsed,
         "seconds": elapsed,
         "sent": len(sends),
-        "per_chat_violations": _violations(sends, gap),
+        "per_chat_violations": sum(_violations(relay, gap) for relay in by_relay),
         "duplicates": duplicates,
     }
 
