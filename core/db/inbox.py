@@ -41,21 +41,18 @@ _UNFINISHED = ("pending", "answered")
 _DONE = ("done_at", "error", "status")
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    return postgresql.insert if _on_postgres(session) else sqlite.insert
-
-
-def _on_postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
+def _insert(postgres: bool) -> Any:
+    """An INSERT into the inbox in the dialect, which has its ON CONFLICT clauses (the two
+    dialects' Insert classes share no typed base that has them)."""
+    return (postgresql.insert if postgres else sqlite.insert)(t.inbox)
 
 
 @functools.cache
 def _begin_statement(postgres: bool) -> Insert:
     """One round trip whatever happened before: insert, or count one more attempt of an
     unfinished delivery, or (no row returned) a finished one."""
-    insert = postgresql.insert if postgres else sqlite.insert
     return (
-        insert(t.inbox)
+        _insert(postgres)
         .on_conflict_do_update(
             index_elements=[i.source, i.key],
             set_={"attempts": i.attempts + 1},
@@ -71,8 +68,7 @@ def _begin_statement(postgres: bool) -> Insert:
 def _record_turn_statement(postgres: bool) -> Insert:
     """One round trip at a turn's end: insert the delivery with its outcome, or count one
     more attempt of a pending one; no row returned for one answered or finished before."""
-    insert = postgresql.insert if postgres else sqlite.insert
-    statement = insert(t.inbox)
+    statement = _insert(postgres)
     return statement.on_conflict_do_update(
         index_elements=[i.source, i.key],
         set_={
@@ -117,8 +113,8 @@ class SqlInboxRecords:
 
     async def record(self, source: str, key: str, payload: dict[str, Any] | None = None) -> bool:
         values = _arrival(source, key, payload=payload, attempts=0)
-        insert = _insert_for(self.session)
-        stmt = insert(t.inbox).values(**values).on_conflict_do_nothing().returning(i.id)
+        insert = _insert(self.statements.postgres)
+        stmt = insert.values(**values).on_conflict_do_nothing().returning(i.id)
         return (await self.session.execute(stmt)).first() is not None
 
     async def begin(self, source: str, key: str) -> InboxEntry:

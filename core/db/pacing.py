@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
-from typing import Any
 
 from sqlalchemy import text
 
 from core.db.database import Database
+from core.db.statements import one
 
 _RESERVE = text(
     """
@@ -75,7 +74,7 @@ class SqlPacer:
         slot placed by it would be late onto its successor's."""
         for _ in range(3):
             async with self._db.statements() as run:
-                (now,) = await _answer(run.first(_NOW, {}))
+                (now,) = await one(run, _NOW, {})
             lag = time.time() - float(now)
             if self._lag is None or lag < self._lag:
                 self._lag, self._lag_until = lag, time.time() + LAG_MEMORY
@@ -88,16 +87,9 @@ class SqlPacer:
         interval = 1.0 / per_second
         params = {"name": name, "key": key[:128], "interval": interval}
         async with self._db.statements() as run:
-            tat, now = await _answer(run.first(_RESERVE, params))
+            tat, now = await one(run, _RESERVE, params)
             if time.monotonic() >= self._next_forget:
                 self._next_forget = time.monotonic() + FORGET_EVERY
                 await run.run(_FORGET, {"idle": IDLE})
         # The slot starts one interval before the new TAT; a burst may run ahead of it.
         return float(tat) - interval - (burst - 1) * interval, float(now)
-
-
-async def _answer(row: Awaitable[Sequence[Any] | None]) -> Sequence[Any]:
-    answered = await row
-    if answered is None:  # pragma: no cover - both statements return a row
-        raise RuntimeError("the database returned no row")
-    return answered

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import tables as t
-from core.db.statements import Statements
+from core.db.statements import Statements, one
 from core.lifecycle import ACTIVE_STATUSES, Status
 from core.model import (
     Agent,
@@ -377,11 +377,11 @@ class SqlDialogStore:
             statement = _insert_customer_with_identity(tuple(customer), tuple(identity))
             params = {f"c_{k}": v for k, v in customer.items()}
             params.update({f"i_{k}": v for k, v in identity.items()})
-            customer_id, identity_id = _one(await run.first(statement, params))
+            customer_id, identity_id = await one(run, statement, params)
         else:
-            (customer_id,) = _one(await run.first(_insert_customer(), customer))
-            (identity_id,) = _one(
-                await run.first(_insert_identity(), {"customer_id": customer_id, **identity})
+            (customer_id,) = await one(run, _insert_customer(), customer)
+            (identity_id,) = await one(
+                run, _insert_identity(), {"customer_id": customer_id, **identity}
             )
         return TurnRecord(
             identity_id=identity_id,
@@ -439,12 +439,6 @@ class SqlDialogStore:
             "version": version + 1,
         }
         return await self.statements.run(_save_conversation(), params) == 1
-
-
-def _one(row: Sequence[Any] | None) -> Sequence[Any]:
-    if row is None:  # pragma: no cover - an INSERT ... RETURNING returns its row
-        raise RuntimeError("the insert returned no row")
-    return row
 
 
 # Built once per process and reused: a turn then skips SQLAlchemy's statement construction.

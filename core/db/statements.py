@@ -58,6 +58,14 @@ class Statements(Protocol):
         ...
 
 
+async def one(run: Statements, statement: Executable, params: Params) -> Row:
+    """The row a statement always returns (an INSERT ... RETURNING, a clock read)."""
+    row = await run.first(statement, params)
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
 class SqlStatements:
     """Statements through SQLAlchemy, on a session or a connection."""
 

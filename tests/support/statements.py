@@ -7,8 +7,8 @@ server's own count is read (pg_stat_statements, which the tests' cluster loads).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import event, text
@@ -38,6 +38,17 @@ def _kind(statement: str) -> tuple[str, str] | None:
     return None
 
 
+@contextmanager
+def _every_engine(name: str, listener: Callable[..., None]) -> Iterator[None]:
+    """`listener` on event `name` of every engine of the process (a served app builds its
+    own) for the block."""
+    event.listen(Engine, name, listener)
+    try:
+        yield
+    finally:
+        event.remove(Engine, name, listener)
+
+
 @asynccontextmanager
 async def statements_run(db: Database) -> AsyncIterator[Counter[tuple[str, str]]]:
     """Count the statements run on `db` in the block by (verb, table written)."""
@@ -49,12 +60,8 @@ async def statements_run(db: Database) -> AsyncIterator[Counter[tuple[str, str]]
             if kind is not None:
                 seen[kind] += 1
 
-        # Every engine of the process: a served app builds its own.
-        event.listen(Engine, "before_cursor_execute", count)
-        try:
+        with _every_engine("before_cursor_execute", count):
             yield seen
-        finally:
-            event.remove(Engine, "before_cursor_execute", count)
         return
     async with db.engine.connect() as conn:
         await conn.execute(text("SELECT pg_stat_statements_reset()"))
@@ -82,11 +89,8 @@ async def write_transactions(db: Database) -> AsyncIterator[list[int]]:
         def commit(_conn: Any) -> None:
             counted[0] += 1
 
-        event.listen(Engine, "commit", commit)
-        try:
+        with _every_engine("commit", commit):
             yield counted
-        finally:
-            event.remove(Engine, "commit", commit)
         return
     next_xid = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
     async with db.engine.connect() as conn:
