@@ -51,7 +51,8 @@ CHATTY = {
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every known secret in a record's message (and arguments) by `***`."""
+    """Replaces every known secret, e-mail address and phone number in a record's message
+    (and arguments) and in its traceback by `***`."""
 
     def __init__(self, secrets_: Iterable[str]) -> None:
         super().__init__()
@@ -60,12 +61,25 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         message = record.getMessage()
-        redacted = PHONE.sub("+***", EMAIL.sub("***@***", message))
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, "***")
+        redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        # An exception's text carries what its raiser put in it (an address refused, a URL
+        # with a token): formatted once here, redacted, and kept where formatters look.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
         return True
+
+    def redact(self, text: str) -> str:
+        redacted = PHONE.sub("+***", EMAIL.sub("***@***", text))
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "***")
+        return redacted
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -83,7 +97,7 @@ class JsonFormatter(logging.Formatter):
             if name not in _STANDARD_FIELDS and name not in line:
                 line[name] = value if isinstance(value, str | int | float | bool) else str(value)
         if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+            line["error"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
 
 

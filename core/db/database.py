@@ -80,7 +80,9 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.is_postgres = self.url.get_backend_name() == "postgresql"
-        options: dict[str, Any] = {"echo": echo}
+        # A statement's parameters are what customers wrote and who they are: an error (and
+        # the log line or traceback that shows it) names the statement, never its values.
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             self._ensure_sqlite_folder()
             options["async_creator"] = inline_creator(

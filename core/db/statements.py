@@ -209,14 +209,15 @@ class _Driver:
     def _raise(self, adapted: Any, error: Exception, sql: str, args: list[Any]) -> NoReturn:
         """Raise `error` as SQLAlchemy's execution would: asyncpg's error translated to the
         DBAPI's by the adapted connection (which also forgets a transaction whose connection
-        closed), then wrapped in SQLAlchemy's class of it (IntegrityError, OperationalError).
+        closed), then wrapped in SQLAlchemy's class of it (IntegrityError, OperationalError),
+        without the parameters' values, as the engine's own errors (Database).
         A dead connection is then found closed at its next checkout and replaced."""
         dbapi_error = self._dialect.loaded_dbapi.Error
         try:
             adapted._handle_exception(error)
         except dbapi_error as translated:
             raise DBAPIError.instance(
-                sql, args, translated, dbapi_error, dialect=self._dialect
+                sql, args, translated, dbapi_error, hide_parameters=True, dialect=self._dialect
             ) from error
         raise error  # pragma: no cover - _handle_exception always raises
 
