@@ -128,7 +128,7 @@ async def test_a_turn_keeps_its_replies_to_send_in_its_own_commit(
 
 
 @pytest.mark.parametrize("engine", ["in_turn"], indirect=True)
-async def test_a_turn_writes_its_inbox_record_once_before_the_send(
+async def test_a_turn_writes_its_inbox_record_in_one_statement(
     serve: StartServer,
     client: httpx.AsyncClient,
     updates: TelegramUpdates,
@@ -137,7 +137,8 @@ async def test_a_turn_writes_its_inbox_record_once_before_the_send(
     db: Database,
 ) -> None:
     """Recorded in the turn, an update's inbox row is written by one statement at the
-    turn's end (with the replies to send), then marked done once they are sent."""
+    turn's end (with the replies to send), then marked done by one more once they are sent.
+    That the record comes before the send: the test of a stored reply sent again."""
     async with statements_run(db) as seen:
         with serve(telegram_reply_in_webhook_answer=False) as server:
             response = await post_update(client, server, updates.text("two"))
